@@ -1,0 +1,1165 @@
+"""localcloud: a local two-region OpenStack cloud (ZooKeeper, Keystone, two
+Glance APIs) on 127.0.0.1 for development and tests.  Standard library only.
+
+See `tools/localcloud --help`.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import pwd
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+LIB_DIR = os.path.dirname(os.path.abspath(__file__))
+TOOLS_DIR = os.path.dirname(LIB_DIR)
+REPO_DIR = os.path.dirname(TOOLS_DIR)
+
+REGIONS = ('RegionOne', 'RegionTwo')
+SERVICES = ('zookeeper', 'keystone', 'glance-RegionOne', 'glance-RegionTwo')
+
+# Python packages of the cloud virtualenv (kept apart from the product's).
+VENV_PACKAGES = ['keystone~=30.0', 'glance~=33.0', 'gunicorn',
+                 'python-keystoneclient', 'python-glanceclient']
+
+# users: name -> (project, roles)
+USERS = {
+    'admin': ('admin', ['admin']),
+    'demo': ('demo', ['member']),
+    'alt_demo': ('alt_demo', ['member']),
+    'demo_reader': ('demo', ['reader']),
+    'glance-clone': ('service', ['service']),
+    # Glance's own service user (keystonemiddleware); not exported in
+    # cloud.json's "users" but usable with `env --user glance`.
+    'glance': ('service', ['service', 'admin']),
+}
+PUBLIC_USERS = ('admin', 'demo', 'alt_demo', 'demo_reader', 'glance-clone')
+PROJECTS = ('admin', 'demo', 'alt_demo', 'service')
+
+ZK_JARS = ('zookeeper.jar', 'zookeeper-jute.jar', 'slf4j-api.jar',
+           'slf4j-log4j12.jar', 'log4j-1.2.jar')
+
+_print_lock = threading.Lock()
+_T0 = time.monotonic()
+
+
+def say(msg):
+    with _print_lock:
+        print('[localcloud %5.1fs] %s' % (time.monotonic() - _T0, msg),
+              flush=True)
+
+
+class CloudError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Settings and paths
+
+
+class Cloud:
+    def __init__(self):
+        self.state = os.path.abspath(
+            os.environ.get('LOCALCLOUD_DIR') or
+            os.path.join(REPO_DIR, '.localcloud'))
+        self.host = '127.0.0.1'
+        self.ports = {
+            'zookeeper': self._port('LOCALCLOUD_ZK_PORT', 12181),
+            'keystone': self._port('LOCALCLOUD_KEYSTONE_PORT', 15000),
+            'glance-RegionOne': self._port('LOCALCLOUD_GLANCE_REGIONONE_PORT',
+                                           19292),
+            'glance-RegionTwo': self._port('LOCALCLOUD_GLANCE_REGIONTWO_PORT',
+                                           19293),
+        }
+        self.venv = os.path.join(self.state, 'venv-cloud')
+        self.run_dir = os.path.join(self.state, 'run')
+        self.log_dir = os.path.join(self.state, 'logs')
+
+    @staticmethod
+    def _port(var, default):
+        value = os.environ.get(var)
+        if not value:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise CloudError('%s=%r is not a port number' % (var, value))
+
+    # paths
+    def vbin(self, name):
+        return os.path.join(self.venv, 'bin', name)
+
+    def svc_dir(self, svc):
+        return os.path.join(self.state, svc)
+
+    def pid_file(self, svc):
+        return os.path.join(self.run_dir, svc + '.pid')
+
+    def log_file(self, svc):
+        return os.path.join(self.log_dir, svc + '.log')
+
+    def glance_etc(self, region):
+        return os.path.join(self.svc_dir('glance-' + region), 'etc')
+
+    def glance_data(self, region):
+        return os.path.join(self.svc_dir('glance-' + region), 'images')
+
+    # urls
+    def url(self, svc):
+        if svc == 'zookeeper':
+            return '%s:%d' % (self.host, self.ports[svc])
+        return 'http://%s:%d' % (self.host, self.ports[svc])
+
+    @property
+    def auth_url(self):
+        return self.url('keystone') + '/v3'
+
+    # secrets
+    @property
+    def secrets_file(self):
+        return os.path.join(self.state, 'secrets.json')
+
+    def passwords(self, create=False):
+        try:
+            with open(self.secrets_file) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            data = {}
+        changed = False
+        for user in USERS:
+            if user not in data:
+                if not create:
+                    raise CloudError('no passwords yet in %s: run '
+                                     '`tools/localcloud up` first'
+                                     % self.secrets_file)
+                # distinctive, so tests can grep logs for leaks
+                data[user] = 'lcpw-%s-%s' % (user.replace('_', '-'),
+                                             secrets.token_hex(10))
+                changed = True
+        if changed:
+            os.makedirs(self.state, exist_ok=True)
+            tmp = self.secrets_file + '.tmp'
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, 'w') as f:
+                json.dump(data, f, indent=2, sort_keys=True)
+            os.replace(tmp, self.secrets_file)
+        return data
+
+    @property
+    def cloud_json(self):
+        return os.path.join(self.state, 'cloud.json')
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+def _read_pid(path):
+    """(pid, start_time) from a pid file; start_time may be None."""
+    try:
+        with open(path) as f:
+            parts = f.read().split()
+        return int(parts[0]), (int(parts[1]) if len(parts) > 1 else None)
+    except (OSError, ValueError, IndexError):
+        return None, None
+
+
+def _start_time(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            data = f.read()
+        return int(data[data.rindex(')') + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _proc_cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read().replace(b'\0', b' ').decode(errors='replace')
+    except OSError:
+        return None
+
+
+def _proc_stat(pid):
+    """(state, pgrp, rss_pages) or None."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(')') + 2:].split()
+    # fields after comm: state(0) ppid(1) pgrp(2) ... rss is field 24 -> 21
+    return rest[0], int(rest[2]), int(rest[21])
+
+
+def service_pid(cloud, svc):
+    """Pid of our running service, or None (stale pid files are ignored)."""
+    pid, started = _read_pid(cloud.pid_file(svc))
+    if not pid:
+        return None
+    st = _proc_stat(pid)
+    if st is None or st[0] in ('Z', 'X'):
+        return None
+    # The pid file records the process start time too: guards against pid
+    # reuse (gunicorn retitles itself, so the command line can't be used).
+    if started is None or _start_time(pid) != started:
+        return None
+    return pid
+
+
+def group_members(pgid):
+    pids = []
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        st = _proc_stat(int(name))
+        if st and st[1] == pgid and st[0] not in ('Z', 'X'):
+            pids.append(int(name))
+    return pids
+
+
+def group_rss(pgid):
+    page = os.sysconf('SC_PAGE_SIZE')
+    total = 0
+    for pid in group_members(pgid):
+        st = _proc_stat(pid)
+        if st:
+            total += st[2] * page
+    return total
+
+
+def port_open(host, port, timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def port_owner(port):
+    """Best effort: 'pid N (cmd)' of the process listening on port."""
+    inodes = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, state, inode = parts[1], parts[3], parts[9]
+                    if state == '0A' and int(local.rsplit(':', 1)[1], 16) == port:
+                        inodes.add(inode)
+        except OSError:
+            pass
+    if not inodes:
+        return 'unknown process'
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        fd_dir = '/proc/%s/fd' % name
+        try:
+            for fd in os.listdir(fd_dir):
+                link = os.readlink(os.path.join(fd_dir, fd))
+                if link.startswith('socket:[') and link[8:-1] in inodes:
+                    cmd = (_proc_cmdline(int(name)) or '?')[:100]
+                    return 'pid %s (%s)' % (name, cmd)
+        except OSError:
+            continue
+    return 'a process we cannot inspect'
+
+
+def http_ok(url, timeout=2.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status < 500
+    except urllib.error.HTTPError as e:
+        return e.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+def zk_cmd(host, port, cmd, timeout=2.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(cmd.encode())
+            chunks = []
+            while True:
+                data = s.recv(4096)
+                if not data:
+                    break
+                chunks.append(data)
+            return b''.join(chunks).decode(errors='replace')
+    except OSError:
+        return ''
+
+
+def service_answers(cloud, svc):
+    if svc == 'zookeeper':
+        return zk_cmd(cloud.host, cloud.ports[svc], 'ruok') == 'imok'
+    if svc == 'keystone':
+        return http_ok(cloud.url(svc) + '/v3')
+    return http_ok(cloud.url(svc) + '/healthcheck')
+
+
+def run(cmd, log=None, env=None, cwd=None, input=None, what=None):
+    """Run a set-up command; its output goes to `log` (appended)."""
+    what = what or os.path.basename(cmd[0])
+    t = time.monotonic()
+    if log:
+        with open(log, 'ab') as out:
+            out.write(('\n+ %s\n' % ' '.join(shlex.quote(c) for c in cmd))
+                      .encode())
+            out.flush()
+            p = subprocess.run(cmd, stdout=out, stderr=out, env=env, cwd=cwd,
+                               stdin=subprocess.DEVNULL)
+        if p.returncode:
+            raise CloudError('%s failed (exit %d); see %s'
+                             % (what, p.returncode, log))
+        return None
+    p = subprocess.run(cmd, env=env, cwd=cwd, input=input,
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise CloudError('%s failed (exit %d):\n%s%s'
+                         % (what, p.returncode, p.stdout[-2000:],
+                            p.stderr[-4000:]))
+    return p.stdout
+
+
+# --------------------------------------------------------------------------
+# Installation
+
+
+def ensure_zookeeper_package():
+    if os.path.exists('/usr/share/java/zookeeper.jar') and shutil.which('java'):
+        return
+    if os.geteuid() != 0:
+        raise CloudError(
+            'the Debian package "zookeeper" is not installed and this is not '
+            'root: run `sudo apt-get update && sudo apt-get install -y '
+            'zookeeper` once, then `tools/localcloud up` again')
+    say('installing Debian package zookeeper (apt-get)')
+    env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+    subprocess.run(['apt-get', 'update', '-q'], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(['apt-get', 'install', '-y', '-q', 'zookeeper'],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    if not os.path.exists('/usr/share/java/zookeeper.jar'):
+        raise CloudError('zookeeper installed but /usr/share/java/'
+                         'zookeeper.jar is missing')
+
+
+def system_python():
+    for cand in (os.environ.get('LOCALCLOUD_PYTHON'), '/usr/bin/python3.11',
+                 '/usr/bin/python3', shutil.which('python3.11'),
+                 shutil.which('python3')):
+        if cand and os.path.exists(cand):
+            return cand
+    raise CloudError('no python3 found to create the cloud virtualenv')
+
+
+def venv_packages():
+    extra = os.environ.get('LOCALCLOUD_PIP_EXTRA', '').split()
+    return VENV_PACKAGES + extra
+
+
+def ensure_venv(cloud):
+    marker = os.path.join(cloud.venv, '.localcloud-packages')
+    wanted = '\n'.join(venv_packages())
+    try:
+        with open(marker) as f:
+            if f.read() == wanted and os.path.exists(cloud.vbin('gunicorn')):
+                return False
+    except FileNotFoundError:
+        pass
+    t = time.monotonic()
+    py = system_python()
+    if not os.path.exists(cloud.vbin('python')):
+        say('creating virtualenv %s with %s' % (cloud.venv, py))
+        run([py, '-m', 'venv', cloud.venv], what='python -m venv')
+    say('pip install %s (about 20-40 s)' % ' '.join(venv_packages()))
+    log = os.path.join(cloud.log_dir, 'pip-install.log')
+    run([cloud.vbin('python'), '-m', 'pip', 'install', '-q',
+         '--disable-pip-version-check'] + venv_packages(), log=log,
+        what='pip install')
+    with open(marker, 'w') as f:
+        f.write(wanted)
+    say('virtualenv ready in %.1fs' % (time.monotonic() - t))
+    return True
+
+
+# --------------------------------------------------------------------------
+# Configuration files
+
+
+def write_if_changed(path, text, mode=0o644):
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return False
+    except FileNotFoundError:
+        pass
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
+
+
+def zk_config(cloud):
+    d = cloud.svc_dir('zookeeper')
+    os.makedirs(os.path.join(d, 'data'), exist_ok=True)
+    write_if_changed(os.path.join(d, 'zoo.cfg'), """\
+# written by tools/localcloud
+tickTime=1000
+initLimit=10
+syncLimit=5
+dataDir={data}
+clientPort={port}
+clientPortAddress={host}
+maxClientCnxns=0
+minSessionTimeout=2000
+maxSessionTimeout=60000
+4lw.commands.whitelist=*
+admin.enableServer=false
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+""".format(data=os.path.join(d, 'data'), port=cloud.ports['zookeeper'],
+           host=cloud.host))
+    write_if_changed(os.path.join(d, 'log4j.properties'), """\
+# written by tools/localcloud: everything to the console (the service log)
+log4j.rootLogger=INFO, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.Threshold=INFO
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
+""")
+
+
+def keystone_conf(cloud):
+    d = cloud.svc_dir('keystone')
+    for sub in ('fernet-keys', 'credential-keys'):
+        os.makedirs(os.path.join(d, sub), mode=0o700, exist_ok=True)
+    write_if_changed(os.path.join(d, 'keystone.conf'), """\
+# written by tools/localcloud
+[DEFAULT]
+debug = false
+use_stderr = true
+max_token_size = 255
+
+[database]
+connection = sqlite:///{d}/keystone.db
+
+[token]
+provider = fernet
+expiration = 3600
+
+[fernet_tokens]
+key_repository = {d}/fernet-keys/
+
+[fernet_receipts]
+key_repository = {d}/fernet-keys/
+
+[credential]
+key_repository = {d}/credential-keys/
+
+[identity]
+# bcrypt's default 12 rounds costs ~0.25 s per password check
+password_hash_rounds = 4
+
+[cache]
+# in-process cache (one gunicorn worker): token validation drops from
+# ~0.25 s to a few ms per request
+enabled = true
+backend = dogpile.cache.memory
+
+[oslo_policy]
+enforce_new_defaults = true
+""".format(d=d))
+
+
+def glance_conf(cloud, region, pw):
+    svc = 'glance-' + region
+    d = cloud.svc_dir(svc)
+    etc = cloud.glance_etc(region)
+    for sub in ('etc', 'images', 'staging', 'tasks', 'locks', 'cache'):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    paste = os.path.join(etc, 'glance-api-paste.ini')
+    if not os.path.exists(paste):
+        # Copied once from the installed package; later changes (e.g. a
+        # filter inserted into RegionTwo's pipeline) are kept across `up`.
+        src = os.path.join(cloud.venv, 'etc', 'glance', 'glance-api-paste.ini')
+        if not os.path.exists(src):
+            raise CloudError('%s not found in the cloud venv' % src)
+        shutil.copyfile(src, paste)
+    ports = sorted({80, 443} | {cloud.ports['glance-' + r] for r in REGIONS})
+    write_if_changed(os.path.join(etc, 'glance-api.conf'), """\
+# written by tools/localcloud (rewritten on every `up`; edit cli.py instead)
+[DEFAULT]
+debug = true
+use_stderr = true
+enabled_backends = local:file
+enabled_import_methods = ['glance-direct','web-download','copy-image','glance-download']
+# this API's own URL (staging / import proxying between workers)
+worker_self_reference_url = {url}
+public_endpoint = {url}
+show_image_direct_url = false
+image_size_cap = 1099511627776
+# --- location API for the clone service user (role `service`) ---
+# POST /v2/images/{{id}}/locations ("add_image_location") and
+# GET /v2/images/{{id}}/locations ("fetch_image_location") are allowed for
+# service users by Glance's default policy (role:service).  Overrides go
+# into policy.yaml next to this file; hashing of added locations is
+# controlled by do_secure_hash (and http_retries) in this section.
+# Not configured yet.
+
+[database]
+connection = sqlite:///{d}/glance.db
+
+[paste_deploy]
+flavor = keystone
+config_file = {paste}
+
+[glance_store]
+default_backend = local
+
+[local]
+filesystem_store_datadir = {d}/images/
+
+[os_glance_staging_store]
+filesystem_store_datadir = {d}/staging/
+
+[os_glance_tasks_store]
+filesystem_store_datadir = {d}/tasks/
+
+[keystone_authtoken]
+www_authenticate_uri = {auth}
+auth_url = {auth}
+auth_type = password
+username = glance
+password = {pw}
+project_name = service
+user_domain_name = Default
+project_domain_name = Default
+region_name = {region}
+service_token_roles_required = true
+include_service_catalog = true
+
+[import_filtering_opts]
+# list options with bounds=True: values need the [ ]
+allowed_schemes = [http,https]
+allowed_hosts = [{host}]
+allowed_ports = [{ports}]
+
+[glance_download_properties]
+extra_properties = [hw_,trait:,os_distro,os_secure_boot,os_type]
+
+[oslo_policy]
+enforce_new_defaults = true
+enforce_scope = true
+policy_file = {etc}/policy.yaml
+
+[oslo_concurrency]
+lock_path = {d}/locks
+
+[wsgi]
+task_pool_threads = 16
+""".format(url=cloud.url(svc), d=d, paste=paste, auth=cloud.auth_url,
+           pw=pw, region=region, host=cloud.host,
+           ports=','.join(str(p) for p in ports), etc=etc))
+    policy = os.path.join(etc, 'policy.yaml')
+    if not os.path.exists(policy):
+        write_if_changed(policy, """\
+# Glance policy overrides for this region (Glance's new defaults apply to
+# everything not listed).  Kept across `up`.
+# Location API for the clone service user would go here, e.g.:
+# "add_image_location": "role:service"
+# "fetch_image_location": "role:service"
+{}
+""")
+
+
+# --------------------------------------------------------------------------
+# Service commands
+
+
+def gunicorn_cmd(cloud, svc, app, threads):
+    return [cloud.vbin('gunicorn'),
+            '--worker-class', 'gthread', '--workers', '1',
+            '--threads', str(threads),
+            '--timeout', '3600', '--graceful-timeout', '5',
+            '--keep-alive', '30',
+            '--bind', '%s:%d' % (cloud.host, cloud.ports[svc]),
+            '--pythonpath', TOOLS_DIR,
+            '--chdir', cloud.svc_dir(svc),
+            '--pid', cloud.pid_file(svc) + '.gunicorn',
+            '--access-logfile', '-',
+            '--error-logfile', '-',
+            '--name', 'localcloud-' + svc,
+            app]
+
+
+def service_command(cloud, svc):
+    """(argv, env) for a service."""
+    env = dict(os.environ)
+    for var in ('PYTHONPATH', 'PYTHONHOME', 'VIRTUAL_ENV'):
+        env.pop(var, None)
+    env['PATH'] = os.path.join(cloud.venv, 'bin') + os.pathsep + env.get(
+        'PATH', '/usr/bin:/bin')
+    if svc == 'zookeeper':
+        d = cloud.svc_dir(svc)
+        cp = ':'.join(os.path.join('/usr/share/java', j) for j in ZK_JARS)
+        cmd = [shutil.which('java') or 'java',
+               '-Xms32m', '-Xmx256m', '-XX:+UseSerialGC',
+               '-Djava.net.preferIPv4Stack=true',
+               '-Dzookeeper.log.dir=' + cloud.log_dir,
+               '-Dlog4j.configuration=file:' + os.path.join(
+                   d, 'log4j.properties'),
+               '-cp', cp,
+               'org.apache.zookeeper.server.quorum.QuorumPeerMain',
+               os.path.join(d, 'zoo.cfg')]
+        return cmd, env
+    if svc == 'keystone':
+        env['OS_KEYSTONE_CONFIG_DIR'] = cloud.svc_dir(svc)
+        return gunicorn_cmd(cloud, svc, 'localcloud_lib.keystone_wsgi:'
+                            'application', 4), env
+    region = svc.split('-', 1)[1]
+    env['OS_GLANCE_CONFIG_DIR'] = cloud.glance_etc(region)
+    return gunicorn_cmd(cloud, svc, 'glance.wsgi.api:application', 16), env
+
+
+def check_port_free(cloud, svc):
+    port = cloud.ports[svc]
+    if port_open(cloud.host, port):
+        raise CloudError(
+            '%s: port %s:%d is taken by %s, which tools/localcloud did not '
+            'start (state dir %s). Stop it, or choose other ports with '
+            'LOCALCLOUD_ZK_PORT / LOCALCLOUD_KEYSTONE_PORT / '
+            'LOCALCLOUD_GLANCE_REGIONONE_PORT / '
+            'LOCALCLOUD_GLANCE_REGIONTWO_PORT.'
+            % (svc, cloud.host, port, port_owner(port), cloud.state))
+
+
+def spawn(cloud, svc):
+    """Start a service detached (own session / process group)."""
+    pid = service_pid(cloud, svc)
+    if pid:
+        return pid
+    check_port_free(cloud, svc)
+    cmd, env = service_command(cloud, svc)
+    os.makedirs(cloud.run_dir, exist_ok=True)
+    log = cloud.log_file(svc)
+    with open(log, 'ab') as out:
+        out.write(('\n==== localcloud start %s %s\n+ %s\n' % (
+            svc, time.strftime('%Y-%m-%d %H:%M:%S'),
+            ' '.join(shlex.quote(c) for c in cmd))).encode())
+        out.flush()
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=env,
+                             cwd=cloud.svc_dir(svc), start_new_session=True,
+                             close_fds=True)
+    with open(cloud.pid_file(svc), 'w') as f:
+        f.write('%d %d\n' % (p.pid, _start_time(p.pid) or 0))
+    return p.pid
+
+
+def wait_answers(cloud, svc, pid, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service_answers(cloud, svc):
+            return
+        st = _proc_stat(pid)
+        if st is None or st[0] in ('Z', 'X'):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            raise CloudError('%s exited during start-up; last lines of %s:\n%s'
+                             % (svc, cloud.log_file(svc),
+                                tail(cloud.log_file(svc))))
+        time.sleep(0.2)
+    raise CloudError('%s did not answer within %ds; see %s'
+                     % (svc, timeout, cloud.log_file(svc)))
+
+
+def tail(path, n=25):
+    try:
+        with open(path, errors='replace') as f:
+            return ''.join(f.readlines()[-n:])
+    except OSError:
+        return ''
+
+
+def start_service(cloud, svc):
+    pid = service_pid(cloud, svc)
+    if pid and service_answers(cloud, svc):
+        return pid, False
+    t = time.monotonic()
+    pid = spawn(cloud, svc)
+    wait_answers(cloud, svc, pid)
+    say('%s answers on %s (pid %d, %.1fs)'
+        % (svc, cloud.url(svc), pid, time.monotonic() - t))
+    return pid, True
+
+
+def stop_service(cloud, svc, kill=False, timeout=15):
+    pid = service_pid(cloud, svc)
+    if not pid:
+        _rm(cloud.pid_file(svc))
+        return False
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        pgid = None
+    sig = signal.SIGKILL if kill else signal.SIGTERM
+    # Only signal the group if the service leads it (we started it with
+    # setsid, so pgid == pid); never signal our own group.
+    if pgid == pid and pgid != os.getpgrp():
+        targets = lambda: group_members(pgid)  # noqa: E731
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+    else:
+        targets = lambda: [pid] if _proc_stat(pid) else []  # noqa: E731
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        left = [p for p in targets() if _proc_stat(p) and
+                _proc_stat(p)[0] not in ('Z', 'X')]
+        if not left:
+            break
+        time.sleep(0.1)
+    else:
+        for p in targets():
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+        _reap(pid)
+    _rm(cloud.pid_file(svc))
+    _rm(cloud.pid_file(svc) + '.gunicorn')
+    return True
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _rm(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# --------------------------------------------------------------------------
+# One-time initialisation steps (each guarded by a marker file)
+
+
+def _marker(cloud, svc, name):
+    return os.path.join(cloud.svc_dir(svc), '.done-' + name)
+
+
+def _once(cloud, svc, name, fn):
+    m = _marker(cloud, svc, name)
+    if os.path.exists(m):
+        return False
+    fn()
+    with open(m, 'w') as f:
+        f.write(time.strftime('%Y-%m-%d %H:%M:%S\n'))
+    return True
+
+
+def keystone_init(cloud, pw):
+    conf = os.path.join(cloud.svc_dir('keystone'), 'keystone.conf')
+    log = cloud.log_file('keystone-manage')
+    km = [cloud.vbin('keystone-manage'), '--config-file', conf]
+    user = str(os.getuid())
+    group = str(os.getgid())
+    t = time.monotonic()
+
+    def db_sync():
+        run(km + ['db_sync'], log=log, what='keystone-manage db_sync')
+        run(km + ['fernet_setup', '--keystone-user', user,
+                  '--keystone-group', group], log=log,
+            what='keystone-manage fernet_setup')
+        run(km + ['credential_setup', '--keystone-user', user,
+                  '--keystone-group', group], log=log,
+            what='keystone-manage credential_setup')
+
+    def bootstrap():
+        url = cloud.url('keystone') + '/v3'
+        env = dict(os.environ, OS_BOOTSTRAP_PASSWORD=pw['admin'])
+        run(km + ['bootstrap', '--bootstrap-username', 'admin',
+                  '--bootstrap-project-name', 'admin',
+                  '--bootstrap-role-name', 'admin',
+                  '--bootstrap-service-name', 'keystone',
+                  '--bootstrap-region-id', REGIONS[0],
+                  '--bootstrap-admin-url', url,
+                  '--bootstrap-internal-url', url,
+                  '--bootstrap-public-url', url],
+            log=log, env=env, what='keystone-manage bootstrap')
+
+    did = _once(cloud, 'keystone', 'db_sync', db_sync)
+    did |= _once(cloud, 'keystone', 'bootstrap', bootstrap)
+    if did:
+        say('keystone database, keys and admin ready (%.1fs)'
+            % (time.monotonic() - t))
+
+
+def glance_init(cloud, region):
+    svc = 'glance-' + region
+    etc = cloud.glance_etc(region)
+    t = time.monotonic()
+
+    def db_sync():
+        env = dict(os.environ, OS_GLANCE_CONFIG_DIR=etc)
+        run([cloud.vbin('glance-manage'),
+             '--config-file', os.path.join(etc, 'glance-api.conf'),
+             'db_sync'], log=cloud.log_file(svc + '-manage'), env=env,
+            what='glance-manage db_sync (%s)' % region)
+
+    if _once(cloud, svc, 'db_sync', db_sync):
+        say('%s database ready (%.1fs)' % (svc, time.monotonic() - t))
+
+
+def keystone_spec(cloud, pw):
+    identity = {r: {i: cloud.auth_url for i in ('public', 'internal',
+                                                'admin')}
+                for r in REGIONS}
+    image = {r: {i: cloud.url('glance-' + r) for i in ('public', 'internal')}
+             for r in REGIONS}
+    return {
+        'auth_url': cloud.auth_url,
+        'admin': {'password': pw['admin']},
+        'regions': list(REGIONS),
+        'services': [
+            {'name': 'keystone', 'type': 'identity', 'endpoints': identity},
+            {'name': 'glance', 'type': 'image', 'endpoints': image},
+        ],
+        'projects': list(PROJECTS),
+        'users': {name: {'password': pw[name], 'project': proj,
+                         'roles': roles}
+                  for name, (proj, roles) in USERS.items()},
+    }
+
+
+def keystone_setup(cloud, pw):
+    """Catalog, projects, users; skipped when nothing changed."""
+    spec = keystone_spec(cloud, pw)
+    fingerprint = json.dumps(spec, sort_keys=True)
+    done = os.path.join(cloud.svc_dir('keystone'), 'setup.json')
+    try:
+        with open(done) as f:
+            saved = json.load(f)
+        if saved.get('spec') == fingerprint:
+            return saved['result']
+    except (FileNotFoundError, ValueError, KeyError):
+        pass
+    t = time.monotonic()
+    out = run([cloud.vbin('python'),
+               os.path.join(LIB_DIR, 'keystone_setup.py')],
+              input=json.dumps(spec), what='keystone set-up')
+    result = json.loads(out)
+    fd = os.open(done + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as f:
+        json.dump({'spec': fingerprint, 'result': result}, f)
+    os.replace(done + '.tmp', done)
+    say('keystone regions, catalog, projects and users set up (%.1fs)'
+        % (time.monotonic() - t))
+    return result
+
+
+# --------------------------------------------------------------------------
+# cloud.json
+
+
+def describe(cloud, pw, ids):
+    users = {}
+    for name in PUBLIC_USERS:
+        proj = USERS[name][0]
+        info = ids.get('users', {}).get(name, {})
+        users[name] = {'password': pw[name], 'project': proj,
+                       'user_id': info.get('user_id'),
+                       'project_id': info.get('project_id')}
+    services = {}
+    for svc in SERVICES:
+        services[svc] = {'pid': service_pid(cloud, svc),
+                         'log': cloud.log_file(svc), 'url': cloud.url(svc)}
+    return {
+        'auth_url': cloud.auth_url,
+        'zookeeper': cloud.url('zookeeper'),
+        'regions': {r: {'glance_url': cloud.url('glance-' + r),
+                        'data_dir': cloud.glance_data(r),
+                        'log': cloud.log_file('glance-' + r)}
+                    for r in REGIONS},
+        'users': users,
+        'services': services,
+        'state_dir': cloud.state,
+        'venv': cloud.venv,
+    }
+
+
+def write_cloud_json(cloud, desc):
+    fd = os.open(cloud.cloud_json + '.tmp',
+                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as f:
+        json.dump(desc, f, indent=2)
+        f.write('\n')
+    os.replace(cloud.cloud_json + '.tmp', cloud.cloud_json)
+
+
+def load_ids(cloud):
+    try:
+        with open(os.path.join(cloud.svc_dir('keystone'), 'setup.json')) as f:
+            return json.load(f)['result']
+    except (FileNotFoundError, ValueError, KeyError):
+        return {}
+
+
+def refresh_cloud_json(cloud):
+    try:
+        pw = cloud.passwords()
+    except CloudError:
+        return
+    write_cloud_json(cloud, describe(cloud, pw, load_ids(cloud)))
+
+
+# --------------------------------------------------------------------------
+# Commands
+
+
+def fmt_bytes(n):
+    return '%.0f MiB' % (n / 1048576.0)
+
+
+def status_rows(cloud):
+    rows = []
+    for svc in SERVICES:
+        pid = service_pid(cloud, svc)
+        up = bool(pid) and service_answers(cloud, svc)
+        rss = group_rss(os.getpgid(pid)) if pid else 0
+        state = 'up' if up else ('starting?' if pid else 'down')
+        rows.append((svc, state, pid, cloud.url(svc), rss))
+    return rows
+
+
+def print_status(cloud):
+    rows = status_rows(cloud)
+    print('%-18s %-9s %-8s %-26s %s' % ('SERVICE', 'STATE', 'PID', 'URL',
+                                         'RSS'))
+    total = 0
+    for svc, state, pid, url, rss in rows:
+        total += rss
+        print('%-18s %-9s %-8s %-26s %s' % (svc, state, pid or '-', url,
+                                             fmt_bytes(rss) if pid else '-'))
+    print('%-18s %-9s %-8s %-26s %s' % ('total', '', '', '', fmt_bytes(total)))
+    print('state dir: %s' % cloud.state)
+    return all(r[1] == 'up' for r in rows)
+
+
+def cmd_up(cloud, args):
+    t0 = time.monotonic()
+    os.makedirs(cloud.state, exist_ok=True)
+    os.makedirs(cloud.log_dir, exist_ok=True)
+    os.makedirs(cloud.run_dir, exist_ok=True)
+    ensure_zookeeper_package()
+    t_install = time.monotonic()
+    ensure_venv(cloud)
+    t_install = time.monotonic() - t_install
+    pw = cloud.passwords(create=True)
+
+    # refuse early, before starting anything, if a port is someone else's
+    for svc in SERVICES:
+        if not service_pid(cloud, svc):
+            check_port_free(cloud, svc)
+
+    zk_config(cloud)
+    keystone_conf(cloud)
+    for region in REGIONS:
+        glance_conf(cloud, region, pw['glance'])
+
+    def keystone_chain():
+        keystone_init(cloud, pw)
+        start_service(cloud, 'keystone')
+        return keystone_setup(cloud, pw)
+
+    def glance_chain(region):
+        glance_init(cloud, region)
+        start_service(cloud, 'glance-' + region)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(start_service, cloud, 'zookeeper'),
+                pool.submit(keystone_chain)]
+        futs += [pool.submit(glance_chain, r) for r in REGIONS]
+        errors = []
+        for f in futs:
+            try:
+                f.result()
+            except Exception as e:  # report all failures, not just the first
+                errors.append(e)
+        if errors:
+            raise CloudError('\n'.join(str(e) for e in errors))
+    ids = futs[1].result()
+    write_cloud_json(cloud, describe(cloud, pw, ids))
+    ok = print_status(cloud)
+    took = time.monotonic() - t0
+    print('up in %.1fs (%.1fs of it installing the virtualenv); '
+          'cloud description: %s' % (took, t_install, cloud.cloud_json))
+    print('use it: eval "$(%s env --user demo)"' % os.path.relpath(
+        os.path.join(TOOLS_DIR, 'localcloud')))
+    return 0 if ok else 3
+
+
+def cmd_down(cloud, args):
+    # Glance first (they talk to Keystone), ZooKeeper last.
+    stopped = []
+    for svc in reversed(SERVICES):
+        if stop_service(cloud, svc, kill=args.kill):
+            stopped.append(svc)
+    say('stopped: %s' % (', '.join(stopped) or 'nothing was running'))
+    if args.purge or args.purge_all:
+        if not os.path.isdir(cloud.state):
+            return 0
+        for name in os.listdir(cloud.state):
+            if name == 'venv-cloud' and not args.purge_all:
+                continue
+            path = os.path.join(cloud.state, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        if args.purge_all:
+            try:
+                os.rmdir(cloud.state)
+            except OSError:
+                pass
+        say('purged %s%s' % (cloud.state, '' if args.purge_all
+                             else ' (kept venv-cloud)'))
+    else:
+        refresh_cloud_json(cloud)
+    return 0
+
+
+def cmd_status(cloud, args):
+    if args.json:
+        rows = status_rows(cloud)
+        print(json.dumps({svc: {'state': state, 'pid': pid, 'url': url,
+                                'rss': rss}
+                          for svc, state, pid, url, rss in rows}, indent=2))
+        return 0 if all(r[1] == 'up' for r in rows) else 3
+    return 0 if print_status(cloud) else 3
+
+
+def cmd_env(cloud, args):
+    pw = cloud.passwords()
+    if args.json:
+        print(json.dumps(describe(cloud, pw, load_ids(cloud)), indent=2))
+        return 0
+    if args.user not in USERS:
+        raise CloudError('unknown user %r; one of: %s'
+                         % (args.user, ', '.join(USERS)))
+    if args.region not in REGIONS:
+        raise CloudError('unknown region %r; one of: %s'
+                         % (args.region, ', '.join(REGIONS)))
+    values = [
+        ('OS_AUTH_URL', cloud.auth_url),
+        ('OS_USERNAME', args.user),
+        ('OS_PASSWORD', pw[args.user]),
+        ('OS_PROJECT_NAME', USERS[args.user][0]),
+        ('OS_USER_DOMAIN_NAME', 'Default'),
+        ('OS_PROJECT_DOMAIN_NAME', 'Default'),
+        ('OS_REGION_NAME', args.region),
+        ('OS_IDENTITY_API_VERSION', '3'),
+        ('OS_INTERFACE', 'public'),
+        ('OS_AUTH_TYPE', 'password'),
+    ]
+    for k, v in values:
+        print('export %s=%s' % (k, shlex.quote(v)))
+    return 0
+
+
+def cmd_start(cloud, args):
+    os.makedirs(cloud.log_dir, exist_ok=True)
+    if not os.path.exists(cloud.vbin('gunicorn')) and args.service != 'zookeeper':
+        raise CloudError('no cloud virtualenv yet: run `tools/localcloud up`')
+    pw = cloud.passwords()
+    if args.service == 'zookeeper':
+        zk_config(cloud)
+    elif args.service == 'keystone':
+        keystone_conf(cloud)
+    else:
+        glance_conf(cloud, args.service.split('-', 1)[1], pw['glance'])
+    pid, started = start_service(cloud, args.service)
+    if not started:
+        say('%s already up (pid %d)' % (args.service, pid))
+    refresh_cloud_json(cloud)
+    return 0
+
+
+def cmd_stop(cloud, args):
+    if stop_service(cloud, args.service, kill=args.kill):
+        say('%s stopped' % args.service)
+    else:
+        say('%s was not running' % args.service)
+    refresh_cloud_json(cloud)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='localcloud',
+        description='Local two-region OpenStack cloud (ZooKeeper, Keystone, '
+                    'Glance RegionOne/RegionTwo) on 127.0.0.1. State dir: '
+                    '$LOCALCLOUD_DIR (default <repo>/.localcloud).')
+    sub = parser.add_subparsers(dest='cmd', required=True)
+    sub.add_parser('up', help='install what is missing, start everything '
+                   '(idempotent)')
+    p = sub.add_parser('down', help='stop the services this tool started')
+    p.add_argument('--purge', action='store_true',
+                   help='also delete the state dir (keeps venv-cloud)')
+    p.add_argument('--purge-all', action='store_true',
+                   help='also delete the state dir including venv-cloud')
+    p.add_argument('--kill', action='store_true', help='SIGKILL, no grace')
+    p = sub.add_parser('status', help='service status; exit 3 unless all up')
+    p.add_argument('--json', action='store_true')
+    p = sub.add_parser('env', help='print openrc-style exports')
+    p.add_argument('--user', default='demo')
+    p.add_argument('--region', default=REGIONS[0])
+    p.add_argument('--json', action='store_true',
+                   help='print the whole cloud description')
+    p = sub.add_parser('start', help='start one service and wait for it')
+    p.add_argument('service', choices=SERVICES)
+    p = sub.add_parser('stop', help='stop one service')
+    p.add_argument('service', choices=SERVICES)
+    p.add_argument('--kill', action='store_true',
+                   help='SIGKILL the process group (no graceful shutdown)')
+    args = parser.parse_args(argv)
+    cloud = Cloud()
+    handler = {'up': cmd_up, 'down': cmd_down, 'status': cmd_status,
+               'env': cmd_env, 'start': cmd_start, 'stop': cmd_stop}[args.cmd]
+    try:
+        return handler(cloud, args)
+    except CloudError as e:
+        print('localcloud: error: %s' % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
