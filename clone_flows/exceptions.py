@@ -1,0 +1,100 @@
+"""Errors a user can cause, each with a sentence for the task message.
+
+An unexpected error keeps its traceback in logs and in the flow's persisted
+failure; only :class:`CloneError` subclasses speak to the user.
+"""
+
+
+class CloneError(Exception):
+    """Base class: ``str(exc)`` is the sentence shown to the user."""
+
+    #: Whether running the clone again could succeed without the user acting.
+    retryable = False
+
+
+class InvalidRequest(CloneError):
+    """The clone request itself is malformed."""
+
+
+class InvalidImageId(InvalidRequest):
+    def __init__(self, image_id):
+        super().__init__(f"'{image_id}' is not a valid image id (expected a UUID)")
+
+
+class RegionNotFound(CloneError):
+    def __init__(self, region, service='image'):
+        super().__init__(
+            f"region '{region}' has no {service} endpoint in the service catalog")
+
+
+class SourceImageNotFound(CloneError):
+    def __init__(self, image_id, region):
+        super().__init__(f"image {image_id} is not visible to you in {region}")
+
+
+class SourceImageNotActive(CloneError):
+    def __init__(self, image_id, region, status):
+        super().__init__(
+            f"image {image_id} in {region} is '{status}'; only active images "
+            f"can be cloned")
+
+
+class SourceImageVanished(CloneError):
+    def __init__(self, image_id, region, status=None):
+        how = 'was deleted' if status is None else f"became '{status}'"
+        super().__init__(
+            f"image {image_id} {how} in {region} during the copy; the partial "
+            f"copy was removed")
+
+
+class TargetNotAuthorized(CloneError):
+    def __init__(self, region, detail=''):
+        msg = f"you are not allowed to create images in {region}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+class ServiceUnavailable(CloneError):
+    retryable = True
+
+    def __init__(self, region, what='the image service', detail=''):
+        msg = f"{what} of {region} stopped answering"
+        if detail:
+            msg += f": {detail}"
+        super().__init__(msg)
+
+
+class VerificationFailed(CloneError):
+    def __init__(self, field, source_value, target_value):
+        super().__init__(
+            f"the copy does not match the source: {field} is {target_value!r} "
+            f"in the copy but {source_value!r} in the source; the copy was "
+            f"removed")
+
+
+class NoStrategy(CloneError):
+    def __init__(self, name, reason):
+        super().__init__(f"store strategy '{name}' cannot copy this image: {reason}")
+
+
+class NotAuthenticated(CloneError):
+    def __init__(self, detail=''):
+        msg = "the clone could not act for you: your delegation was refused"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+class Cancelled(CloneError):
+    def __init__(self):
+        super().__init__("cancelled by user")
+
+
+def user_message(exc_type_names, exc_str, step=None):
+    """The sentence for a persisted failure (type names + text)."""
+    names = set(exc_type_names or ())
+    if any(n.startswith('clone_flows.exceptions.') for n in names):
+        return exc_str
+    where = f" during {step}" if step else ''
+    return f"internal error{where}; the operator can find the details in the clone's log"

@@ -1,0 +1,100 @@
+"""The clone graph (DESIGN.md section 2), built by a module-level factory.
+
+    hold trust -> authorize -> plan copy -> reserve image
+        -> [retry: copy data] -> verify -> sync properties -> activate
+        -> release trust
+
+A conductor in another process rebuilds it from this module's dotted name
+and the factory's JSON arguments, so the factory takes plain values only.
+"""
+import time
+
+from oslo_config import cfg
+from taskflow import retry
+from taskflow.patterns import linear_flow
+
+from clone_flows import constants as c
+from clone_flows import exceptions
+from clone_flows.tasks import activate
+from clone_flows.tasks import authorize
+from clone_flows.tasks import copy_data
+from clone_flows.tasks import hold_trust
+from clone_flows.tasks import plan_copy
+from clone_flows.tasks import release_trust
+from clone_flows.tasks import reserve_image
+from clone_flows.tasks import sync_properties
+from clone_flows.tasks import verify
+
+clone_opts = [
+    cfg.ListOpt('strategy_preference', default=['rbd', 'swift', 'http'],
+                help='Order in which the "auto" strategy tries the store '
+                     'strategies; the first that applies copies the data.'),
+    cfg.IntOpt('copy_attempts', default=3, min=1,
+               help='Times the data copy is tried when a region stops '
+                    'answering before the clone fails.'),
+    cfg.FloatOpt('copy_retry_delay', default=2.0, min=0,
+                 help='Seconds to wait before trying the copy again.'),
+    cfg.IntOpt('revert_timeout', default=120, min=0,
+               help='Seconds a revert keeps trying to remove what the clone '
+                    'made while a region does not answer.'),
+    cfg.FloatOpt('progress_interval', default=1.0, min=0.05,
+                 help='Seconds between two progress reports of a copy.'),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(clone_opts, group='clone')
+
+
+def list_opts():
+    return [('clone', clone_opts)]
+
+
+class RetryWhenUnavailable(retry.Times):
+    """Tries the copy again only when a region stopped answering.
+
+    Any other failure (a refusal, a bad image) reverts the whole clone at
+    once.
+    """
+
+    def __init__(self, attempts, delay, **kwargs):
+        super().__init__(attempts=attempts, name=c.COPY_RETRY,
+                         revert_all=True, **kwargs)
+        self._delay = delay
+
+    def on_failure(self, history, *args, **kwargs):
+        failures = [f for _, f in history.outcomes_iter(index=-1)] \
+            if len(history) else []
+        if not failures or not all(
+                f.check(exceptions.ServiceUnavailable) for f in failures):
+            return retry.REVERT_ALL
+        decision = super().on_failure(history, *args, **kwargs)
+        if decision == retry.RETRY and self._delay:
+            time.sleep(self._delay)
+        return decision
+
+
+def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0):
+    """The clone graph.  Inputs: see :mod:`clone_flows.constants`."""
+    copy = linear_flow.Flow(
+        c.COPY_FLOW,
+        retry=RetryWhenUnavailable(copy_attempts, copy_retry_delay)).add(
+        copy_data.CopyData(progress_interval=progress_interval))
+    return linear_flow.Flow(c.CLONE_FLOW).add(
+        hold_trust.HoldTrust(),
+        authorize.Authorize(),
+        plan_copy.PlanCopy(),
+        reserve_image.ReserveImage(),
+        copy,
+        verify.Verify(),
+        sync_properties.SyncProperties(),
+        activate.Activate(),
+        release_trust.ReleaseTrust(),
+    )
+
+
+def factory_kwargs(conf):
+    """The factory's JSON arguments, from configuration, for a new clone."""
+    return {'copy_attempts': conf.clone.copy_attempts,
+            'copy_retry_delay': conf.clone.copy_retry_delay,
+            'progress_interval': conf.clone.progress_interval}

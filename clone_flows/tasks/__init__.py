@@ -1,0 +1,1 @@
+"""The clone graph's atoms: one task per module."""

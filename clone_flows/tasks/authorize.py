@@ -1,0 +1,49 @@
+import logging
+import uuid
+
+from taskflow import task
+
+from clone_flows import constants as c
+from clone_flows import exceptions
+from clone_flows import glance
+
+LOG = logging.getLogger(__name__)
+
+
+def check_image_id(image_id):
+    try:
+        if str(uuid.UUID(str(image_id))) != str(image_id).lower():
+            raise ValueError(image_id)
+    except (ValueError, TypeError, AttributeError):
+        raise exceptions.InvalidImageId(image_id)
+
+
+class Authorize(task.Task):
+    """The user may read the (active) source image; both regions exist.
+
+    Provides the source image's metadata as seen now; later steps compare
+    against it.  Reversion strategy: nothing to undo (reads only).
+    """
+
+    def __init__(self):
+        super().__init__(
+            name=c.AUTHORIZE, provides=c.SOURCE_IMAGE,
+            requires=[c.SERVICES, c.SOURCE_REGION, c.SOURCE_IMAGE_ID,
+                      c.TARGET_REGION])
+
+    def execute(self, services, source_region, source_image_id, target_region):
+        check_image_id(source_image_id)
+        source = services.glance(source_region)
+        target = services.glance(target_region)
+        source.endpoint()
+        target.endpoint()
+        try:
+            image = source.get_image(source_image_id)
+        except (glance.NotFound, glance.Forbidden):
+            raise exceptions.SourceImageNotFound(source_image_id, source_region)
+        if image.get('status') != 'active':
+            raise exceptions.SourceImageNotActive(
+                source_image_id, source_region, image.get('status'))
+        LOG.info('Clone of %s from %s to %s authorized (%s bytes)',
+                 source_image_id, source_region, target_region, image.get('size'))
+        return image

@@ -1,0 +1,55 @@
+from taskflow import task
+
+from clone_flows import constants as c
+from clone_flows import exceptions
+from clone_flows.stores import base
+
+
+class PlanCopy(task.Task):
+    """Chooses the store strategy and says why.
+
+    ``auto`` tries the strategies in the configured order of preference and
+    takes the first that applies; HTTP stream always does.  Reversion
+    strategy: nothing to undo (decides only).
+    """
+
+    def __init__(self):
+        super().__init__(
+            name=c.PLAN_COPY, provides=c.COPY_PLAN,
+            requires=[c.SERVICES, c.CLONE_ID, c.SOURCE_REGION, c.TARGET_REGION,
+                      c.SOURCE_IMAGE, c.STRATEGY_NAME])
+
+    def execute(self, services, clone_id, source_region, target_region,
+                source_image, strategy_name):
+        strategies = services.strategies()
+        job = base.CopyJob(source=services.glance(source_region),
+                           target=services.glance(target_region),
+                           source_image=source_image, target_image_id=None,
+                           clone_id=clone_id)
+        if strategy_name and strategy_name != 'auto':
+            if strategy_name not in strategies:
+                raise exceptions.NoStrategy(
+                    strategy_name, f"no such strategy (known: "
+                    f"{', '.join(sorted(strategies))})")
+            ok, reason = strategies[strategy_name].applies(job)
+            if not ok:
+                raise exceptions.NoStrategy(strategy_name, reason)
+            plan = strategies[strategy_name].plan(job)
+            plan.reason = 'requested'
+            return plan.to_dict()
+        rejected = {}
+        order = list(services.conf.clone.strategy_preference)
+        order += sorted(set(strategies) - set(order))
+        for name in order:
+            strategy = strategies.get(name)
+            if strategy is None:
+                continue
+            ok, reason = strategy.applies(job)
+            if ok:
+                plan = strategy.plan(job)
+                plan.reason = '; '.join(f'{n}: {r}' for n, r in rejected.items()) \
+                    or 'preferred'
+                return plan.to_dict()
+            rejected[name] = reason
+        raise exceptions.NoStrategy('auto', '; '.join(
+            f'{n}: {r}' for n, r in rejected.items()) or 'none installed')

@@ -1,0 +1,17 @@
+from taskflow import task
+
+from clone_flows import constants as c
+
+
+class ReleaseTrust(task.Task):
+    """The clone succeeded: revoke the trust that let the service act.
+
+    Reversion strategy: nothing to undo (this is the last step; a trust that
+    could not be revoked expires on its own).
+    """
+
+    def __init__(self):
+        super().__init__(name=c.RELEASE_TRUST, requires=[c.SERVICES, c.TRUST_ID])
+
+    def execute(self, services, trust_id):
+        services.delete_trust()

@@ -1,0 +1,83 @@
+import logging
+
+from taskflow import task
+from taskflow.types import failure as tf_failure
+
+from clone_flows import constants as c
+from clone_flows import exceptions
+from clone_flows import glance
+from clone_flows import metadata
+from clone_flows import utils
+
+LOG = logging.getLogger(__name__)
+
+
+def find_reserved(target, clone_id):
+    """Images in the target carrying this clone's provenance."""
+    return target.find_images(**{metadata.PROVENANCE_CLONE: clone_id,
+                                 'os_hidden': 'true'}) + \
+        target.find_images(**{metadata.PROVENANCE_CLONE: clone_id})
+
+
+class ReserveImage(task.Task):
+    """Creates the target image, queued, private and hidden, with provenance.
+
+    Idempotent: an image this clone already reserved is reused, so a re-run
+    after a crash never makes a second one.  Reversion strategy: delete every
+    image carrying this clone's id (retrying while the region blinks).
+    """
+
+    def __init__(self):
+        super().__init__(
+            name=c.RESERVE_IMAGE, provides=c.TARGET_IMAGE_ID,
+            requires=[c.SERVICES, c.CLONE_ID, c.SOURCE_REGION, c.SOURCE_IMAGE,
+                      c.TARGET_REGION, c.OVERRIDES])
+
+    def execute(self, services, clone_id, source_region, source_image,
+                target_region, overrides):
+        target = services.glance(target_region)
+        existing = {i['id']: i for i in find_reserved(target, clone_id)}
+        if existing:
+            image_id = sorted(existing)[0]
+            LOG.info('Clone %s: reusing reserved image %s in %s', clone_id,
+                     image_id, target_region)
+            return image_id
+        policy = metadata.MetadataPolicy.from_conf(services.conf)
+        fields = policy.reservation(source_image, overrides, {
+            metadata.PROVENANCE_REGION: source_region,
+            metadata.PROVENANCE_IMAGE: source_image['id'],
+            metadata.PROVENANCE_CLONE: clone_id,
+        })
+        try:
+            image = target.create_image(**fields)
+        except glance.Forbidden as e:
+            raise exceptions.TargetNotAuthorized(target_region, 'Glance answered 403') from e
+        LOG.info('Clone %s: reserved image %s in %s', clone_id, image['id'],
+                 target_region)
+        return image['id']
+
+    def revert(self, services, clone_id, target_region, result=None, **kwargs):
+        target = services.glance(target_region)
+        timeout = services.conf.clone.revert_timeout
+
+        def delete_all():
+            ids = {i['id'] for i in find_reserved(target, clone_id)}
+            if result and not isinstance(result, tf_failure.Failure):
+                ids.add(result)
+            for image_id in ids:
+                _unprotect(target, image_id)
+                if target.delete_image(image_id):
+                    LOG.info('Clone %s: deleted image %s from %s', clone_id,
+                             image_id, target_region)
+
+        utils.keep_trying(delete_all, f'Deleting clone {clone_id} images in '
+                          f'{target_region}', timeout)
+
+
+def _unprotect(target, image_id):
+    try:
+        image = target.get_image(image_id)
+    except glance.NotFound:
+        return
+    if image.get('protected'):
+        target.update_image(image_id, {'protected': False})

@@ -1,0 +1,36 @@
+import logging
+
+from taskflow import task
+
+from clone_flows import constants as c
+from clone_flows import metadata
+
+LOG = logging.getLogger(__name__)
+
+
+class SyncProperties(task.Task):
+    """Copies the source's appropriate metadata once (the metadata policy).
+
+    Idempotent: it sets values, so a re-run sets the same values again.
+    Reversion strategy: nothing of its own to undo; the image that received
+    the properties is deleted by ReserveImage's revert.
+    """
+
+    def __init__(self):
+        super().__init__(
+            name=c.SYNC_PROPERTIES, provides=c.SYNCED_PROPERTIES,
+            requires=[c.SERVICES, c.TARGET_REGION, c.SOURCE_IMAGE,
+                      c.TARGET_IMAGE_ID, c.OVERRIDES])
+
+    def execute(self, services, target_region, source_image, target_image_id,
+                overrides):
+        policy = metadata.MetadataPolicy.from_conf(services.conf)
+        to_set, tags, skipped = policy.properties(source_image, overrides)
+        to_set['tags'] = tags
+        services.glance(target_region).update_image(target_image_id, to_set)
+        return {'copied': sorted(to_set), 'skipped': skipped}
+
+    def revert(self, *args, **kwargs):
+        # The properties live on the reserved image, which ReserveImage's
+        # revert deletes; nothing here outlives it.
+        return None

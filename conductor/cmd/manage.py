@@ -1,0 +1,186 @@
+"""clone-manage: run and inspect clones from a shell.
+
+    clone-manage clone --source-region R1 --image ID --target-region R2
+    clone-manage clone --resume CLONE_ID
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+from clone_flows import exceptions
+from conductor import opts
+from conductor import persistence
+from conductor import runner
+
+
+def _user_session_from_env():
+    """A keystoneauth session for the user of the usual OS_* variables."""
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    env = os.environ
+    if not env.get('OS_AUTH_URL'):
+        raise SystemExit('clone-manage: OS_AUTH_URL is not set; source an '
+                         'openrc file for the user who clones')
+    common = dict(
+        auth_url=env['OS_AUTH_URL'],
+        project_id=env.get('OS_PROJECT_ID'),
+        project_name=env.get('OS_PROJECT_NAME') or env.get('OS_TENANT_NAME'),
+        project_domain_name=env.get('OS_PROJECT_DOMAIN_NAME') or (
+            None if env.get('OS_PROJECT_DOMAIN_ID') else 'Default'),
+        project_domain_id=env.get('OS_PROJECT_DOMAIN_ID'))
+    if env.get('OS_TOKEN'):
+        auth = v3.Token(token=env['OS_TOKEN'], **common)
+    else:
+        auth = v3.Password(
+            username=env.get('OS_USERNAME'), user_id=env.get('OS_USER_ID'),
+            password=env.get('OS_PASSWORD'),
+            user_domain_name=env.get('OS_USER_DOMAIN_NAME') or (
+                None if env.get('OS_USER_DOMAIN_ID') else 'Default'),
+            user_domain_id=env.get('OS_USER_DOMAIN_ID'), **common)
+    return session.Session(auth=auth, verify=env.get('OS_CACERT', True))
+
+
+class ProgressBar:
+    """One line on stderr: percent, bytes, rate, strategy."""
+
+    def __init__(self, stream=sys.stderr, enabled=True):
+        self._stream = stream
+        self._enabled = enabled and stream.isatty()
+        self._last_line = 0.0
+
+    def __call__(self, details):
+        done = details.get('bytes_done', 0)
+        total = details.get('bytes_total', 0) or 0
+        pct = details.get('percent', 0.0)
+        rate = details.get('rate_bytes_per_s', 0) / 2**20
+        width = 30
+        filled = int(width * pct / 100)
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {pct:5.1f}%  "
+                f"{done / 2**20:,.1f}/{total / 2**20:,.1f} MiB  "
+                f"{rate:,.1f} MiB/s  ({details.get('strategy')})")
+        if self._enabled:
+            self._stream.write('\r' + line)
+        elif time.monotonic() - self._last_line >= 5 or pct >= 100:
+            self._last_line = time.monotonic()
+            self._stream.write(line + '\n')
+        self._stream.flush()
+
+    def end(self):
+        if self._enabled:
+            self._stream.write('\n')
+
+
+def cmd_clone(conf, args):
+    backend = persistence.get_backend(conf)
+    bar = ProgressBar(enabled=not args.no_progress)
+    if args.resume:
+        try:
+            book, fd = runner.load_flow(backend, args.resume)
+        except LookupError as e:
+            print(f'clone-manage: {e}', file=sys.stderr)
+            return 2
+        if runner.is_finished(fd):
+            print(f'clone-manage: clone {args.resume} already ended '
+                  f'({fd.state}); nothing to resume', file=sys.stderr)
+            return 2
+        engine = runner.prepare_engine(conf, backend, book, fd,
+                                       on_progress=bar)
+        clone_id = args.resume
+    else:
+        missing = [n for n in ('source_region', 'image', 'target_region')
+                   if not getattr(args, n)]
+        if missing:
+            print('clone-manage: clone needs ' + ', '.join(
+                '--' + m.replace('_', '-') for m in missing), file=sys.stderr)
+            return 2
+        request = {
+            'source_region': args.source_region,
+            'source_image_id': args.image,
+            'target_region': args.target_region,
+            'name': args.name, 'visibility': args.visibility,
+            'strategy': args.strategy,
+            'properties': dict(args.property) if args.property else None,
+            'tags': args.tag,
+        }
+        try:
+            store = runner.new_store(conf, _user_session_from_env(), request)
+        except exceptions.CloneError as e:
+            print(f'clone-manage: {e}', file=sys.stderr)
+            return 1
+        book, fd = runner.save_new_flow(conf, backend, store)
+        clone_id = store['clone_id']
+        print(f'clone {clone_id}: {args.source_region}/{args.image} -> '
+              f'{args.target_region}', file=sys.stderr)
+        engine = runner.prepare_engine(conf, backend, book, fd, store=None,
+                                       on_progress=bar)
+    result = runner.run(engine, backend, clone_id)
+    bar.end()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    if result.succeeded:
+        r = result.result
+        if not args.json:
+            print(f"cloned into {r['region']}: image {r['image_id']}\n"
+                  f"  {r['os_hash_algo']} {r['os_hash_value']}\n"
+                  f"  md5 {r['checksum']}  size {r['size']}")
+        return 0
+    print(f'clone {clone_id} failed: {result.message}', file=sys.stderr)
+    return 1
+
+
+def _key_value(text):
+    if '=' not in text:
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE")
+    return tuple(text.split('=', 1))
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog='clone-manage',
+        description='Run and inspect glance-clone clones (cross-region '
+                    'image copies).')
+    p.add_argument('--config-file', action='append', default=[],
+                   help='glance-clone configuration file (repeatable)')
+    sub = p.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+    c = sub.add_parser(
+        'clone', help='clone an image in this process, as the user of the '
+                      'OS_* environment, with a progress bar',
+        description='Clone an image from one region into another, running '
+                    'the persisted clone graph in this process.')
+    c.add_argument('--source-region', help='region the image is in')
+    c.add_argument('--image', help='id of the image to clone')
+    c.add_argument('--target-region',
+                   default=os.environ.get('OS_REGION_NAME'),
+                   help='region to clone into (default: $OS_REGION_NAME)')
+    c.add_argument('--name', help='name of the copy (default: the source\'s)')
+    c.add_argument('--visibility',
+                   choices=['private', 'shared', 'community', 'public'])
+    c.add_argument('--property', action='append', type=_key_value,
+                   metavar='KEY=VALUE', help='set a property on the copy')
+    c.add_argument('--tag', action='append', help='tags of the copy '
+                   '(replace the source\'s)')
+    c.add_argument('--strategy', default='auto',
+                   help='store strategy: auto (default), http, ...')
+    c.add_argument('--resume', metavar='CLONE_ID',
+                   help='continue a clone whose process was killed')
+    c.add_argument('--no-progress', action='store_true')
+    c.add_argument('--json', action='store_true',
+                   help='print the outcome as JSON')
+    c.set_defaults(func=cmd_clone)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    conf_args = []
+    for f in args.config_file:
+        conf_args += ['--config-file', f]
+    conf = opts.new_conf(conf_args)
+    return args.func(conf, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""What a clone's persisted graph says happened: state, result, reason."""
+import dataclasses
+import typing
+
+from taskflow import states
+
+from clone_flows import constants as c
+from clone_flows import exceptions
+
+
+@dataclasses.dataclass
+class Outcome:
+    clone_id: str
+    state: str                       # TaskFlow flow state
+    succeeded: bool
+    result: typing.Optional[dict]    # the cloned image, on success
+    failed_step: typing.Optional[str] = None
+    message: str = ''
+    cleanup_failed: bool = False
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _failures(fd):
+    for ad in fd:
+        if ad.failure is not None:
+            yield ad.name, ad.failure, 'execute'
+        if getattr(ad, 'revert_failure', None) is not None:
+            yield ad.name, ad.revert_failure, 'revert'
+
+
+def from_flow_detail(fd):
+    result = None
+    for ad in fd:
+        if ad.name == c.ACTIVATE and ad.state == states.SUCCESS:
+            result = ad.results
+    succeeded = fd.state == states.SUCCESS
+    step, message, cleanup_failed = None, '', False
+    if not succeeded:
+        execute_failures = [(n, f) for n, f, kind in _failures(fd)
+                            if kind == 'execute' and n != c.COPY_RETRY]
+        revert_failures = [(n, f) for n, f, kind in _failures(fd)
+                           if kind == 'revert']
+        cleanup_failed = bool(revert_failures)
+        if execute_failures:
+            # The user error, if any, is the most telling failure.
+            execute_failures.sort(key=lambda nf: not any(
+                t.startswith('clone_flows.exceptions.') for t in nf[1]))
+            step, failure = execute_failures[0]
+            message = exceptions.user_message(
+                list(failure), failure.exception_str,
+                c.STEP_NAMES.get(step, step))
+        elif fd.state in (states.FAILURE, states.REVERTED):
+            message = 'the clone failed'
+        if cleanup_failed:
+            message += ('; cleaning up did not finish and is left to the '
+                        'operator\'s sweep')
+    return Outcome(clone_id=fd.uuid, state=fd.state, succeeded=succeeded,
+                   result=result, failed_step=step, message=message,
+                   cleanup_failed=cleanup_failed)

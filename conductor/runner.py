@@ -1,0 +1,128 @@
+"""Runs one clone graph in this process, persisted so a killed run resumes.
+
+The flow's persisted store holds ids only; the :class:`Services` that reach
+Keystone and Glance are injected as transient values on every run and
+resume, together with the copy's last checkpoint.
+"""
+import contextlib
+import logging
+import uuid
+
+import taskflow.engines
+from taskflow import exceptions as tf_exc
+from taskflow import states
+from taskflow import task as tf_task
+from taskflow.persistence import models
+
+from clone_flows import auth
+from clone_flows import constants as c
+from clone_flows import flow as clone_flow_mod
+from conductor import outcome
+
+LOG = logging.getLogger(__name__)
+
+FACTORY = clone_flow_mod.clone_flow
+
+
+def new_store(conf, user_session, request):
+    """The persisted inputs of a new clone; creates the user's trust.
+
+    ``request``: source_region, source_image_id, target_region and optional
+    name, visibility, properties, tags, strategy.
+    """
+    access = user_session.auth.get_access(user_session)
+    trustee = auth.service_user_id(conf)
+    trust_id = auth.create_trust(user_session, trustee, access.project_id,
+                                 access.role_names,
+                                 conf.clone.trust_expiration_hours)
+    overrides = {k: request[k] for k in
+                 ('name', 'visibility', 'properties', 'tags', 'os_hidden',
+                  'protected') if request.get(k) is not None}
+    return {
+        c.CLONE_ID: request.get('clone_id') or str(uuid.uuid4()),
+        c.SOURCE_REGION: request['source_region'],
+        c.SOURCE_IMAGE_ID: request['source_image_id'],
+        c.TARGET_REGION: request['target_region'],
+        c.TRUST_ID: trust_id,
+        c.OVERRIDES: overrides,
+        c.STRATEGY_NAME: request.get('strategy') or 'auto',
+    }
+
+
+def save_new_flow(conf, backend, store):
+    """Logbook + flow detail for a new clone (both named by the clone id)."""
+    clone_id = store[c.CLONE_ID]
+    kwargs = clone_flow_mod.factory_kwargs(conf)
+    book = models.LogBook(f'clone-{clone_id}', uuid=clone_id)
+    fd = models.FlowDetail(c.CLONE_FLOW, uuid=clone_id)
+    book.add(fd)
+    taskflow.engines.save_factory_details(fd, FACTORY, [], kwargs)
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.save_logbook(book)
+    return book, fd
+
+
+def load_flow(backend, clone_id):
+    with contextlib.closing(backend.get_connection()) as conn:
+        try:
+            book = conn.get_logbook(clone_id)
+        except tf_exc.NotFound:
+            raise LookupError(f'no clone {clone_id} in this persistence')
+    fd = book.find(clone_id)
+    if fd is None:
+        raise LookupError(f'clone {clone_id} has no flow detail')
+    return book, fd
+
+
+def prepare_engine(conf, backend, book, fd, store=None, services=None,
+                   on_progress=None):
+    """An engine for the clone, new or resumed, with transient inputs set."""
+    flow = taskflow.engines.flow_from_detail(fd)
+    engine = taskflow.engines.load(flow, store=store, book=book,
+                                   flow_detail=fd, backend=backend,
+                                   engine='serial')
+    inject_transients(conf, engine, services=services)
+    if on_progress is not None:
+        attach_progress(flow, on_progress)
+    return engine
+
+
+def inject_transients(conf, engine, services=None):
+    """Services (never persisted) and the copy's checkpoint, if any."""
+    engine.compile()
+    engine.prepare()
+    trust_id = engine.storage.fetch(c.TRUST_ID)
+    if services is None:
+        services = auth.Services(conf, trust_id=trust_id)
+    engine.storage.inject({c.SERVICES: services}, transient=True)
+    details = engine.storage.get_task_progress_details(c.COPY_DATA) or {}
+    checkpoint = (details.get('details') or {}).get('checkpoint')
+    engine.storage.inject_atom_args(c.COPY_DATA, {c.COPY_CHECKPOINT: checkpoint},
+                                    transient=True)
+
+
+def attach_progress(flow, callback):
+    """Call ``callback(details)`` on every progress event of the copy."""
+    for atom, _ in flow.iter_nodes():
+        if hasattr(atom, 'iter_nodes'):
+            attach_progress(atom, callback)
+        elif atom.name == c.COPY_DATA:
+            def relay(event_type, details):
+                # The engine's own start/end events carry no byte counts.
+                if 'bytes_done' in details:
+                    callback(dict(details))
+            atom.notifier.register(tf_task.EVENT_UPDATE_PROGRESS, relay)
+
+
+def run(engine, backend, clone_id):
+    """Run to the end; return the :class:`outcome.Outcome` (a clone that
+    failed and reverted is an outcome, not an exception)."""
+    try:
+        engine.run()
+    except Exception:  # the failure is persisted; the outcome reads it
+        LOG.info('Clone %s ended with a failure', clone_id, exc_info=True)
+    return outcome.from_flow_detail(load_flow(backend, clone_id)[1])
+
+
+def is_finished(fd):
+    return fd.state in (states.SUCCESS, states.REVERTED, states.FAILURE)

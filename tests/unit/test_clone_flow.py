@@ -1,0 +1,185 @@
+"""The whole clone graph run by the in-process runner, against fake regions.
+
+The same behaviours are proven against the real cloud in tests/functional.
+"""
+import os
+import uuid
+
+import pytest
+
+from clone_flows import constants as c
+from clone_flows import metadata
+from conductor import persistence
+from conductor import runner
+from tests.unit import fakes
+
+
+class Crash(BaseException):
+    """Stands for kill -9: not an Exception, so TaskFlow does not revert."""
+
+
+@pytest.fixture
+def cloud():
+    return {'R1': fakes.FakeGlanceRegion('R1'), 'R2': fakes.FakeGlanceRegion('R2')}
+
+
+def _store(image_id, **overrides):
+    return {c.CLONE_ID: str(uuid.uuid4()), c.SOURCE_REGION: 'R1',
+            c.SOURCE_IMAGE_ID: image_id, c.TARGET_REGION: 'R2',
+            c.TRUST_ID: 'trust-1', c.OVERRIDES: overrides,
+            c.STRATEGY_NAME: 'auto'}
+
+
+def _clone(conf, cloud, store, services=None):
+    backend = persistence.get_backend(conf)
+    book, fd = runner.save_new_flow(conf, backend, store)
+    services = services or fakes.FakeServices(conf, cloud)
+    progress = []
+    engine = runner.prepare_engine(conf, backend, book, fd, store=store,
+                                   services=services,
+                                   on_progress=progress.append)
+    out = runner.run(engine, backend, store[c.CLONE_ID])
+    return out, services, progress
+
+
+def test_clone_copies_bits_and_metadata_and_reveals_the_copy(conf, cloud):
+    data = os.urandom(50_000)
+    src = cloud['R1'].add_image(data, name='deb', os_distro='debian',
+                                hw_disk_bus='scsi', tags=['x'], min_ram=64,
+                                visibility='public')
+    out, services, progress = _clone(conf, cloud, _store(src['id']))
+    assert out.succeeded, out.message
+    new = cloud['R2'].images[out.result['image_id']]
+    assert new['id'] != src['id']
+    assert cloud['R2'].data[new['id']] == data
+    assert new['os_hash_value'] == src['os_hash_value'] == out.result['os_hash_value']
+    assert (new['os_distro'], new['hw_disk_bus'], new['tags'], new['min_ram']) \
+        == ('debian', 'scsi', ['x'], 64)
+    assert new['visibility'] == 'private' and new['os_hidden'] is False
+    assert new[metadata.PROVENANCE_IMAGE] == src['id']
+    assert new[metadata.PROVENANCE_REGION] == 'R1'
+    assert progress[-1]['bytes_done'] == len(data)
+    assert progress[-1]['percent'] == 100.0
+    assert services.trust_deleted == 1
+
+
+def test_empty_image_clones(conf, cloud):
+    src = cloud['R1'].add_image(b'')
+    out, _, _ = _clone(conf, cloud, _store(src['id']))
+    assert out.succeeded, out.message
+    assert out.result['size'] == 0
+
+
+@pytest.mark.parametrize('make,expected', [
+    (lambda r: str(uuid.uuid4()), 'is not visible to you in R1'),
+    (lambda r: 'not-a-uuid', 'is not a valid image id'),
+    (lambda r: r.add_image(status='queued')['id'], "is 'queued'"),
+    (lambda r: r.add_image(b'x', status='deactivated')['id'], "is 'deactivated'"),
+])
+def test_bad_sources_fail_with_a_sentence_and_leave_nothing(conf, cloud, make,
+                                                           expected):
+    store = _store(make(cloud['R1']))
+    out, services, _ = _clone(conf, cloud, store)
+    assert not out.succeeded
+    assert expected in out.message
+    assert fakes.leftovers(cloud['R2'], store[c.CLONE_ID]) == []
+    assert services.trust_deleted == 1
+
+
+def test_unknown_target_region_is_named(conf, cloud):
+    src = cloud['R1'].add_image(b'abc')
+    store = dict(_store(src['id']), target_region='Nowhere')
+    out, _, _ = _clone(conf, cloud, store)
+    assert "region 'Nowhere' has no image endpoint" in out.message
+
+
+def test_hash_mismatch_fails_and_removes_the_copy(conf, cloud):
+    src = cloud['R1'].add_image(b'hello world')
+    cloud['R1'].data[src['id']] = b'hello w0rld'   # bit rot in the source store
+    store = _store(src['id'])
+    out, _, _ = _clone(conf, cloud, store)
+    assert not out.succeeded
+    assert 'does not match the source' in out.message
+    assert out.failed_step == c.VERIFY
+    assert fakes.leftovers(cloud['R2'], store[c.CLONE_ID]) == []
+
+
+def test_source_deleted_during_copy_fails_and_cleans(conf, cloud):
+    src = cloud['R1'].add_image(os.urandom(10_000))
+    store = _store(src['id'])
+    original = cloud['R2'].upload_data
+
+    def upload_then_source_vanishes(image_id, chunks):
+        original(image_id, chunks)
+        del cloud['R1'].images[src['id']]
+    cloud['R2'].upload_data = upload_then_source_vanishes
+    out, _, _ = _clone(conf, cloud, store)
+    assert 'was deleted in R1 during the copy' in out.message
+    assert fakes.leftovers(cloud['R2'], store[c.CLONE_ID]) == []
+
+
+def test_target_blinking_during_copy_is_retried(conf, cloud):
+    src = cloud['R1'].add_image(os.urandom(10_000))
+    cloud['R2'].fail_upload_times = 2
+    out, _, _ = _clone(conf, cloud, _store(src['id']))
+    assert out.succeeded, out.message
+    assert len(cloud['R2'].images) == 1
+
+
+def test_target_down_for_good_fails_after_the_attempts(conf, cloud):
+    src = cloud['R1'].add_image(os.urandom(10_000))
+    cloud['R2'].fail_upload_times = 99
+    store = _store(src['id'])
+    out, _, _ = _clone(conf, cloud, store)
+    assert 'of R2 stopped answering' in out.message
+    assert fakes.leftovers(cloud['R2'], store[c.CLONE_ID]) == []
+
+
+def test_source_stream_breaking_is_reported_and_cleaned(conf, cloud):
+    src = cloud['R1'].add_image(os.urandom(20_000))
+    cloud['R1'].fail_source_after = 8192
+    store = _store(src['id'])
+    out, _, _ = _clone(conf, cloud, store)
+    assert 'image data stream' in out.message
+    assert fakes.leftovers(cloud['R2'], store[c.CLONE_ID]) == []
+
+
+def test_killed_during_copy_resumes_into_the_same_image(conf, cloud):
+    data = os.urandom(30_000)
+    src = cloud['R1'].add_image(data)
+    store = _store(src['id'])
+    original = cloud['R2'].upload_data
+    state = {'crashed': False}
+
+    def crash_once(image_id, chunks):
+        if not state['crashed']:
+            state['crashed'] = True
+            raise Crash()
+        return original(image_id, chunks)
+    cloud['R2'].upload_data = crash_once
+    with pytest.raises(Crash):
+        _clone(conf, cloud, store)
+    reserved = fakes.leftovers(cloud['R2'], store[c.CLONE_ID])
+    assert len(reserved) == 1
+
+    backend = persistence.get_backend(conf)
+    book, fd = runner.load_flow(backend, store[c.CLONE_ID])
+    assert not runner.is_finished(fd)
+    engine = runner.prepare_engine(conf, backend, book, fd,
+                                   services=fakes.FakeServices(conf, cloud))
+    creates_before = [x for x in cloud['R2'].calls if x[0] == 'create']
+    out = runner.run(engine, backend, store[c.CLONE_ID])
+    assert out.succeeded, out.message
+    assert out.result['image_id'] == reserved[0]['id']
+    assert [x for x in cloud['R2'].calls if x[0] == 'create'] == creates_before
+    assert cloud['R2'].data[reserved[0]['id']] == data
+
+
+def test_persisted_flow_holds_no_services_object(conf, cloud):
+    src = cloud['R1'].add_image(b'abc')
+    store = _store(src['id'])
+    _clone(conf, cloud, store)
+    backend = persistence.get_backend(conf)
+    _, fd = runner.load_flow(backend, store[c.CLONE_ID])
+    dumped = repr([(ad.name, ad.results) for ad in fd]) + repr(fd.meta)
+    assert 'FakeServices' not in dumped and 'not-a-real-token' not in dumped
