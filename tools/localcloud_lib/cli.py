@@ -5,6 +5,7 @@ See `tools/localcloud --help`.
 """
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import os
 import pwd
@@ -502,7 +503,8 @@ def glance_conf(cloud, region, pw):
             raise CloudError('%s not found in the cloud venv' % src)
         shutil.copyfile(src, paste)
     ports = sorted({80, 443} | {cloud.ports['glance-' + r] for r in REGIONS})
-    write_if_changed(os.path.join(etc, 'glance-api.conf'), """\
+    write_if_changed(os.path.join(etc, 'glance-api.conf'), mode=0o600,
+                     text="""\
 # written by tools/localcloud (rewritten on every `up`; edit cli.py instead)
 [DEFAULT]
 debug = true
@@ -789,38 +791,28 @@ def _once(cloud, svc, name, fn):
 
 
 def keystone_init(cloud, pw):
+    """db_sync, fernet/credential keys, bootstrap: one process, once."""
     conf = os.path.join(cloud.svc_dir('keystone'), 'keystone.conf')
-    log = cloud.log_file('keystone-manage')
-    km = [cloud.vbin('keystone-manage'), '--config-file', conf]
-    user = str(os.getuid())
-    group = str(os.getgid())
+    ids = '--keystone-user %d --keystone-group %d' % (os.getuid(),
+                                                      os.getgid())
+    url = cloud.auth_url
     t = time.monotonic()
 
-    def db_sync():
-        run(km + ['db_sync'], log=log, what='keystone-manage db_sync')
-        run(km + ['fernet_setup', '--keystone-user', user,
-                  '--keystone-group', group], log=log,
-            what='keystone-manage fernet_setup')
-        run(km + ['credential_setup', '--keystone-user', user,
-                  '--keystone-group', group], log=log,
-            what='keystone-manage credential_setup')
-
-    def bootstrap():
-        url = cloud.url('keystone') + '/v3'
+    def init():
         env = dict(os.environ, OS_BOOTSTRAP_PASSWORD=pw['admin'])
-        run(km + ['bootstrap', '--bootstrap-username', 'admin',
-                  '--bootstrap-project-name', 'admin',
-                  '--bootstrap-role-name', 'admin',
-                  '--bootstrap-service-name', 'keystone',
-                  '--bootstrap-region-id', REGIONS[0],
-                  '--bootstrap-admin-url', url,
-                  '--bootstrap-internal-url', url,
-                  '--bootstrap-public-url', url],
-            log=log, env=env, what='keystone-manage bootstrap')
+        run([cloud.vbin('python'), os.path.join(LIB_DIR, 'keystone_init.py'),
+             conf, 'db_sync', 'fernet_setup ' + ids, 'credential_setup ' + ids,
+             'bootstrap --bootstrap-username admin '
+             '--bootstrap-project-name admin --bootstrap-role-name admin '
+             '--bootstrap-service-name keystone '
+             '--bootstrap-region-id %s --bootstrap-admin-url %s '
+             '--bootstrap-internal-url %s --bootstrap-public-url %s'
+             % (REGIONS[0], url, url, url)],
+            log=cloud.log_file('keystone-manage'), env=env,
+            what='keystone-manage db_sync/fernet_setup/credential_setup/'
+                 'bootstrap')
 
-    did = _once(cloud, 'keystone', 'db_sync', db_sync)
-    did |= _once(cloud, 'keystone', 'bootstrap', bootstrap)
-    if did:
+    if _once(cloud, 'keystone', 'init', init):
         say('keystone database, keys and admin ready (%.1fs)'
             % (time.monotonic() - t))
 
@@ -865,7 +857,9 @@ def keystone_spec(cloud, pw):
 def keystone_setup(cloud, pw):
     """Catalog, projects, users; skipped when nothing changed."""
     spec = keystone_spec(cloud, pw)
-    fingerprint = json.dumps(spec, sort_keys=True)
+    # a digest, so no password is written here
+    fingerprint = hashlib.sha256(
+        json.dumps(spec, sort_keys=True).encode()).hexdigest()
     done = os.path.join(cloud.svc_dir('keystone'), 'setup.json')
     try:
         with open(done) as f:
