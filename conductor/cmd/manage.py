@@ -73,6 +73,7 @@ class ProgressBar:
 
 
 def cmd_clone(conf, args):
+    user_session = None if args.resume else _user_session_from_env()
     backend = persistence.get_backend(conf)
     bar = ProgressBar(enabled=not args.no_progress)
     if args.resume:
@@ -105,7 +106,7 @@ def cmd_clone(conf, args):
             'tags': args.tag,
         }
         try:
-            store = runner.new_store(conf, _user_session_from_env(), request)
+            store = runner.new_store(conf, user_session, request)
         except exceptions.CloneError as e:
             print(f'clone-manage: {e}', file=sys.stderr)
             return 1
@@ -113,7 +114,7 @@ def cmd_clone(conf, args):
         clone_id = store['clone_id']
         print(f'clone {clone_id}: {args.source_region}/{args.image} -> '
               f'{args.target_region}', file=sys.stderr)
-        engine = runner.prepare_engine(conf, backend, book, fd, store=None,
+        engine = runner.prepare_engine(conf, backend, book, fd, store=store,
                                        on_progress=bar)
     result = runner.run(engine, backend, clone_id)
     bar.end()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what glance-clone needs on a fresh Debian 12: system packages and
+# the product's virtualenv (.venv).  Idempotent and quick the second time.
+# (The local cloud's own virtualenv is made by tools/localcloud.)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+need_pkgs=()
+for pkg in python3-venv zookeeper; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "bootstrap: missing Debian packages: ${need_pkgs[*]} (run as root or install them)" >&2; exit 1; fi
+  echo "bootstrap: installing ${need_pkgs[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+stamp=.venv/.glance-clone-installed
+want=$(cat setup.cfg pyproject.toml | sha1sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing the product into .venv" >&2
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+    | grep -v -E '^(WARNING: Location|  )' >&2 || true
+  .venv/bin/python -c 'import clone_flows, conductor, taskflow, kazoo' 
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests (seconds) and functional tests against the real
+# local cloud, which the test session brings up (and down, if it started it).
+# Extra arguments go to pytest, e.g. `tools/test.sh tests/unit`.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+bash tools/bootstrap.sh
+set +e
+.venv/bin/python -m pytest -ra "${@:-tests}"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then echo "test.sh: pytest ran no tests" >&2; fi
+exit $rc
