@@ -419,7 +419,7 @@ def write_if_changed(path, text, mode=0o644):
 def zk_config(cloud):
     d = cloud.svc_dir('zookeeper')
     os.makedirs(os.path.join(d, 'data'), exist_ok=True)
-    write_if_changed(os.path.join(d, 'zoo.cfg'), """\
+    changed = write_if_changed(os.path.join(d, 'zoo.cfg'), """\
 # written by tools/localcloud
 tickTime=1000
 initLimit=10
@@ -436,7 +436,7 @@ autopurge.snapRetainCount=3
 autopurge.purgeInterval=1
 """.format(data=os.path.join(d, 'data'), port=cloud.ports['zookeeper'],
            host=cloud.host))
-    write_if_changed(os.path.join(d, 'log4j.properties'), """\
+    changed |= write_if_changed(os.path.join(d, 'log4j.properties'), """\
 # written by tools/localcloud: everything to the console (the service log)
 log4j.rootLogger=INFO, CONSOLE
 log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
@@ -444,13 +444,14 @@ log4j.appender.CONSOLE.Threshold=INFO
 log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
 log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
 """)
+    return changed
 
 
 def keystone_conf(cloud):
     d = cloud.svc_dir('keystone')
     for sub in ('fernet-keys', 'credential-keys'):
         os.makedirs(os.path.join(d, sub), mode=0o700, exist_ok=True)
-    write_if_changed(os.path.join(d, 'keystone.conf'), """\
+    return write_if_changed(os.path.join(d, 'keystone.conf'), """\
 # written by tools/localcloud
 [DEFAULT]
 debug = false
@@ -503,7 +504,7 @@ def glance_conf(cloud, region, pw):
             raise CloudError('%s not found in the cloud venv' % src)
         shutil.copyfile(src, paste)
     ports = sorted({80, 443} | {cloud.ports['glance-' + r] for r in REGIONS})
-    write_if_changed(os.path.join(etc, 'glance-api.conf'), mode=0o600,
+    changed = write_if_changed(os.path.join(etc, 'glance-api.conf'), mode=0o600,
                      text="""\
 # written by tools/localcloud (rewritten on every `up`; edit cli.py instead)
 [DEFAULT]
@@ -517,12 +518,14 @@ public_endpoint = {url}
 show_image_direct_url = false
 image_size_cap = 1099511627776
 # --- location API for the clone service user (role `service`) ---
-# POST /v2/images/{{id}}/locations ("add_image_location") and
-# GET /v2/images/{{id}}/locations ("fetch_image_location") are allowed for
-# service users by Glance's default policy (role:service).  Overrides go
-# into policy.yaml next to this file; hashing of added locations is
-# controlled by do_secure_hash (and http_retries) in this section.
-# Not configured yet.
+# Glance 33 defaults: POST /v2/images/{{id}}/locations ("add_image_location")
+# = rule:service_api or (member and owner); GET ("fetch_image_location")
+# = rule:service_api; service_api = role:service or role:admin.  The image
+# must be 'queued'; a caller without the `service` role (own or, via an
+# X-Service-Token, in service_roles) may only add http-store URLs.
+# Overrides go into policy.yaml next to this file; hashing of added
+# locations: do_secure_hash / http_retries in this section.
+# Not configured yet (defaults apply).
 
 [database]
 connection = sqlite:///{d}/glance.db
@@ -588,6 +591,7 @@ task_pool_threads = 16
 # "fetch_image_location": "role:service"
 {}
 """)
+    return changed
 
 
 # --------------------------------------------------------------------------
@@ -603,7 +607,6 @@ def gunicorn_cmd(cloud, svc, app, threads):
             '--bind', '%s:%d' % (cloud.host, cloud.ports[svc]),
             '--pythonpath', TOOLS_DIR,
             '--chdir', cloud.svc_dir(svc),
-            '--pid', cloud.pid_file(svc) + '.gunicorn',
             '--access-logfile', '-',
             '--error-logfile', '-',
             '--name', 'localcloud-' + svc,
@@ -754,7 +757,6 @@ def stop_service(cloud, svc, kill=False, timeout=15):
         time.sleep(0.2)
         _reap(pid)
     _rm(cloud.pid_file(svc))
-    _rm(cloud.pid_file(svc) + '.gunicorn')
     return True
 
 
@@ -986,10 +988,14 @@ def cmd_up(cloud, args):
         if not service_pid(cloud, svc):
             check_port_free(cloud, svc)
 
-    zk_config(cloud)
-    keystone_conf(cloud)
+    changed = {'zookeeper': zk_config(cloud),
+               'keystone': keystone_conf(cloud)}
     for region in REGIONS:
-        glance_conf(cloud, region, pw['glance'])
+        changed['glance-' + region] = glance_conf(cloud, region, pw['glance'])
+    for svc in SERVICES:
+        if changed[svc] and service_pid(cloud, svc):
+            say('%s: configuration changed, restarting' % svc)
+            stop_service(cloud, svc)
 
     def keystone_chain():
         keystone_init(cloud, pw)
@@ -1118,6 +1124,29 @@ def cmd_stop(cloud, args):
     return 0
 
 
+def lock_state_dir(cloud):
+    """One changing command at a time per state dir (held until exit)."""
+    import fcntl
+    os.makedirs(cloud.state, exist_ok=True)
+    fd = os.open(os.path.join(cloud.state, '.lock'), os.O_RDWR | os.O_CREAT,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say('waiting for another localcloud command on %s' % cloud.state)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd  # kept open (and locked) for the life of the process
+
+
+def cmd_check(cloud, args):
+    """Run the smoke test (smoke.py) against the running cloud."""
+    if not os.path.exists(cloud.cloud_json):
+        raise CloudError('no %s: run `tools/localcloud up`' % cloud.cloud_json)
+    return subprocess.run([cloud.vbin('python'),
+                           os.path.join(LIB_DIR, 'smoke.py'),
+                           cloud.cloud_json]).returncode
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='localcloud',
@@ -1140,6 +1169,8 @@ def main(argv=None):
     p.add_argument('--region', default=REGIONS[0])
     p.add_argument('--json', action='store_true',
                    help='print the whole cloud description')
+    sub.add_parser('check', help='smoke test: upload, visibility, reader '
+                   '403, glance-download RegionOne -> RegionTwo')
     p = sub.add_parser('start', help='start one service and wait for it')
     p.add_argument('service', choices=SERVICES)
     p = sub.add_parser('stop', help='stop one service')
@@ -1148,8 +1179,11 @@ def main(argv=None):
                    help='SIGKILL the process group (no graceful shutdown)')
     args = parser.parse_args(argv)
     cloud = Cloud()
+    if args.cmd in ('up', 'down', 'start', 'stop'):
+        lock_state_dir(cloud)
     handler = {'up': cmd_up, 'down': cmd_down, 'status': cmd_status,
-               'env': cmd_env, 'start': cmd_start, 'stop': cmd_stop}[args.cmd]
+               'env': cmd_env, 'start': cmd_start, 'stop': cmd_stop,
+               'check': cmd_check}[args.cmd]
     try:
         return handler(cloud, args)
     except CloudError as e:
