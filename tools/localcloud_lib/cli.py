@@ -30,7 +30,8 @@ SERVICES = ('zookeeper', 'keystone', 'glance-RegionOne', 'glance-RegionTwo')
 
 # Python packages of the cloud virtualenv (kept apart from the product's).
 VENV_PACKAGES = ['keystone~=30.0', 'glance~=33.0', 'gunicorn',
-                 'python-keystoneclient', 'python-glanceclient']
+                 'python-keystoneclient', 'python-glanceclient',
+                 'python-openstackclient']
 
 # users: name -> (project, roles)
 USERS = {
@@ -819,20 +820,50 @@ def keystone_init(cloud, pw):
             % (time.monotonic() - t))
 
 
-def glance_init(cloud, region):
-    svc = 'glance-' + region
-    etc = cloud.glance_etc(region)
-    t = time.monotonic()
+_glance_template_lock = threading.Lock()
 
-    def db_sync():
-        env = dict(os.environ, OS_GLANCE_CONFIG_DIR=etc)
+
+def glance_template_db(cloud):
+    """An empty, migrated Glance database (glance-manage db_sync once).
+
+    Both regions start from a copy of it: one db_sync (~4-6 s of CPU)
+    instead of two.
+    """
+    with _glance_template_lock:
+        d = os.path.join(cloud.state, 'glance-template')
+        db = os.path.join(d, 'glance.db')
+        done = os.path.join(d, '.done-db_sync')
+        if os.path.exists(done) and os.path.exists(db):
+            return db
+        os.makedirs(d, exist_ok=True)
+        _rm(db)
+        override = os.path.join(d, 'template.conf')
+        write_if_changed(override, '[database]\nconnection = sqlite:///%s\n'
+                         % db)
+        etc = cloud.glance_etc(REGIONS[0])
+        t = time.monotonic()
         run([cloud.vbin('glance-manage'),
              '--config-file', os.path.join(etc, 'glance-api.conf'),
-             'db_sync'], log=cloud.log_file(svc + '-manage'), env=env,
-            what='glance-manage db_sync (%s)' % region)
+             '--config-file', override, 'db_sync'],
+            log=cloud.log_file('glance-manage'),
+            env=dict(os.environ, OS_GLANCE_CONFIG_DIR=etc),
+            what='glance-manage db_sync')
+        with open(done, 'w') as f:
+            f.write(time.strftime('%Y-%m-%d %H:%M:%S\n'))
+        say('glance database schema ready (%.1fs)' % (time.monotonic() - t))
+        return db
 
-    if _once(cloud, svc, 'db_sync', db_sync):
-        say('%s database ready (%.1fs)' % (svc, time.monotonic() - t))
+
+def glance_init(cloud, region):
+    svc = 'glance-' + region
+
+    def db_init():
+        db = os.path.join(cloud.svc_dir(svc), 'glance.db')
+        if not os.path.exists(db):
+            shutil.copyfile(glance_template_db(cloud), db + '.tmp')
+            os.replace(db + '.tmp', db)
+
+    _once(cloud, svc, 'db_sync', db_init)
 
 
 def keystone_spec(cloud, pw):
