@@ -1133,6 +1133,14 @@ def cmd_start(cloud, args):
     if not os.path.exists(cloud.vbin('gunicorn')) and args.service != 'zookeeper':
         raise CloudError('no cloud virtualenv yet: run `tools/localcloud up`')
     pw = cloud.passwords()
+    marker = {'keystone': _marker(cloud, 'keystone', 'init'),
+              'glance-RegionOne': _marker(cloud, 'glance-RegionOne',
+                                          'db_sync'),
+              'glance-RegionTwo': _marker(cloud, 'glance-RegionTwo',
+                                          'db_sync')}.get(args.service)
+    if marker and not os.path.exists(marker):
+        raise CloudError('%s was never initialised: run `tools/localcloud up`'
+                         % args.service)
     if args.service == 'zookeeper':
         zk_config(cloud)
     elif args.service == 'keystone':
