@@ -108,12 +108,24 @@ class Services:
     persisted.
     """
 
-    def __init__(self, conf, trust_id=None, session=None, strategies=None):
+    def __init__(self, conf, trust_id=None, session=None, strategies=None,
+                 guard=None):
         self.conf = conf
         self._trust_id = trust_id
         self._session = session
         self._strategies = strategies
+        self._guard = guard
         self._glances = {}
+
+    def proceed(self, reverting=False):
+        """Called before a step changes the world, and during long copies.
+
+        The runner's guard raises :class:`exceptions.Interrupted` when this
+        process no longer owns the clone, and :class:`exceptions.Cancelled`
+        (not while reverting) when the user cancelled it.
+        """
+        if self._guard is not None:
+            self._guard(reverting=reverting)
 
     @property
     def session(self):

@@ -91,6 +91,16 @@ class Cancelled(CloneError):
         super().__init__("cancelled by user")
 
 
+class Interrupted(BaseException):
+    """This process must stop running the clone now, *without reverting*.
+
+    Raised when a conductor lost its claim on the clone (its ZooKeeper
+    session expired) or is shutting down: another conductor continues the
+    clone from its persisted state.  A BaseException so that TaskFlow does
+    not record it as the task's failure and start reverting.
+    """
+
+
 def user_message(exc_type_names, exc_str, step=None):
     """The sentence for a persisted failure (type names + text)."""
     names = set(exc_type_names or ())

@@ -25,6 +25,7 @@ class Activate(task.Task):
 
     def execute(self, services, clone_id, target_region, source_image,
                 target_image_id, overrides, verified_hash):
+        services.proceed()
         policy = metadata.MetadataPolicy.from_conf(services.conf)
         image = services.glance(target_region).update_image(
             target_image_id, policy.activation(source_image, overrides))
@@ -43,6 +44,7 @@ class Activate(task.Task):
 
     def revert(self, services, target_region, target_image_id, result=None,
                **kwargs):
+        services.proceed(reverting=True)
         # Even a failed update may have half-applied: hide it in any case.
         target = services.glance(target_region)
 

@@ -32,6 +32,7 @@ class Authorize(task.Task):
                       c.TARGET_REGION])
 
     def execute(self, services, source_region, source_image_id, target_region):
+        services.proceed()
         check_image_id(source_image_id)
         source = services.glance(source_region)
         target = services.glance(target_region)

@@ -15,7 +15,8 @@ class CopyData(task.Task):
 
     Reports progress (bytes done/total, rate) through TaskFlow's progress
     events, throttled; their details double as the checkpoint a resumed run
-    receives.  A strategy that copied into the target store directly returns
+    receives, and each report asks whether the clone may go on (claim,
+    cancellation).  A strategy that copied into the target store directly returns
     a location, attached here with the source's hashes as validation data.
     Reversion strategy: the strategy removes whatever partial data it wrote;
     the reserved image itself goes with ReserveImage's revert.
@@ -37,10 +38,12 @@ class CopyData(task.Task):
 
     def execute(self, services, clone_id, source_region, target_region,
                 source_image, target_image_id, copy_plan, checkpoint=None):
+        services.proceed()
         strategy = services.strategies()[copy_plan['strategy']]
         job = self._job(services, clone_id, source_region, target_region,
                         source_image, target_image_id)
-        reporter = _Reporter(self, copy_plan['strategy'], self._interval)
+        reporter = _Reporter(self, copy_plan['strategy'], self._interval,
+                             services.proceed)
         outcome = strategy.copy(job, reporter, checkpoint=checkpoint)
         reporter.finish()
         if outcome.location:
@@ -57,6 +60,7 @@ class CopyData(task.Task):
     def revert(self, services, clone_id, source_region, target_region,
                source_image, target_image_id, copy_plan, checkpoint=None,
                **kwargs):
+        services.proceed(reverting=True)
         strategy = services.strategies().get(copy_plan['strategy'])
         if strategy is None:
             return
@@ -77,8 +81,9 @@ class _Reporter:
     always for a checkpoint or the end), with bytes, percent and rate.
     """
 
-    def __init__(self, task_, strategy, interval):
+    def __init__(self, task_, strategy, interval, proceed):
         self._task = task_
+        self._proceed = proceed
         self._strategy = strategy
         self._interval = interval
         self._start = time.monotonic()
@@ -99,6 +104,8 @@ class _Reporter:
         if checkpoint is not None or now - self._last >= self._interval:
             self._last = now
             self._emit()
+            # Still ours, still wanted? (raises to stop the copy mid-way)
+            self._proceed()
 
     def finish(self):
         self._emit(final=True)

@@ -14,9 +14,11 @@ class HoldTrust(task.Task):
         super().__init__(name=c.HOLD_TRUST, requires=[c.SERVICES, c.TRUST_ID])
 
     def execute(self, services, trust_id):
+        services.proceed()
         # Obtaining a trust-scoped token fails early if the trust is gone or
         # Keystone refuses it.
         services.session.get_token()
 
     def revert(self, services, trust_id, *args, **kwargs):
+        services.proceed(reverting=True)
         services.delete_trust()

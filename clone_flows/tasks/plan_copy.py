@@ -21,6 +21,7 @@ class PlanCopy(task.Task):
 
     def execute(self, services, clone_id, source_region, target_region,
                 source_image, strategy_name):
+        services.proceed()
         strategies = services.strategies()
         job = base.CopyJob(source=services.glance(source_region),
                            target=services.glance(target_region),

@@ -14,4 +14,5 @@ class ReleaseTrust(task.Task):
         super().__init__(name=c.RELEASE_TRUST, requires=[c.SERVICES, c.TRUST_ID])
 
     def execute(self, services, trust_id):
+        services.proceed()
         services.delete_trust()

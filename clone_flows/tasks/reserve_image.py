@@ -35,6 +35,7 @@ class ReserveImage(task.Task):
 
     def execute(self, services, clone_id, source_region, source_image,
                 target_region, overrides):
+        services.proceed()
         target = services.glance(target_region)
         existing = {i['id']: i for i in find_reserved(target, clone_id)}
         if existing:
@@ -57,6 +58,7 @@ class ReserveImage(task.Task):
         return image['id']
 
     def revert(self, services, clone_id, target_region, result=None, **kwargs):
+        services.proceed(reverting=True)
         target = services.glance(target_region)
         timeout = services.conf.clone.revert_timeout
 

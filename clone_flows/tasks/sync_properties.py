@@ -24,6 +24,7 @@ class SyncProperties(task.Task):
 
     def execute(self, services, target_region, source_image, target_image_id,
                 overrides):
+        services.proceed()
         policy = metadata.MetadataPolicy.from_conf(services.conf)
         to_set, tags, skipped = policy.properties(source_image, overrides)
         to_set['tags'] = tags

@@ -20,6 +20,7 @@ class Verify(task.Task):
 
     def execute(self, services, source_region, target_region, source_image,
                 target_image_id):
+        services.proceed()
         src_id = source_image['id']
         try:
             now = services.glance(source_region).get_image(src_id)

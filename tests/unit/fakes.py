@@ -137,11 +137,16 @@ def _hashes(data):
 class FakeServices:
     """What tasks get, with fake regions and no Keystone."""
 
-    def __init__(self, conf, regions, strategies=None):
+    def __init__(self, conf, regions, strategies=None, guard=None):
         self.conf = conf
         self.regions = regions
         self.trust_deleted = 0
         self._strategies = strategies
+        self._guard = guard
+
+    def proceed(self, reverting=False):
+        if self._guard is not None:
+            self._guard(reverting=reverting)
 
     @property
     def session(self):
