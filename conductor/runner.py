@@ -35,6 +35,15 @@ def new_store(conf, user_session, request):
     trust_id = auth.create_trust(user_session, trustee, access.project_id,
                                  access.role_names,
                                  conf.clone.trust_expiration_hours)
+    return build_store(conf, trust_id, request)
+
+
+def build_store(conf, trust_id, request):
+    """The persisted inputs of a clone whose trust exists (ids only).
+
+    Shared by :func:`new_store` (in-process clones) and
+    :func:`conductor.submit.submit_clone` (the API).
+    """
     overrides = {k: request[k] for k in
                  ('name', 'visibility', 'properties', 'tags', 'os_hidden',
                   'protected') if request.get(k) is not None}
