@@ -64,6 +64,7 @@ def save_new_flow(conf, backend, store):
     kwargs = clone_flow_mod.factory_kwargs(conf)
     book = models.LogBook(f'clone-{clone_id}', uuid=clone_id)
     fd = models.FlowDetail(c.CLONE_FLOW, uuid=clone_id)
+    fd.meta['store'] = dict(store)     # ids only: for the sweep and operators
     book.add(fd)
     taskflow.engines.save_factory_details(fd, FACTORY, [], kwargs)
     with contextlib.closing(backend.get_connection()) as conn:

@@ -1,27 +1,30 @@
-"""clone-conductor: not built yet.
+"""clone-conductor: runs TaskFlow conductors that claim clone jobs from the
+ZooKeeper jobboard.
 
-It arrives with its issue (see the README's roadmap); until then it says so
-and exits non-zero rather than pretend.
+    clone-conductor --config-file /etc/glance-clone/glance-clone.conf
 """
 import argparse
 import sys
 
-DESCRIPTION = {
-    'api': 'Glance v2 tasks API with type "clone" (WSGI service).',
-    'conductor': 'TaskFlow conductors that claim and run clone jobs from '
-                 'the ZooKeeper jobboard.',
-}['conductor']
+from conductor import opts
+from conductor import service
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog='clone-conductor', description=DESCRIPTION + ' NOT IMPLEMENTED YET: '
-        'running it exits with status 2.')
-    parser.add_argument('--config-file', action='append', default=[])
-    parser.parse_args(argv)
-    print('clone-conductor: not implemented yet; use "clone-manage clone" to run a '
-          'clone in-process', file=sys.stderr)
-    return 2
+        prog='clone-conductor',
+        description='Claim clone jobs from the ZooKeeper jobboard and run '
+                    'them (SIGTERM stops gracefully: running clones are '
+                    'handed over at once; SIGHUP reopens log files).')
+    parser.add_argument('--config-file', action='append', default=[],
+                        help='glance-clone configuration file (repeatable)')
+    args = parser.parse_args(argv)
+    conf_args = []
+    for f in args.config_file:
+        conf_args += ['--config-file', f]
+    conf = opts.new_conf(conf_args)
+    service.serve(conf)
+    return 0
 
 
 if __name__ == '__main__':

@@ -10,9 +10,12 @@ import sys
 import time
 
 from clone_flows import exceptions
+from conductor import jobboard
 from conductor import opts
+from conductor import outcome
 from conductor import persistence
 from conductor import runner
+from conductor import sweep
 
 
 def _user_session_from_env():
@@ -72,10 +75,38 @@ class ProgressBar:
             self._stream.write('\n')
 
 
+def _follow(backend, clone_id, bar, poll=0.5):
+    """Wait for a clone run by a conductor, relaying its progress."""
+    while True:
+        _, fd = runner.load_flow(backend, clone_id)
+        for ad in fd:
+            if ad.name == 'clone-copy-data' and ad.state == 'RUNNING':
+                details = ((ad.meta or {}).get('progress_details') or {}).get(
+                    'details')
+                if details:
+                    bar(details)
+        if runner.is_finished(fd):
+            return outcome.from_flow_detail(fd)
+        time.sleep(poll)
+
+
 def cmd_clone(conf, args):
     user_session = None if args.resume else _user_session_from_env()
     backend = persistence.get_backend(conf)
     bar = ProgressBar(enabled=not args.no_progress)
+    if args.conductor and not args.resume:
+        store = runner.new_store(conf, user_session, _request(args))
+        job = jobboard.Poster(conf)
+        try:
+            job.post(store)
+        finally:
+            job.close()
+        clone_id = store['clone_id']
+        print(f'clone {clone_id} posted for the conductors', file=sys.stderr)
+        if args.no_wait:
+            print(clone_id)
+            return 0
+        return _report(args, clone_id, _follow(backend, clone_id, bar), bar)
     if args.resume:
         try:
             book, fd = runner.load_flow(backend, args.resume)
@@ -96,17 +127,8 @@ def cmd_clone(conf, args):
             print('clone-manage: clone needs ' + ', '.join(
                 '--' + m.replace('_', '-') for m in missing), file=sys.stderr)
             return 2
-        request = {
-            'source_region': args.source_region,
-            'source_image_id': args.image,
-            'target_region': args.target_region,
-            'name': args.name, 'visibility': args.visibility,
-            'strategy': args.strategy,
-            'properties': dict(args.property) if args.property else None,
-            'tags': args.tag,
-        }
         try:
-            store = runner.new_store(conf, user_session, request)
+            store = runner.new_store(conf, user_session, _request(args))
         except exceptions.CloneError as e:
             print(f'clone-manage: {e}', file=sys.stderr)
             return 1
@@ -116,7 +138,22 @@ def cmd_clone(conf, args):
               f'{args.target_region}', file=sys.stderr)
         engine = runner.prepare_engine(conf, backend, book, fd, store=store,
                                        on_progress=bar)
-    result = runner.run(engine, backend, clone_id)
+    return _report(args, clone_id, runner.run(engine, backend, clone_id), bar)
+
+
+def _request(args):
+    return {
+        'source_region': args.source_region,
+        'source_image_id': args.image,
+        'target_region': args.target_region,
+        'name': args.name, 'visibility': args.visibility,
+        'strategy': args.strategy,
+        'properties': dict(args.property) if args.property else None,
+        'tags': args.tag,
+    }
+
+
+def _report(args, clone_id, result, bar):
     bar.end()
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
@@ -167,10 +204,17 @@ def build_parser():
                    help='store strategy: auto (default), http, ...')
     c.add_argument('--resume', metavar='CLONE_ID',
                    help='continue a clone whose process was killed')
+    c.add_argument('--conductor', action='store_true',
+                   help='post the clone to the jobboard for the conductors '
+                        'and follow it, instead of running it here')
+    c.add_argument('--no-wait', action='store_true',
+                   help='with --conductor: print the clone id and return')
     c.add_argument('--no-progress', action='store_true')
     c.add_argument('--json', action='store_true',
                    help='print the outcome as JSON')
     c.set_defaults(func=cmd_clone)
+    from conductor.cmd import manage_db
+    manage_db.add_parsers(sub)
     return p
 
 

@@ -1,0 +1,90 @@
+"""The clone-conductor process: one ZooKeeper client, one conductor,
+a periodic sweep, and signals handled like an OpenStack service.
+
+SIGTERM/SIGINT: stop claiming, interrupt running clones at their next safe
+point and release their claims so another conductor resumes them at once.
+SIGHUP: reopen log files (logrotate).
+"""
+import contextlib
+import logging
+import signal
+import threading
+
+from conductor import jobboard
+from conductor import persistence
+from conductor import sweep
+from conductor import worker
+
+LOG = logging.getLogger(__name__)
+
+
+def reopen_log_files():
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()
+
+
+class Sweeper(threading.Thread):
+    def __init__(self, conf, backend):
+        super().__init__(name='clone-sweeper', daemon=True)
+        self._conf = conf
+        self._backend = backend
+        self._stop = threading.Event()
+
+    def run(self):
+        interval = self._conf.conductor.sweep_interval
+        while not self._stop.wait(interval):
+            try:
+                swept, left = sweep.sweep(self._conf, self._backend)
+                if swept or left:
+                    LOG.info('Sweep: %d clones cleaned, %d left', swept, left)
+            except Exception:
+                LOG.exception('Sweep failed')
+
+    def stop(self):
+        self._stop.set()
+
+
+def serve(conf):
+    backend = persistence.get_backend(conf)
+    client = jobboard.make_client(conf)
+    client.start(timeout=conf.jobboard.session_timeout * 2)
+    board = jobboard.make_board(conf, client, backend)
+    cond = worker.CloneConductor(conf, board, backend, client)
+
+    def on_stop(signum, _frame):
+        LOG.info('Signal %s: stopping conductor %s gracefully', signum, cond.name)
+        cond.stop()
+
+    def on_hup(signum, _frame):
+        reopen_log_files()
+        LOG.info('SIGHUP: log files reopened')
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    sweeper = None
+    if conf.conductor.sweep_interval > 0:
+        sweeper = Sweeper(conf, backend)
+        sweeper.start()
+    LOG.info('Conductor %s serving %s on %s (up to %d clones at a time)',
+             cond.name, conf.jobboard.path, ','.join(conf.jobboard.zookeeper_hosts),
+             conf.conductor.max_concurrent_clones)
+    try:
+        cond.run()
+        cond.wait(timeout=conf.conductor.stop_timeout)
+    finally:
+        if sweeper is not None:
+            sweeper.stop()
+        with contextlib.suppress(Exception):
+            board.close()
+        with contextlib.suppress(Exception):
+            client.stop()
+            client.close()
+        LOG.info('Conductor %s stopped', cond.name)

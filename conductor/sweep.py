@@ -1,0 +1,69 @@
+"""The sweep: removes what a clone left behind when its revert could not.
+
+A clone is marked for the sweep when its revert failed for good or when its
+job was trashed (poison).  Sweeping deletes, in the target region, every
+image carrying the clone's id, then the clone's trust; it is idempotent and
+safe to run from several places (the conductor's periodic task and
+``clone-manage sweep``).
+"""
+import contextlib
+import logging
+import time
+
+from clone_flows import auth
+from clone_flows import constants as c
+from clone_flows import exceptions
+from clone_flows.tasks import reserve_image
+
+LOG = logging.getLogger(__name__)
+
+NEEDS_SWEEP = 'needs_sweep'
+SWEPT = 'swept_at'
+
+
+def mark(backend, fd, reason):
+    fd.meta[NEEDS_SWEEP] = reason
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.update_flow_details(fd)
+
+
+def pending(backend):
+    """Flow details marked for the sweep and not swept yet."""
+    with contextlib.closing(backend.get_connection()) as conn:
+        for book in conn.get_logbooks():
+            for fd in book:
+                meta = fd.meta or {}
+                if meta.get(NEEDS_SWEEP) and not meta.get(SWEPT):
+                    yield fd
+
+
+def sweep_one(conf, backend, fd, services=None):
+    """Remove this clone's leftovers; True when nothing remains."""
+    store = (fd.meta or {}).get('store') or {}
+    clone_id = store.get(c.CLONE_ID) or fd.uuid
+    services = services or auth.Services(conf, trust_id=store.get(c.TRUST_ID))
+    try:
+        target = services.glance(store[c.TARGET_REGION])
+        for image in reserve_image.find_reserved(target, clone_id):
+            reserve_image._unprotect(target, image['id'])
+            target.delete_image(image['id'])
+            LOG.info('Sweep: deleted image %s of clone %s', image['id'], clone_id)
+        services.delete_trust()
+    except (exceptions.CloneError, KeyError) as e:
+        LOG.warning('Sweep of clone %s incomplete: %s', clone_id, e)
+        return False
+    fd.meta[SWEPT] = time.time()
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.update_flow_details(fd)
+    return True
+
+
+def sweep(conf, backend):
+    """Sweep every marked clone; returns (swept, left)."""
+    swept = left = 0
+    for fd in list(pending(backend)):
+        if sweep_one(conf, backend, fd):
+            swept += 1
+        else:
+            left += 1
+    return swept, left

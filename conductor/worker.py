@@ -1,0 +1,209 @@
+"""Conductors that claim clone jobs from the ZooKeeper jobboard and run them.
+
+What TaskFlow's stock conductor does not do, and this one adds:
+
+* **Claim loss stops work.**  A conductor whose ZooKeeper session was
+  suspended or lost (it was paused, or partitioned) must not go on while
+  another conductor resumes the clone.  Every task asks
+  ``services.proceed()`` before it changes the world and the copy asks it
+  about once a second; the :class:`ClaimGuard` answers by re-reading the
+  claim's owner in ZooKeeper and raises :class:`Interrupted` (no revert)
+  when it is no longer ours.
+* **Graceful stop.**  On SIGTERM the guard interrupts the running step,
+  the claim is released at once, and another conductor resumes the clone
+  without waiting for the session timeout.
+* **Poison jobs end.**  Each claim counts an attempt in the flow's
+  persisted details; past ``[jobboard] max_attempts`` the job is trashed,
+  the clone marked failed and handed to the sweep.
+* **The user's record.**  Progress, success and failure reach the clone's
+  task record.
+"""
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+
+from kazoo.protocol import states as kz_states
+from oslo_config import cfg
+from taskflow.conductors.backends import impl_nonblocking
+
+from clone_flows import auth
+from clone_flows import constants as c
+from clone_flows import exceptions
+from conductor import outcome as outcome_mod
+from conductor import records as records_mod
+from conductor import runner
+from conductor import sweep
+
+LOG = logging.getLogger(__name__)
+
+conductor_opts = [
+    cfg.StrOpt('name', default=None,
+               help='Name of this conductor on the jobboard (default: '
+                    'host-pid).'),
+    cfg.IntOpt('max_concurrent_clones', default=2, min=1,
+               help='Clones one conductor process runs at the same time.'),
+    cfg.IntOpt('sweep_interval', default=300, min=0,
+               help='Seconds between two sweeps of leftovers of clones '
+                    'whose cleanup failed (0 disables the periodic sweep).'),
+    cfg.FloatOpt('stop_timeout', default=30.0, min=0,
+                 help='Seconds a stopping conductor waits for its clones '
+                      'to reach a safe point.'),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(conductor_opts, group='conductor')
+
+
+def list_opts():
+    return [('conductor', conductor_opts)]
+
+
+class PoisonJob(Exception):
+    pass
+
+
+class SessionWatch:
+    """Follows the kazoo client's state; ``epoch`` grows on each lost
+    session (every claim made before it is gone)."""
+
+    def __init__(self, client):
+        self.state = kz_states.KazooState.CONNECTED if client.connected \
+            else kz_states.KazooState.SUSPENDED
+        self.epoch = 0
+        self._changed = threading.Condition()
+        client.add_listener(self._listener)
+
+    def _listener(self, state):
+        with self._changed:
+            if state == kz_states.KazooState.LOST:
+                self.epoch += 1
+            self.state = state
+            self._changed.notify_all()
+        if state != kz_states.KazooState.CONNECTED:
+            LOG.warning('ZooKeeper session %s: clones will pause until it is '
+                        'back or stop if it is lost', state.lower())
+
+    def wait_connected(self, timeout):
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self.state != kz_states.KazooState.SUSPENDED, timeout)
+            return self.state
+
+
+class ClaimGuard:
+    """``services.proceed()`` for one job in one conductor."""
+
+    def __init__(self, conductor, job, clone_id):
+        self._conductor = conductor
+        self._job = job
+        self._clone_id = clone_id
+        self._epoch = conductor.session.epoch
+
+    def __call__(self, reverting=False):
+        cond = self._conductor
+        if cond.stopping:
+            raise exceptions.Interrupted('conductor is stopping')
+        watch = cond.session
+        state = watch.state
+        if state == kz_states.KazooState.SUSPENDED:
+            state = watch.wait_connected(cond.session_timeout)
+        if watch.epoch != self._epoch or state != kz_states.KazooState.CONNECTED:
+            raise exceptions.Interrupted('ZooKeeper session lost')
+        try:
+            owner = cond.board.find_owner(self._job)
+        except Exception as e:
+            raise exceptions.Interrupted(f'claim unknown: {e}')
+        if owner != cond.name:
+            raise exceptions.Interrupted(f'claim now held by {owner!r}')
+        if not reverting and cond.records.cancel_requested(self._clone_id):
+            raise exceptions.Cancelled()
+
+
+class CloneConductor(impl_nonblocking.NonBlockingConductor):
+
+    def __init__(self, conf, board, backend, client, name=None):
+        self.conf = conf
+        self.board = board
+        self.backend = backend
+        self.session = SessionWatch(client)
+        self.session_timeout = conf.jobboard.session_timeout
+        self.records = records_mod.TaskRecords(conf)
+        self.stopping = False
+        name = name or conf.conductor.name or \
+            f'{socket.gethostname()}-{os.getpid()}'
+        super().__init__(name, board, persistence=backend, engine='serial',
+                         max_simultaneous_jobs=conf.conductor.max_concurrent_clones)
+
+    @property
+    def name(self):
+        return self._name
+
+    def stop(self):
+        self.stopping = True
+        super().stop()
+
+    # -- job -> engine ------------------------------------------------------
+    def _count_attempt(self, fd):
+        fd.meta['attempts'] = int(fd.meta.get('attempts', 0)) + 1
+        with contextlib.closing(self.backend.get_connection()) as conn:
+            conn.update_flow_details(fd)
+        return fd.meta['attempts']
+
+    def _engine_from_job(self, job):
+        fd = self._flow_detail_from_job(job)
+        clone_id = fd.uuid
+        attempts = self._count_attempt(fd)
+        limit = self.conf.jobboard.max_attempts
+        if attempts > limit:
+            message = (f'the clone was started {attempts - 1} times and never '
+                       f'finished (its conductor kept failing); it was stopped '
+                       f'and what it made is being removed')
+            LOG.error('Clone %s: poison job after %d attempts, trashing it',
+                      clone_id, attempts - 1)
+            self.records.failed(clone_id, message)
+            sweep.mark(self.backend, fd, 'poison job')
+            with contextlib.suppress(Exception):
+                sweep.sweep_one(self.conf, self.backend, fd)
+            raise PoisonJob(message)
+        store = dict((job.details or {}).get('store') or fd.meta.get('store') or {})
+        services = auth.Services(self.conf, trust_id=store.get(c.TRUST_ID),
+                                 guard=ClaimGuard(self, job, clone_id))
+        LOG.info('Clone %s: attempt %d on conductor %s', clone_id, attempts,
+                 self.name)
+        return runner.prepare_engine(
+            self.conf, self.backend, job.book, fd, store=store,
+            services=services,
+            on_progress=lambda d: self.records.progress(clone_id, d))
+
+    def _dispatch_job(self, job):
+        clone_id = (job.details or {}).get('flow_uuid')
+        started = time.time()
+        if clone_id:
+            self.records.processing(clone_id)
+        try:
+            consume = super()._dispatch_job(job)
+        except exceptions.Interrupted as e:
+            LOG.warning('Clone %s interrupted on %s (%s): left for another '
+                        'conductor', clone_id, self.name, e)
+            return False
+        if clone_id and consume:
+            self._record_end(clone_id, started)
+        return consume
+
+    def _record_end(self, clone_id, started):
+        try:
+            _, fd = runner.load_flow(self.backend, clone_id)
+        except LookupError:
+            return
+        if not runner.is_finished(fd):
+            return
+        out = outcome_mod.from_flow_detail(fd)
+        if out.cleanup_failed:
+            sweep.mark(self.backend, fd, 'revert failed')
+        self.records.finished(clone_id, out, started=started)
+        LOG.info('Clone %s ended: %s %s', clone_id,
+                 'success' if out.succeeded else 'failure', out.message)
