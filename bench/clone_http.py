@@ -1,0 +1,373 @@
+"""Benchmark: cloning an image RegionOne -> RegionTwo over HTTP, side by side.
+
+    .venv/bin/python bench/clone_http.py [--size-mib 1024] [--rounds 3]
+                                         [--rss-sizes 1024,4096]
+
+INTRO: this is one story, read top to bottom.  It uploads a random image to
+RegionOne of the local cloud (``tools/localcloud``; the ``LOCALCLOUD_*``
+variables choose which one, and it is brought up if it is not running), then
+copies it into RegionTwo three ways, interleaved round by round (a, b, c,
+a, b, c, ...) so that the machine's noise falls on all three alike:
+
+  (a) this product: ``clone-manage clone --no-progress --json`` as user
+      ``demo``, with the configuration ``tools/write-clone-conf`` writes.
+      Timed as the whole process: start-up, trust, checks, reservation,
+      copy, verification, metadata, activation, trust release.
+  (b) Glance's own ``glance-download`` import into RegionTwo: an image is
+      created there (not timed), then timed from ``POST .../import`` until
+      the image is ``active``.
+  (c) a bare client: ``GET`` the source's ``/file`` and stream it straight
+      into ``PUT /file`` of a queued RegionTwo image, no checks at all.
+      Timed from the GET to the PUT's answer.
+
+Every copy is checked against the source's size and sha512 after its clock
+stops (so (c) did not win by being wrong), and deleted at once.  Then it
+prints the medians, the ratios a/b and a/c against their targets, and the
+peak RSS of the clone process (``ru_maxrss`` of the child, from ``wait4``)
+for each of ``--rss-sizes``.  Every image it made, in both regions, is
+deleted at the end, even when it fails or is interrupted.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import requests
+from keystoneauth1 import adapter
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCALCLOUD = os.path.join(ROOT, 'tools', 'localcloud')
+WRITE_CONF = os.path.join(ROOT, 'tools', 'write-clone-conf')
+CLONE_MANAGE = os.path.join(sys.prefix, 'bin', 'clone-manage')
+
+MiB = 1024 * 1024
+CHUNK = MiB                 # what the bare client (c) reads and sends at once
+TARGETS = {'a/b': 0.7, 'a/c': 1.15, 'rss_mib': 100}
+RUN = 'bench-' + uuid.uuid4().hex[:8]    # marks every image of this run
+METHODS = {
+    'a': 'clone-manage clone (this product)',
+    'b': 'glance-download import',
+    'c': 'bare stream GET -> PUT',
+}
+
+
+def say(*args):
+    print(f'[{time.strftime("%H:%M:%S")}]', *args, flush=True)
+
+
+class Ticker:
+    """Says where a long piece of work is, at most every ``every`` seconds."""
+
+    def __init__(self, what, every=5.0):
+        self.what, self.every = what, every
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, text, force=False):
+        now = time.monotonic()
+        if force or now - self.last >= self.every:
+            self.last = now
+            say(f'  {self.what}: {text} ({now - self.start:.0f} s)')
+
+
+# -- 1. The cloud: whichever tools/localcloud points at, up if needed -------
+
+def localcloud(*args, check=True):
+    return subprocess.run([sys.executable, LOCALCLOUD, *args], check=check,
+                          text=True, capture_output=True)
+
+
+def cloud_up():
+    """The cloud description; and whether this run brought it up."""
+    started = False
+    if localcloud('status', check=False).returncode != 0:
+        say('the local cloud is not running: tools/localcloud up ...')
+        subprocess.run([sys.executable, LOCALCLOUD, 'up'], check=True)
+        started = True
+    return json.loads(localcloud('env', '--json').stdout), started
+
+
+# -- 2. Talking to Glance as demo (keystoneauth for control, requests for
+#       the bare data path) ---------------------------------------------------
+
+class Region:
+    """One region's Image API v2 as user demo: just what the story needs."""
+
+    def __init__(self, session, name):
+        self.name = name
+        self.session = session
+        self.api = adapter.Adapter(session, service_type='image',
+                                   region_name=name, interface='public')
+        self.url = self.api.get_endpoint().rstrip('/')
+
+    def create(self, name, **props):
+        resp = self.api.post('/v2/images', json=dict(
+            name=name, disk_format='raw', container_format='bare',
+            visibility='private', bench_run=RUN, **props))
+        return resp.json()['id']
+
+    def get(self, image_id):
+        return self.api.get(f'/v2/images/{image_id}').json()
+
+    def delete(self, image_id):
+        return self.api.delete(f'/v2/images/{image_id}',
+                               raise_exc=False).status_code in (204, 404)
+
+    def ours(self):
+        """Ids of every image of this run here, hidden ones too."""
+        ids = set()
+        for hidden in ('false', 'true'):
+            body = self.api.get('/v2/images', params={
+                'bench_run': RUN, 'os_hidden': hidden, 'limit': 1000}).json()
+            ids.update(i['id'] for i in body['images'])
+        return ids
+
+    def headers(self, **extra):
+        return dict({'X-Auth-Token': self.session.get_token()}, **extra)
+
+
+def random_chunks(size, ticker):
+    sent = 0
+    while sent < size:
+        n = min(CHUNK, size - sent)
+        yield os.urandom(n)
+        sent += n
+        ticker(f'{sent / MiB:,.0f}/{size / MiB:,.0f} MiB')
+
+
+def upload_random(region, size):
+    """A new active image of ``size`` random bytes; returns its metadata."""
+    image_id = region.create(f'{RUN}-source-{size // MiB}MiB')
+    ticker = Ticker(f'uploading {size // MiB} MiB of random data to '
+                    f'{region.name}')
+    region.api.put(f'/v2/images/{image_id}/file',
+                   data=random_chunks(size, ticker),
+                   headers={'Content-Type': 'application/octet-stream'})
+    image = region.get(image_id)
+    assert image['status'] == 'active', image['status']
+    ticker(f"done, {image['size']:,} bytes", force=True)
+    return image
+
+
+def same_bits(source, copy):
+    return (copy.get('status') == 'active' and copy['size'] == source['size']
+            and copy['os_hash_value'] == source['os_hash_value'])
+
+
+# -- 3. The three ways to copy.  Each returns (seconds, copy id, extra). ----
+
+def run_clone_manage(conf, env, source, name):
+    """(a) The product, as a child process; its peak RSS from wait4."""
+    cmd = [CLONE_MANAGE, '--config-file', conf, 'clone',
+           '--source-region', 'RegionOne', '--image', source['id'],
+           '--target-region', 'RegionTwo', '--name', name,
+           '--no-progress', '--json']
+    with tempfile.TemporaryFile('w+') as out:
+        start = time.monotonic()
+        child = subprocess.Popen(cmd, env=env, stdout=out,
+                                 stderr=subprocess.PIPE, text=True)
+        for line in child.stderr:        # its progress lines, every ~5 s
+            say('   ', line.rstrip())
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.monotonic() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    try:
+        outcome = json.loads(text)
+    except ValueError:
+        raise RuntimeError(f'clone-manage exited {child.returncode}: {text}')
+    if not outcome.get('succeeded'):
+        raise RuntimeError(f"clone failed: {outcome.get('message')}")
+    return seconds, outcome['result']['image_id'], {
+        'rss_mib': usage.ru_maxrss / 1024,          # KiB on Linux
+        'cpu_s': usage.ru_utime + usage.ru_stime}
+
+
+def run_glance_download(src_region, dst_region, source, name):
+    """(b) Glance's glance-download import, polled until active."""
+    image_id = dst_region.create(name)
+    ticker = Ticker('glance-download')
+    start = time.monotonic()
+    dst_region.api.post(f'/v2/images/{image_id}/import', json={'method': {
+        'name': 'glance-download', 'glance_region': src_region.name,
+        'glance_image_id': source['id'], 'glance_service_interface': 'public'}})
+    while True:
+        image = dst_region.get(image_id)
+        if image['status'] == 'active':
+            break
+        if image['status'] in ('killed', 'deleted') or \
+                image.get('os_glance_failed_import'):
+            raise RuntimeError(f"glance-download failed: {image['status']} "
+                               f"{image.get('os_glance_failed_import')}")
+        ticker(image['status'])
+        time.sleep(0.1)
+    return time.monotonic() - start, image_id, {}
+
+
+def run_bare_stream(src_region, dst_region, source, name):
+    """(c) GET -> PUT with requests, chunk by chunk, nothing else."""
+    image_id = dst_region.create(name)
+    ticker = Ticker('bare stream')
+    src_url = f"{src_region.url}/v2/images/{source['id']}/file"
+    dst_url = f'{dst_region.url}/v2/images/{image_id}/file'
+    start = time.monotonic()
+    with requests.get(src_url, headers=src_region.headers(), stream=True,
+                      timeout=120) as src:
+        src.raise_for_status()
+
+        def chunks():
+            done = 0
+            for chunk in src.iter_content(CHUNK):
+                done += len(chunk)
+                ticker(f"{done / MiB:,.0f}/{source['size'] / MiB:,.0f} MiB")
+                yield chunk
+
+        dst = requests.put(dst_url, data=chunks(), timeout=120,
+                           headers=dst_region.headers(
+                               **{'Content-Type': 'application/octet-stream'}))
+        dst.raise_for_status()
+    return time.monotonic() - start, image_id, {}
+
+
+# -- 4. The story ------------------------------------------------------------
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--size-mib', type=int, default=1024,
+                   help='image size for the timed rounds (default 1024)')
+    p.add_argument('--rounds', type=int, default=3,
+                   help='rounds of a, b, c (default 3, at least 3)')
+    p.add_argument('--rss-sizes', default='1024,4096',
+                   help='image sizes (MiB) whose clone peak RSS is measured '
+                        '(default 1024,4096; "" for none)')
+    p.add_argument('--keep-cloud', action='store_true',
+                   help='leave the local cloud running if this run started it')
+    args = p.parse_args()
+    if args.rounds < 3:
+        p.error('--rounds must be at least 3')
+    rss_sizes = [int(s) for s in args.rss_sizes.split(',') if s.strip()]
+
+    cloud, started = cloud_up()
+    say(f"cloud: Keystone {cloud['auth_url']}, state {cloud['state_dir']}; "
+        f'images of this run are marked bench_run={RUN}')
+
+    # The user who clones, as keystoneauth sees them and as clone-manage's
+    # OS_* environment.
+    demo = cloud['users']['demo']
+    session = ks_session.Session(auth=v3.Password(
+        auth_url=cloud['auth_url'], username='demo', password=demo['password'],
+        project_name=demo['project'], user_domain_name='Default',
+        project_domain_name='Default'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
+    env.update(OS_AUTH_URL=cloud['auth_url'], OS_USERNAME='demo',
+               OS_PASSWORD=demo['password'], OS_PROJECT_NAME=demo['project'],
+               OS_USER_DOMAIN_NAME='Default', OS_PROJECT_DOMAIN_NAME='Default',
+               OS_REGION_NAME='RegionTwo', OS_INTERFACE='public')
+    one, two = Region(session, 'RegionOne'), Region(session, 'RegionTwo')
+
+    workdir = tempfile.mkdtemp(prefix='glance-clone-bench-')
+    conf = subprocess.run([sys.executable, WRITE_CONF, workdir], check=True,
+                          text=True, capture_output=True).stdout.strip()
+    say(f'clone configuration: {conf}')
+
+    copiers = {
+        'a': lambda src, name: run_clone_manage(conf, env, src, name),
+        'b': lambda src, name: run_glance_download(one, two, src, name),
+        'c': lambda src, name: run_bare_stream(one, two, src, name),
+    }
+    times = {m: [] for m in METHODS}
+    rss = {}                                 # size MiB -> [peak RSS MiB]
+    failed = False
+    try:
+        size = args.size_mib * MiB
+        source = upload_random(one, size)
+
+        # Round-robin: a, b, c, a, b, c, ...
+        for r in range(1, args.rounds + 1):
+            for m in METHODS:
+                name = f'{RUN}-{m}{r}'
+                say(f'round {r}/{args.rounds} ({m}) {METHODS[m]} ...')
+                seconds, copy_id, extra = copiers[m](source, name)
+                copy = two.get(copy_id)
+                two.delete(copy_id)
+                if not same_bits(source, copy):
+                    raise RuntimeError(f'({m}) made a wrong copy: {copy}')
+                times[m].append(seconds)
+                if 'rss_mib' in extra:
+                    rss.setdefault(args.size_mib, []).append(extra['rss_mib'])
+                say(f'round {r}/{args.rounds} ({m}) {seconds:.1f} s, '
+                    f'{args.size_mib / seconds:.1f} MiB/s' + ''.join(
+                        f', {k} {v:.1f}' for k, v in extra.items()))
+        one.delete(source['id'])
+
+        # Peak RSS of the clone at other sizes: one clone each.
+        for size_mib in rss_sizes:
+            if size_mib in rss:
+                continue
+            say(f'peak RSS at {size_mib} MiB ...')
+            source = upload_random(one, size_mib * MiB)
+            seconds, copy_id, extra = copiers['a'](source,
+                                                   f'{RUN}-rss{size_mib}')
+            copy = two.get(copy_id)
+            two.delete(copy_id)
+            one.delete(source['id'])
+            if not same_bits(source, copy):
+                raise RuntimeError(f'(a) made a wrong copy: {copy}')
+            rss[size_mib] = [extra['rss_mib']]
+            say(f'{size_mib} MiB cloned in {seconds:.1f} s, peak RSS '
+                f"{extra['rss_mib']:.1f} MiB")
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        # Nothing of this run stays behind, in either region.
+        for region in (one, two):
+            for image_id in sorted(region.ours()):
+                say(f'cleanup: deleting {image_id} in {region.name}')
+                region.delete(image_id)
+        if started and not args.keep_cloud:
+            say('stopping the local cloud this run started')
+            localcloud('down', check=False)
+        if failed:
+            say('FAILED; images cleaned up')
+
+    # -- 5. The table ---------------------------------------------------------
+    med = {m: statistics.median(t) for m, t in times.items()}
+    print()
+    print(f'clone {args.size_mib} MiB RegionOne -> RegionTwo, '
+          f'{args.rounds} rounds interleaved, '
+          f'{time.strftime("%Y-%m-%d")}, {os.cpu_count()} cores')
+    print()
+    print(f"| {'method':<38} | median s | MiB/s | rounds (s) |")
+    print(f"|{'-' * 40}|---------:|------:|------------|")
+    for m, what in METHODS.items():
+        print(f'| ({m}) {what:<34} | {med[m]:8.1f} | '
+              f'{args.size_mib / med[m]:5.1f} | '
+              f"{', '.join(f'{t:.1f}' for t in times[m])} |")
+    print()
+    for ratio, (x, y) in (('a/b', 'ab'), ('a/c', 'ac')):
+        value = med[x] / med[y]
+        print(f'{ratio} = {value:.2f}  (target <= {TARGETS[ratio]}: '
+              f"{'met' if value <= TARGETS[ratio] else 'MISSED'})")
+    peaks = {s: max(v) for s, v in sorted(rss.items())}
+    for size_mib, peak in peaks.items():
+        print(f'peak RSS of clone-manage, {size_mib} MiB image: {peak:.1f} MiB '
+              f"(target <= {TARGETS['rss_mib']}: "
+              f"{'met' if peak <= TARGETS['rss_mib'] else 'MISSED'})")
+    if len(peaks) > 1:
+        sizes = sorted(peaks)
+        print(f'RSS growth {sizes[0]} -> {sizes[-1]} MiB image: '
+              f'{peaks[sizes[-1]] - peaks[sizes[0]]:+.1f} MiB')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
