@@ -10,6 +10,7 @@ trust_id, request_id, cancel_requested, job_id, attempts``).
 """
 import copy
 import datetime
+import logging
 import os
 import threading
 
@@ -22,6 +23,11 @@ from oslo_db.sqlalchemy import utils as db_utils
 from sqlalchemy import orm
 
 from conductor.db import models
+
+LOG = logging.getLogger(__name__)
+# Alembic narrates every start-up at INFO; our own line says what changed.
+for _name in ('alembic.runtime.plugins', 'alembic.runtime.migration'):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 DEFAULT_CONNECTION = 'sqlite:///$state_path/glance-clone-tasks.sqlite'
 
@@ -147,8 +153,16 @@ def _alembic_config():
     return cfg_
 
 
+def head_revision():
+    from alembic import script
+    return script.ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
 def _upgrade(engine, revision='head'):
     from alembic import command
+    if current_revision(engine) == head_revision():
+        return
+    before = current_revision(engine)
     acfg = _alembic_config()
     try:
         with engine.begin() as connection:
@@ -159,6 +173,8 @@ def _upgrade(engine, revision='head'):
         # fine if the schema is now there.
         if current_revision(engine) is None:
             raise
+    LOG.info('Task tables upgraded from revision %s to %s', before,
+             current_revision(engine))
 
 
 def current_revision(engine):
@@ -172,8 +188,7 @@ def current_revision(engine):
 def sync(conf):
     """Bring the task tables to the newest revision (``clone-manage db
     sync``); returns the revision."""
-    engine = get_engine(conf)     # first use already upgrades
-    _upgrade(engine)
+    engine = get_engine(conf)     # first use upgrades
     return current_revision(engine)
 
 
@@ -262,6 +277,13 @@ def _by_token(session, owner, token):
     return session.execute(sa.select(models.CloneTask).where(
         models.CloneTask.owner == owner,
         models.CloneTask.client_token == token)).scalar_one_or_none()
+
+
+def get_task_by_token(conf, owner, client_token):
+    """The owner's task created with ``client_token``, or None."""
+    with _session(conf) as session:
+        row = _by_token(session, owner, client_token)
+        return _to_dict(row) if row is not None else None
 
 
 def get_task(conf, task_id):

@@ -1,0 +1,133 @@
+"""The clone-api WSGI application: routes, JSON answers, errors.
+
+``load_app(conf)`` builds the whole paste pipeline (request id, size limit,
+auth_token, context, this app) from ``etc/glance-clone-paste.ini``;
+``app_factory`` is the pipeline's last element.
+"""
+import json
+import logging
+
+import routes
+import webob
+import webob.dec
+import webob.exc
+
+from conductor.api import config
+from conductor.api import policies
+from conductor.api import schemas
+from conductor.api import tasks
+
+LOG = logging.getLogger(__name__)
+
+CONTEXT_KEY = 'glance_clone.context'
+API_VERSION = 'v2.17'
+
+
+def versions_body(req):
+    href = req.host_url.rstrip('/') + '/v2/'
+    return {'versions': [{'id': API_VERSION, 'status': 'CURRENT',
+                          'links': [{'rel': 'self', 'href': href}]}]}
+
+
+def json_response(status, body=None, location=None, request_id=None):
+    resp = webob.Response(status=status)
+    if body is None:
+        resp.content_type = None
+        resp.body = b''
+    else:
+        resp.content_type = 'application/json'
+        resp.charset = 'UTF-8'
+        resp.body = json.dumps(body).encode('utf-8')
+    if location:
+        resp.location = location
+    return resp
+
+
+def error_response(code, message):
+    title = webob.exc.status_map[code].title
+    return json_response(code, {'error': {'code': code, 'title': title,
+                                          'message': message}})
+
+
+class App:
+    """Routes to the tasks controller; answers JSON, Glance-style."""
+
+    def __init__(self, conf, submit=None):
+        self.conf = conf
+        if submit is None:
+            from conductor import submit as submit_mod
+            submit = submit_mod.submit_clone
+        self.tasks = tasks.TasksController(conf, policies.get_enforcer(conf),
+                                           submit=submit)
+        m = routes.Mapper()
+        m.connect('/', action='versions', conditions={'method': ['GET']})
+        m.connect('/versions', action='versions',
+                  conditions={'method': ['GET']})
+        m.connect('/v2/schemas/task', action='schema_task',
+                  conditions={'method': ['GET']})
+        m.connect('/v2/schemas/tasks', action='schema_tasks',
+                  conditions={'method': ['GET']})
+        m.connect('/v2/tasks', action='create',
+                  conditions={'method': ['POST']})
+        m.connect('/v2/tasks', action='index', conditions={'method': ['GET']})
+        m.connect('/v2/tasks/{task_id}', action='show',
+                  conditions={'method': ['GET']})
+        m.connect('/v2/tasks/{task_id}', action='delete',
+                  conditions={'method': ['DELETE']})
+        self.mapper = m
+        self._paths = ('/', '/versions', '/v2/schemas/task',
+                       '/v2/schemas/tasks', '/v2/tasks')
+
+    @webob.dec.wsgify
+    def __call__(self, req):
+        match = self.mapper.match(environ=req.environ)
+        if match is None:
+            path = req.path_info.rstrip('/') or '/'
+            if path in self._paths or path.startswith('/v2/tasks/'):
+                return error_response(405, f'{req.method} is not allowed '
+                                           f'on {req.path_info}')
+            return error_response(404, f'{req.path_info} is not a resource '
+                                       f'of this API')
+        action = match['action']
+        try:
+            if action == 'versions':
+                code = 300 if req.path_info in ('', '/') else 200
+                return json_response(code, versions_body(req))
+            if action == 'schema_task':
+                return json_response(200, schemas.task_schema())
+            if action == 'schema_tasks':
+                return json_response(200, schemas.tasks_schema())
+            context = req.environ.get(CONTEXT_KEY)
+            if context is None or not context.project_id:
+                return error_response(
+                    401, 'The request you have made requires authentication '
+                         '(a project-scoped token).')
+            kwargs = {k: v for k, v in match.items() if k == 'task_id'}
+            code, body, location = getattr(self.tasks, action)(
+                req, context, **kwargs)
+            return json_response(code, body, location)
+        except tasks.ApiError as e:
+            LOG.info('%s %s -> %s: %s', req.method, req.path_info, e.code,
+                     e.message)
+            return error_response(e.code, e.message)
+        except Exception:
+            LOG.exception('Unexpected error on %s %s', req.method,
+                          req.path_info)
+            return error_response(
+                500, 'Internal error; the operator can find the details in '
+                     'the clone-api log under this request\'s id.')
+
+
+def app_factory(global_conf, **local_conf):
+    """paste.app_factory for the last element of the pipeline."""
+    return App(config.get_conf())
+
+
+def load_app(conf, pipeline=None):
+    """The served WSGI callable: the paste pipeline named in
+    ``[api] paste_pipeline`` of ``[api] paste_config``."""
+    from paste import deploy
+    config.set_conf(conf)
+    path = config.find_paste_config(conf)
+    return deploy.loadapp(f'config:{path}',
+                          name=pipeline or conf.api.paste_pipeline)

@@ -1,0 +1,79 @@
+"""Paste filters of the clone-api pipeline.
+
+Each factory hands the service's ``ConfigOpts`` (see
+:mod:`conductor.api.config`) to the middleware it wraps, so options are read
+from glance-clone's own configuration files, not from a global.
+"""
+import webob.dec
+from keystonemiddleware import auth_token
+from oslo_context import context as oslo_context
+from oslo_middleware import request_id
+from oslo_middleware import sizelimit
+
+from conductor.api import config
+
+CONTEXT_KEY = 'glance_clone.context'
+
+
+def request_id_factory(global_conf, **local_conf):
+    return lambda app: request_id.RequestId(app, config.get_conf())
+
+
+def sizelimit_factory(global_conf, **local_conf):
+    """Bodies over ``[oslo_middleware] max_request_body_size`` get 413."""
+    return lambda app: sizelimit.RequestBodySizeLimiter(app,
+                                                        config.get_conf())
+
+
+def authtoken_factory(global_conf, **local_conf):
+    """keystonemiddleware's auth_token, configured by
+    ``[keystone_authtoken]`` of glance-clone's configuration."""
+    conf = dict(local_conf)
+    conf['oslo_config_config'] = config.get_conf()
+
+    def _filter(app):
+        return auth_token.AuthProtocol(app, conf)
+    return _filter
+
+
+class ContextMiddleware:
+    """Turns auth_token's X-* headers into an oslo.context RequestContext.
+
+    Requests without a confirmed identity get no context (the app answers
+    401 for task routes); discovery and schema routes need none.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    @webob.dec.wsgify
+    def __call__(self, req):
+        if req.environ.get('HTTP_X_IDENTITY_STATUS') == 'Confirmed':
+            ctx = oslo_context.RequestContext.from_environ(req.environ)
+            req.environ[CONTEXT_KEY] = ctx
+        return req.get_response(self.app)
+
+
+def context_factory(global_conf, **local_conf):
+    return ContextMiddleware
+
+
+class VersionsFilter:
+    """Answers ``GET /`` and ``GET /versions`` before authentication (as
+    Glance does), so clients can discover the API without a token."""
+
+    def __init__(self, app):
+        self.app = app
+
+    @webob.dec.wsgify
+    def __call__(self, req):
+        if req.method in ('GET', 'HEAD') and req.path_info in ('', '/',
+                                                               '/versions'):
+            from conductor.api import app as api_app
+            code = 200 if req.path_info == '/versions' else 300
+            return api_app.json_response(code, api_app.versions_body(req))
+        return req.get_response(self.app)
+
+
+def versions_factory(global_conf, **local_conf):
+    return VersionsFilter

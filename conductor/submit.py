@@ -1,0 +1,127 @@
+"""Submitting a clone: the one seam between clone-api and the conductors.
+
+:func:`submit_clone` turns a validated clone request into
+
+1. a Keystone trust from the user to the clone service user (made with the
+   user's token, which is then forgotten: never stored, never logged);
+2. a task record (status ``pending``, id = the clone id);
+3. a job on the jobboard (``conductor.jobboard.post_clone``), when that
+   module is installed; without it the task stays ``pending``.
+
+If the job cannot be posted, the task ends ``failure`` at once and the trust
+is deleted, so no task waits for a job that does not exist.  (A process
+killed between 2 and 3 leaves a pending task without ``job_id``: the
+conductors' sweep re-posts or fails such tasks.)
+
+The per-project limit on running clones (``[api]
+max_running_clones_per_project``) is the conductors' to enforce: excess
+clones wait as ``pending``; the API accepts them.
+"""
+import importlib
+import importlib.util
+import logging
+import uuid
+
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+
+from clone_flows import auth
+from conductor import runner
+from conductor.db import api as db_api
+
+LOG = logging.getLogger(__name__)
+
+JOBBOARD_MODULE = 'conductor.jobboard'
+
+_TRUSTEE = {}       # service user id, per service_auth configuration
+
+
+class SubmitFailed(Exception):
+    """The clone could not be queued; ``str()`` is a sentence for the user."""
+
+
+def _trustee(conf):
+    key = (conf.service_auth.auth_type, id(conf))
+    if key not in _TRUSTEE:
+        _TRUSTEE[key] = auth.service_user_id(conf)
+    return _TRUSTEE[key]
+
+
+def _keystone_url(conf):
+    """Where the user's token is re-scoped: the service user's Keystone."""
+    return auth.service_session(conf).auth.auth_url
+
+
+def create_user_trust(conf, context):
+    """A trust user -> clone service, with the request's roles on its
+    project; built from the request's token (``context.auth_token``)."""
+    trustee = _trustee(conf)
+    user_auth = v3.Token(auth_url=_keystone_url(conf),
+                         token=context.auth_token,
+                         project_id=context.project_id)
+    user_session = ks_session.Session(auth=user_auth)
+    return auth.create_trust(user_session, trustee, context.project_id,
+                             context.roles,
+                             conf.clone.trust_expiration_hours)
+
+
+def _jobboard():
+    if importlib.util.find_spec(JOBBOARD_MODULE) is None:
+        return None
+    return importlib.import_module(JOBBOARD_MODULE)
+
+
+def submit_clone(conf, context, task_input):
+    """Create the clone asked for by ``task_input`` (already validated,
+    ``target_region`` filled in); return its task dict.
+
+    With a ``client_token`` the project already used, the existing task is
+    returned and nothing new is made (its ``request_id`` then differs from
+    ``context.request_id``).
+    """
+    owner = context.project_id
+    token = task_input.get('client_token')
+    if token is not None:
+        existing = db_api.get_task_by_token(conf, owner, token)
+        if existing is not None:
+            return existing
+    clone_id = str(uuid.uuid4())
+    trust_id = create_user_trust(conf, context)
+    values = {'id': clone_id, 'type': 'clone', 'status': 'pending',
+              'owner': owner, 'user_id': context.user_id,
+              'input': task_input, 'client_token': token,
+              'trust_id': trust_id, 'request_id': context.request_id}
+    try:
+        task = db_api.create_task(conf, values)
+    except db_api.DuplicateToken as e:
+        auth.delete_trust(conf, trust_id)
+        return e.task
+    except Exception:
+        auth.delete_trust(conf, trust_id)
+        raise
+    request = dict(task_input, clone_id=clone_id)
+    store = runner.build_store(conf, trust_id, request)
+    for flag in ('dry_run', 'preserve_id'):
+        if task_input.get(flag):
+            store[flag] = True
+    board = _jobboard()
+    if board is None:
+        LOG.warning('Clone %s recorded as pending: %s is not installed, so '
+                    'no conductor will run it', clone_id, JOBBOARD_MODULE)
+        return task
+    try:
+        job_id = board.post_clone(conf, store)
+    except Exception:
+        LOG.exception('Could not post the job of clone %s', clone_id)
+        db_api.update_task(
+            conf, clone_id, status='failure',
+            message='the clone could not be queued (the job board did not '
+                    'answer); nothing was done, try again')
+        auth.delete_trust(conf, trust_id)
+        raise SubmitFailed('the clone could not be queued; try again later')
+    if isinstance(job_id, str):
+        task = db_api.update_task(conf, clone_id, job_id=job_id)
+    LOG.info('Clone %s queued: %s/%s -> %s', clone_id,
+             task_input['source_region'], task_input['source_image_id'],
+             task_input['target_region'])
+    return task

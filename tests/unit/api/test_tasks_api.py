@@ -1,0 +1,253 @@
+"""The tasks API in-process, behind a fake auth_token."""
+import json
+import uuid
+
+import jsonschema
+import pytest
+
+from conductor.api import schemas
+from conductor.db import api as db_api
+from tests.unit.api.conftest import ALT
+
+IMAGE = '6f1d2a3b-1111-4c4c-8d8d-0123456789ab'
+
+
+def validate_task(body):
+    """What python-glanceclient's warlock model enforces on an answer."""
+    jsonschema.validate(body, schemas.task_schema())
+    uuid.UUID(body['id'])
+    assert isinstance(body['message'], str)
+    assert isinstance(body['owner'], str)
+
+
+# -- discovery and schemas ---------------------------------------------------
+
+def test_versions_answer_without_a_token(client):
+    for path, code in (('/', 300), ('/versions', 200)):
+        r = client.get(path, token=None)
+        assert r.status_int == code
+        assert r.json['versions'][0]['status'] == 'CURRENT'
+
+
+def test_task_schema_offers_clone_and_glance_types(client):
+    r = client.get('/v2/schemas/task')
+    assert r.status_int == 200
+    assert r.json['properties']['type']['enum'][0] == 'clone'
+    assert 'import' in r.json['properties']['type']['enum']
+    assert r.json['properties']['message']['type'] == 'string'
+    r = client.get('/v2/schemas/tasks')
+    assert r.json['properties']['tasks']['type'] == 'array'
+
+
+def test_every_answer_carries_a_request_id(client):
+    r = client.get('/v2/tasks/' + IMAGE)
+    assert r.headers['x-openstack-request-id'].startswith('req-')
+
+
+# -- create ------------------------------------------------------------------
+
+def test_create_returns_201_location_and_a_pending_clone(client, trusts):
+    r = client.create(name='copy', tags=['a'], properties={'k': 'v'})
+    assert r.status_int == 201, r.body
+    body = r.json
+    validate_task(body)
+    assert body['status'] == 'pending' and body['type'] == 'clone'
+    assert body['owner'] == 'demo-project'
+    assert body['input']['target_region'] == 'RegionTwo'   # [api] region_name
+    assert r.location.endswith(f"/v2/tasks/{body['id']}")
+    record = db_api.get_task(client.app.fake_auth.app.app.conf, body['id'])
+    assert record['trust_id'] == 'trust-1'
+    assert trusts['made'][0]['roles'] == ['member', 'reader']
+
+
+def test_task_record_never_holds_the_token(client, api_conf):
+    r = client.create()
+    record = db_api.get_task(api_conf, r.json['id'])
+    assert 'demo-user:demo-project' not in json.dumps(record)
+
+
+def test_same_client_token_same_project_is_the_same_task(clients, trusts):
+    a = clients['demo'].create(client_token='tok-1')
+    b = clients['demo'].create(client_token='tok-1')
+    assert a.status_int == 201 and b.status_int == 200
+    assert a.json['id'] == b.json['id']
+    assert len(trusts['made']) == 1
+    c = clients['alt'].create(client_token='tok-1')
+    assert c.status_int == 201 and c.json['id'] != a.json['id']
+
+
+def test_reader_cannot_create(clients):
+    r = clients['reader'].create()
+    assert r.status_int == 403
+    assert 'not authorized' in r.json['error']['message']
+
+
+def test_unknown_region_is_refused_with_the_catalog(app, client):
+    app.fake_auth.catalog = [{'type': 'image', 'endpoints': [
+        {'region': 'RegionOne'}, {'region': 'RegionTwo'}]}]
+    r = client.create(source_region='Régiön')
+    assert r.status_int == 400
+    assert "input.source_region: region 'Régiön'" in r.json['error']['message']
+    assert client.create().status_int == 201
+
+
+# -- bad input: one clear 4xx each, the service stays up ---------------------
+
+BAD_INPUTS = [
+    ('malformed json', dict(raw=b'{"type": "clone", "input": {'), 400,
+     'Malformed JSON'),
+    ('invalid utf-8', dict(raw=b'{"type": "clone", "input": "\xff"}'), 400,
+     'Malformed JSON'),
+    ('wrong content type', dict(raw=b'type=clone', content_type='text/plain'),
+     415, 'application/json'),
+    ('body not an object', dict(body=[1, 2]), 400, 'JSON object'),
+    ('input not an object', dict(body={'type': 'clone', 'input': 'x'}), 400,
+     "'input' must be a JSON object"),
+    ('input missing', dict(body={'type': 'clone'}), 400, "'input' is required"),
+    ('unknown type', dict(body={'type': 'copy', 'input': {}}), 400,
+     'Invalid type'),
+    ('glance type', dict(body={'type': 'import', 'input': {}}), 400,
+     'served by Glance'),
+    ('unknown top-level key', dict(body={'type': 'clone', 'input': {},
+                                         'x': 1}), 400, "unknown key(s) 'x'"),
+    ('invalid uuid', dict(input={'source_image_id': 'not-a-uuid'}), 400,
+     'input.source_image_id is not a valid UUID'),
+    ('missing source_region', dict(input={'source_region': None}), 400,
+     'input.source_region is required'),
+    ('empty region', dict(input={'source_region': ''}), 400,
+     'input.source_region must not be empty'),
+    ('1 MB region', dict(input={'target_region': 'R' * 2 ** 20}), 413, ''),
+    ('300 char region', dict(input={'target_region': 'R' * 300}), 400,
+     'input.target_region is longer than 255 characters'),
+    ('unknown key', dict(input={'colour': 'blue'}), 400,
+     "input: unknown key(s) 'colour'"),
+    ('control character', dict(input={'source_region': 'Region\x00One'}),
+     400, 'input.source_region must not contain control characters'),
+    ('control character in a tag', dict(input={'tags': ['a\x07']}), 400,
+     'input.tags.0 must not contain control characters'),
+    ('lone surrogate', dict(raw=b'{"type": "clone", "input": '
+                                b'{"name": "\\ud800"}}'), 400,
+     'invalid unicode'),
+    ('bad strategy', dict(input={'strategy': 'ftp'}), 400,
+     'input.strategy must be one of: auto, http, swift, rbd'),
+    ('non-string property', dict(input={'properties': {'a': 1}}), 400,
+     'input.properties.a must be of type string'),
+    ('dry_run not bool', dict(input={'dry_run': 'yes'}), 400,
+     'input.dry_run must be of type boolean'),
+]
+
+
+@pytest.mark.parametrize('case', BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_gets_a_clear_4xx_and_the_service_stays_up(client, case):
+    _, how, code, text = case
+    if 'input' in how:
+        base = {'source_region': 'RegionOne', 'source_image_id': IMAGE}
+        base.update(how['input'])
+        base = {k: v for k, v in base.items() if v is not None}
+        r = client.post('/v2/tasks', {'type': 'clone', 'input': base})
+    else:
+        r = client.post('/v2/tasks', **how)
+    assert r.status_int == code, r.body[:300]
+    if text:
+        assert text in r.json['error']['message'], r.json
+    assert len(r.body) < 2000          # never echoes a huge value
+    assert client.create().status_int == 201
+
+
+def test_unicode_names_are_accepted(client):
+    r = client.create(name='Ímage ☃ 画像', tags=['ñ'], properties={'k': 'é\nx'})
+    assert r.status_int == 201
+    assert client.get(f"/v2/tasks/{r.json['id']}").json['input']['name'] == \
+        'Ímage ☃ 画像'
+
+
+def test_missing_and_expired_tokens_get_401(client):
+    assert client.get('/v2/tasks', token=None).status_int == 401
+    assert client.get('/v2/tasks', token='expired').status_int == 401
+    assert client.create().status_int == 201
+
+
+def test_unknown_path_and_method(client):
+    assert client.get('/v2/images').status_int == 404
+    assert client.request('PUT', '/v2/tasks').status_int == 405
+
+
+# -- show, list, isolation ---------------------------------------------------
+
+def test_show_and_isolation_between_projects(clients):
+    task = clients['demo'].create().json
+    r = clients['demo'].get(f"/v2/tasks/{task['id']}")
+    assert r.status_int == 200
+    validate_task(r.json)
+    assert clients['reader'].get(f"/v2/tasks/{task['id']}").status_int == 200
+    assert clients['alt'].get(f"/v2/tasks/{task['id']}").status_int == 404
+    assert clients['admin'].get(f"/v2/tasks/{task['id']}").status_int == 200
+    assert clients['demo'].get('/v2/tasks/nope').status_int == 404
+    assert task['id'] not in [t['id'] for t in
+                              clients['alt'].get('/v2/tasks').json['tasks']]
+
+
+def test_admin_lists_all_projects(clients):
+    a = clients['demo'].create().json['id']
+    b = clients['alt'].create().json['id']
+    ids = [t['id'] for t in clients['admin'].get('/v2/tasks').json['tasks']]
+    assert {a, b} <= set(ids)
+    assert [t['id'] for t in clients['demo'].get('/v2/tasks').json['tasks']] \
+        == [a]
+
+
+def test_list_pages_with_limit_and_marker(client, api_conf):
+    made = [client.create().json['id'] for _ in range(5)]
+    seen, url, pages = [], '/v2/tasks?limit=2', 0
+    while url:
+        body = client.get(url).json
+        jsonschema.validate(body, schemas.tasks_schema())
+        assert body['first'].startswith('/v2/tasks')
+        seen += [t['id'] for t in body['tasks']]
+        url = body.get('next')
+        pages += 1
+    assert sorted(seen) == sorted(made) and len(seen) == 5
+    assert pages == 3
+    assert seen == made[::-1]                      # newest first
+
+
+def test_list_filters_and_sorting(client, api_conf):
+    ids = [client.create().json['id'] for _ in range(3)]
+    db_api.update_task(api_conf, ids[0], status='success')
+    body = client.get('/v2/tasks?status=success').json
+    assert [t['id'] for t in body['tasks']] == [ids[0]]
+    assert client.get('/v2/tasks?type=import').json['tasks'] == []
+    asc = client.get('/v2/tasks?sort_dir=asc&sort_key=created_at').json
+    assert [t['id'] for t in asc['tasks']] == ids
+    for bad in ('status=done', 'sort_key=owner', 'sort_dir=up', 'limit=x',
+                'limit=-1', 'marker=nope', f'marker={uuid.uuid4()}',
+                'type=copy', 'colour=blue'):
+        r = client.get('/v2/tasks?' + bad)
+        assert r.status_int == 400, bad
+
+
+def test_other_projects_task_is_no_marker(clients):
+    other = clients['alt'].create().json['id']
+    assert clients['demo'].get(f'/v2/tasks?marker={other}').status_int == 400
+
+
+# -- cancel ------------------------------------------------------------------
+
+def test_cancel_pending_sets_cancel_requested(clients, api_conf):
+    task = clients['demo'].create().json
+    assert clients['alt'].delete(f"/v2/tasks/{task['id']}").status_int == 404
+    assert clients['reader'].delete(f"/v2/tasks/{task['id']}").status_int \
+        == 403
+    r = clients['demo'].delete(f"/v2/tasks/{task['id']}")
+    assert r.status_int == 204 and r.body == b''
+    assert db_api.get_task(api_conf, task['id'])['cancel_requested'] is True
+
+
+def test_cancel_finished_is_409(client, api_conf):
+    task = client.create().json
+    db_api.update_task(api_conf, task['id'], status='failure',
+                       message='it broke')
+    r = client.delete(f"/v2/tasks/{task['id']}")
+    assert r.status_int == 409 and 'already ended' in r.json['error']['message']
+    shown = client.get(f"/v2/tasks/{task['id']}").json
+    assert shown['message'] == 'it broke' and shown['expires_at']
