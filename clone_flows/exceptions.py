@@ -65,6 +65,17 @@ class ServiceUnavailable(CloneError):
         super().__init__(msg)
 
 
+class TargetImageBusy(CloneError):
+    """The reserved image is still 'saving' data from an earlier attempt
+    (a paused or partitioned conductor): it is replaced by a fresh one."""
+    retryable = True
+
+    def __init__(self, image_id, region):
+        super().__init__(
+            f"the reserved image {image_id} in {region} is still receiving "
+            f"data from an earlier attempt")
+
+
 class VerificationFailed(CloneError):
     def __init__(self, field, source_value, target_value):
         super().__init__(

@@ -1,8 +1,8 @@
 """The clone graph (DESIGN.md section 2), built by a module-level factory.
 
-    hold trust -> authorize -> plan copy -> reserve image
-        -> [retry: copy data] -> verify -> sync properties -> activate
-        -> release trust
+    hold trust -> authorize -> plan copy
+        -> [retry with a fresh image: reserve image -> [retry: copy data]]
+        -> verify -> sync properties -> activate -> release trust
 
 A conductor in another process rebuilds it from this module's dotted name
 and the factory's JSON arguments, so the factory takes plain values only.
@@ -50,11 +50,17 @@ def list_opts():
     return [('clone', clone_opts)]
 
 
-class RetryWhenUnavailable(retry.Times):
-    """Tries the copy again only when a region stopped answering.
+def _last_failures(history):
+    return [f for _, f in history.outcomes_iter(index=-1)] if len(history) \
+        else []
 
-    Any other failure (a refusal, a bad image) reverts the whole clone at
-    once.
+
+class RetryWhenUnavailable(retry.Times):
+    """Tries the copy again when a region stopped answering.
+
+    A reserved image still busy with an earlier attempt is left to the
+    enclosing :class:`RetryWithFreshImage`; any other failure (a refusal, a
+    bad image) reverts the whole clone at once.
     """
 
     def __init__(self, attempts, delay, **kwargs):
@@ -63,8 +69,10 @@ class RetryWhenUnavailable(retry.Times):
         self._delay = delay
 
     def on_failure(self, history, *args, **kwargs):
-        failures = [f for _, f in history.outcomes_iter(index=-1)] \
-            if len(history) else []
+        failures = _last_failures(history)
+        if failures and all(f.check(exceptions.TargetImageBusy)
+                            for f in failures):
+            return retry.REVERT         # the parent retry decides
         if not failures or not all(
                 f.check(exceptions.ServiceUnavailable) for f in failures):
             return retry.REVERT_ALL
@@ -74,18 +82,38 @@ class RetryWhenUnavailable(retry.Times):
         return decision
 
 
+class RetryWithFreshImage(retry.Times):
+    """Replaces a reserved image that an earlier, paused attempt still
+    writes into: ReserveImage's revert deletes it, the next try reserves a
+    fresh one.  Anything else reverts the whole clone."""
+
+    def __init__(self, attempts=2, **kwargs):
+        super().__init__(attempts=attempts, name=c.RESERVE_RETRY,
+                         revert_all=True, **kwargs)
+
+    def on_failure(self, history, *args, **kwargs):
+        failures = _last_failures(history)
+        if failures and all(f.check(exceptions.TargetImageBusy)
+                            for f in failures):
+            return super().on_failure(history, *args, **kwargs)
+        return retry.REVERT_ALL
+
+
 def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0):
     """The clone graph.  Inputs: see :mod:`clone_flows.constants`."""
     copy = linear_flow.Flow(
         c.COPY_FLOW,
         retry=RetryWhenUnavailable(copy_attempts, copy_retry_delay)).add(
         copy_data.CopyData(progress_interval=progress_interval))
+    reserve_and_copy = linear_flow.Flow(
+        c.RESERVE_FLOW, retry=RetryWithFreshImage()).add(
+        reserve_image.ReserveImage(),
+        copy)
     return linear_flow.Flow(c.CLONE_FLOW).add(
         hold_trust.HoldTrust(),
         authorize.Authorize(),
         plan_copy.PlanCopy(),
-        reserve_image.ReserveImage(),
-        copy,
+        reserve_and_copy,
         verify.Verify(),
         sync_properties.SyncProperties(),
         activate.Activate(),

@@ -23,6 +23,10 @@ http_opts = [
     cfg.IntOpt('chunk_size', default=1024 * 1024, min=4096,
                help='Bytes read from the source and sent to the target at a '
                     'time: the copy\'s memory is bounded by this.'),
+    cfg.FloatOpt('busy_upload_timeout', default=10.0, min=0,
+                 help='Seconds a resumed copy waits for a reserved image '
+                      'still "saving" from an earlier attempt to fall back '
+                      'to "queued" before replacing it with a fresh one.'),
 ]
 
 
@@ -40,9 +44,25 @@ class HttpStreamStrategy(base.StoreStrategy):
     def applies(self, job):
         return True, ''
 
+    def _settled(self, job):
+        """The reserved image, once no earlier upload is writing into it.
+
+        Glance puts an image back to 'queued' when an upload's connection
+        breaks; one that stays 'saving' belongs to a paused writer.
+        """
+        deadline = time.monotonic() + self.conf.http_stream.busy_upload_timeout
+        while True:
+            current = job.target.get_image(job.target_image_id)
+            if current.get('status') != 'saving':
+                return current
+            if time.monotonic() >= deadline:
+                raise exceptions.TargetImageBusy(job.target_image_id,
+                                                 job.target.region)
+            time.sleep(0.5)
+
     def copy(self, job, progress, checkpoint=None):
         image_id = job.target_image_id
-        current = job.target.get_image(image_id)
+        current = self._settled(job)
         status = current.get('status')
         if status == 'active':
             # An earlier run finished the upload before it could record it.

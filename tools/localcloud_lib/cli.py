@@ -452,6 +452,13 @@ def keystone_conf(cloud):
     d = cloud.svc_dir('keystone')
     for sub in ('fernet-keys', 'credential-keys'):
         os.makedirs(os.path.join(d, sub), mode=0o700, exist_ok=True)
+    # glance-clone deletes each clone's trust with the service user's own
+    # token when the clone ends: the trustee may revoke its trusts (see the
+    # README, "Deployment requirement").
+    policy_changed = write_if_changed(os.path.join(d, 'policy.yaml'), """\
+# written by tools/localcloud
+"identity:delete_trust": "rule:admin_required or user_id:%(target.trust.trustor_user_id)s or user_id:%(target.trust.trustee_user_id)s"
+""")
     return write_if_changed(os.path.join(d, 'keystone.conf'), """\
 # written by tools/localcloud
 [DEFAULT]
@@ -487,7 +494,8 @@ backend = dogpile.cache.memory
 
 [oslo_policy]
 enforce_new_defaults = true
-""".format(d=d))
+policy_file = {d}/policy.yaml
+""".format(d=d)) or policy_changed
 
 
 def glance_conf(cloud, region, pw):
