@@ -117,15 +117,16 @@ class Services:
         self._guard = guard
         self._glances = {}
 
-    def proceed(self, reverting=False):
-        """Called before a step changes the world, and during long copies.
+    def proceed(self, reverting=False, in_step=False):
+        """Called before a step changes the world (and, with ``in_step``,
+        often during long copies).
 
         The runner's guard raises :class:`exceptions.Interrupted` when this
         process no longer owns the clone, and :class:`exceptions.Cancelled`
         (not while reverting) when the user cancelled it.
         """
         if self._guard is not None:
-            self._guard(reverting=reverting)
+            self._guard(reverting=reverting, in_step=in_step)
 
     @property
     def session(self):

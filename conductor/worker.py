@@ -95,15 +95,22 @@ class SessionWatch:
 
 
 class ClaimGuard:
-    """``services.proceed()`` for one job in one conductor."""
+    """``services.proceed()`` for one job in one conductor.
 
-    def __init__(self, conductor, job, clone_id):
+    The session flags are read on every call; the claim's owner (a
+    ZooKeeper read) and the user's cancellation (a database read) at most
+    every ``recheck`` seconds, and always before a step starts or reverts.
+    """
+
+    def __init__(self, conductor, job, clone_id, recheck=1.0):
         self._conductor = conductor
         self._job = job
         self._clone_id = clone_id
         self._epoch = conductor.session.epoch
+        self._recheck = recheck
+        self._checked_at = 0.0
 
-    def __call__(self, reverting=False):
+    def __call__(self, reverting=False, in_step=False):
         cond = self._conductor
         if cond.stopping:
             raise exceptions.Interrupted('conductor is stopping')
@@ -113,6 +120,10 @@ class ClaimGuard:
             state = watch.wait_connected(cond.session_timeout)
         if watch.epoch != self._epoch or state != kz_states.KazooState.CONNECTED:
             raise exceptions.Interrupted('ZooKeeper session lost')
+        now = time.monotonic()
+        if in_step and now - self._checked_at < self._recheck:
+            return
+        self._checked_at = now
         try:
             owner = cond.board.find_owner(self._job)
         except Exception as e:

@@ -43,7 +43,7 @@ class CopyData(task.Task):
         job = self._job(services, clone_id, source_region, target_region,
                         source_image, target_image_id)
         reporter = _Reporter(self, copy_plan['strategy'], self._interval,
-                             services.proceed)
+                             lambda: services.proceed(in_step=True))
         outcome = strategy.copy(job, reporter, checkpoint=checkpoint)
         reporter.finish()
         if outcome.location:
@@ -104,8 +104,9 @@ class _Reporter:
         if checkpoint is not None or now - self._last >= self._interval:
             self._last = now
             self._emit()
-            # Still ours, still wanted? (raises to stop the copy mid-way)
-            self._proceed()
+        # Still ours, still wanted?  Raises to stop the copy mid-way; cheap
+        # enough to ask on every chunk (the guard caches its slow checks).
+        self._proceed()
 
     def finish(self):
         self._emit(final=True)

@@ -144,7 +144,7 @@ class FakeServices:
         self._strategies = strategies
         self._guard = guard
 
-    def proceed(self, reverting=False):
+    def proceed(self, reverting=False, in_step=False):
         if self._guard is not None:
             self._guard(reverting=reverting)
 

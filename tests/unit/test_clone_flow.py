@@ -183,3 +183,63 @@ def test_persisted_flow_holds_no_services_object(conf, cloud):
     _, fd = runner.load_flow(backend, store[c.CLONE_ID])
     dumped = repr([(ad.name, ad.results) for ad in fd]) + repr(fd.meta)
     assert 'FakeServices' not in dumped and 'not-a-real-token' not in dumped
+
+
+def test_cancel_during_copy_reverts_and_says_so(conf, cloud):
+    from clone_flows import exceptions
+    src = cloud['R1'].add_image(os.urandom(40_000))
+    store = _store(src['id'])
+    calls = {'n': 0}
+
+    def guard(reverting=False):
+        calls['n'] += 1
+        if not reverting and calls['n'] > 6:   # cancelled while copying
+            raise exceptions.Cancelled()
+    out, _, _ = _clone(conf, cloud, store,
+                       services=fakes.FakeServices(conf, cloud, guard=guard))
+    assert not out.succeeded
+    assert out.message == 'cancelled by user'
+    assert fakes.leftovers(cloud['R2'], store[c.CLONE_ID]) == []
+
+
+def test_lost_claim_stops_without_reverting(conf, cloud):
+    from clone_flows import exceptions
+    src = cloud['R1'].add_image(os.urandom(40_000))
+    store = _store(src['id'])
+    calls = {'n': 0}
+
+    def guard(reverting=False):
+        calls['n'] += 1
+        if calls['n'] > 6:
+            raise exceptions.Interrupted('claim now held by someone else')
+    with pytest.raises(exceptions.Interrupted):
+        _clone(conf, cloud, store,
+               services=fakes.FakeServices(conf, cloud, guard=guard))
+    # nothing reverted: the reserved image stays for the new owner
+    assert len(fakes.leftovers(cloud['R2'], store[c.CLONE_ID])) == 1
+    backend = persistence.get_backend(conf)
+    _, fd = runner.load_flow(backend, store[c.CLONE_ID])
+    assert not runner.is_finished(fd)
+
+
+def test_image_left_saving_by_a_paused_writer_is_replaced(conf, cloud):
+    conf.set_override('busy_upload_timeout', 0.2, group='http_stream')
+    data = os.urandom(20_000)
+    src = cloud['R1'].add_image(data)
+    store = _store(src['id'])
+    original = cloud['R2'].create_image
+    first = {}
+
+    def create_busy(**fields):
+        image = original(**fields)
+        if not first:     # the first reservation is stuck in 'saving'
+            first['id'] = image['id']
+            cloud['R2'].images[image['id']]['status'] = 'saving'
+        return image
+    cloud['R2'].create_image = create_busy
+    out, _, _ = _clone(conf, cloud, store)
+    assert out.succeeded, out.message
+    assert first['id'] not in cloud['R2'].images
+    assert [i['id'] for i in fakes.leftovers(cloud['R2'], store[c.CLONE_ID])] \
+        == [out.result['image_id']]
+    assert cloud['R2'].data[out.result['image_id']] == data
