@@ -30,7 +30,15 @@ def _failures(fd):
             yield ad.name, ad.revert_failure, 'revert'
 
 
+#: Flow detail meta key: set when the conductors gave up on a clone.
+GAVE_UP = 'gave_up'
+
+
 def from_flow_detail(fd):
+    gave_up = (fd.meta or {}).get(GAVE_UP)
+    if gave_up:
+        return Outcome(clone_id=fd.uuid, state=fd.state, succeeded=False,
+                       result=None, message=gave_up)
     result = None
     for ad in fd:
         if ad.name == c.ACTIVATE and ad.state == states.SUCCESS:

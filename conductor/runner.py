@@ -135,4 +135,5 @@ def run(engine, backend, clone_id):
 
 
 def is_finished(fd):
-    return fd.state in (states.SUCCESS, states.REVERTED, states.FAILURE)
+    return fd.state in (states.SUCCESS, states.REVERTED, states.FAILURE) or \
+        bool((fd.meta or {}).get(outcome.GAVE_UP))

@@ -28,6 +28,8 @@ import time
 from kazoo.protocol import states as kz_states
 from oslo_config import cfg
 from taskflow.conductors.backends import impl_nonblocking
+from taskflow.listeners import base as tf_listeners
+from taskflow.types import notifier as tf_notifier
 
 from clone_flows import auth
 from clone_flows import constants as c
@@ -64,6 +66,28 @@ def list_opts():
 
 class PoisonJob(Exception):
     pass
+
+
+class StepLogger(tf_listeners.Listener):
+    """One INFO line per step transition: what each clone's graph did, when."""
+
+    def __init__(self, engine, clone_id, conductor_name):
+        super().__init__(engine, task_listen_for=(tf_notifier.Notifier.ANY,),
+                         flow_listen_for=(tf_notifier.Notifier.ANY,),
+                         retry_listen_for=(tf_notifier.Notifier.ANY,))
+        self._clone_id = clone_id
+        self._who = conductor_name
+
+    def _task_receiver(self, state, details):
+        LOG.info('Clone %s: step %s %s on %s', self._clone_id,
+                 details.get('task_name'), state, self._who)
+
+    def _retry_receiver(self, state, details):
+        LOG.info('Clone %s: retry %s %s on %s', self._clone_id,
+                 details.get('retry_name'), state, self._who)
+
+    def _flow_receiver(self, state, details):
+        LOG.info('Clone %s: flow %s on %s', self._clone_id, state, self._who)
 
 
 class SessionWatch:
@@ -176,6 +200,7 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
             LOG.error('Clone %s: poison job after %d attempts, trashing it',
                       clone_id, attempts - 1)
             self.records.failed(clone_id, message)
+            fd.meta[outcome_mod.GAVE_UP] = message
             sweep.mark(self.backend, fd, 'poison job')
             with contextlib.suppress(Exception):
                 sweep.sweep_one(self.conf, self.backend, fd)
@@ -189,6 +214,10 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
             self.conf, self.backend, job.book, fd, store=store,
             services=services,
             on_progress=lambda d: self.records.progress(clone_id, d))
+
+    def _listeners_from_job(self, job, engine):
+        clone_id = (job.details or {}).get('flow_uuid')
+        return [StepLogger(engine, clone_id, self.name)]
 
     def _dispatch_job(self, job):
         clone_id = (job.details or {}).get('flow_uuid')

@@ -1,0 +1,68 @@
+"""A clone-conductor that freezes at one step, for kill tests only.
+
+    python -m tests.functional.pausing_conductor STEP MARKER -- conductor args
+
+STEP is an atom name (``clone-authorize``...) or ``clone-copy-data@0.5`` (at
+half the bytes).  When the conductor reaches it, MARKER is written and the
+step sleeps until the test kills the process.  Production code is unchanged:
+the task class is wrapped here.
+"""
+import importlib
+import pathlib
+import sys
+import time
+
+from clone_flows import constants as c
+
+MODULES = {
+    c.HOLD_TRUST: ('clone_flows.tasks.hold_trust', 'HoldTrust'),
+    c.AUTHORIZE: ('clone_flows.tasks.authorize', 'Authorize'),
+    c.PLAN_COPY: ('clone_flows.tasks.plan_copy', 'PlanCopy'),
+    c.RESERVE_IMAGE: ('clone_flows.tasks.reserve_image', 'ReserveImage'),
+    c.COPY_DATA: ('clone_flows.tasks.copy_data', 'CopyData'),
+    c.VERIFY: ('clone_flows.tasks.verify', 'Verify'),
+    c.SYNC_PROPERTIES: ('clone_flows.tasks.sync_properties', 'SyncProperties'),
+    c.ACTIVATE: ('clone_flows.tasks.activate', 'Activate'),
+}
+
+
+def freeze(marker):
+    pathlib.Path(marker).write_text('paused')
+    while True:
+        time.sleep(60)
+
+
+def install(step, marker):
+    if '@' in step:
+        step, fraction = step.split('@')
+        fraction = float(fraction)
+        from clone_flows.tasks import copy_data
+        original = copy_data._Reporter.__call__
+
+        def reporter_call(self, done, total, checkpoint=None):
+            original(self, done, total, checkpoint)
+            if total and done >= fraction * total:
+                freeze(marker)
+        copy_data._Reporter.__call__ = reporter_call
+        return
+    module, cls_name = MODULES[step]
+    cls = getattr(importlib.import_module(module), cls_name)
+    original = cls.execute
+
+    def execute(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)   # the step did its work...
+        freeze(marker)                             # ...and dies before saying so
+        return result
+    cls.execute = execute
+
+
+def main():
+    step, marker = sys.argv[1], sys.argv[2]
+    rest = sys.argv[sys.argv.index('--') + 1:]
+    install(step, marker)
+    from conductor.cmd import conductor
+    sys.exit(conductor.main(rest))
+
+
+if __name__ == '__main__':
+    main()
