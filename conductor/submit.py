@@ -110,7 +110,7 @@ def submit_clone(conf, context, task_input):
                     'no conductor will run it', clone_id, JOBBOARD_MODULE)
         return task
     try:
-        job_id = board.post_clone(conf, store)
+        job = board.post_clone(conf, store, project_id=owner)
     except Exception:
         LOG.exception('Could not post the job of clone %s', clone_id)
         db_api.update_task(
@@ -119,8 +119,9 @@ def submit_clone(conf, context, task_input):
                     'answer); nothing was done, try again')
         auth.delete_trust(conf, trust_id)
         raise SubmitFailed('the clone could not be queued; try again later')
-    if isinstance(job_id, str):
-        task = db_api.update_task(conf, clone_id, job_id=job_id)
+    job_id = job if isinstance(job, str) else getattr(job, 'uuid', None)
+    if job_id:
+        task = db_api.update_task(conf, clone_id, job_id=str(job_id))
     LOG.info('Clone %s queued: %s/%s -> %s', clone_id,
              task_input['source_region'], task_input['source_image_id'],
              task_input['target_region'])

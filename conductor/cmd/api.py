@@ -34,7 +34,8 @@ def gunicorn_application(conf, config_files, options):
     class CloneApi(base.BaseApplication):
         def load_config(self):
             for key, value in options.items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
 
         def load(self):
             return wsgi.init_application(config_files)
@@ -62,6 +63,9 @@ def main(argv=None):
         'timeout': 120,
         'graceful_timeout': 10,
         'keepalive': 5,
+        # gunicorn >= 23 opens a control socket in $HOME; one per host would
+        # clash between several APIs (tests, two regions).
+        'control_socket_disable': True,
     }
     print(f'clone-api: task tables at revision {revision}; serving on '
           f'http://{bind} ({options["workers"]} workers x '

@@ -254,11 +254,12 @@ def create_task(conf, values):
     if values.get('expires_at') is not None:
         values['expires_at'] = _parse_time(values['expires_at'])
     token = values.get('client_token')
+    if values['status'] in models.FINISHED_STATUSES and \
+            values.get('expires_at') is None:
+        values['expires_at'] = now + _ttl(conf)
+    # Write first, check after: a read before the write would hold an old
+    # sqlite snapshot that cannot be upgraded to a write lock.
     with _session(conf) as session:
-        if token is not None:
-            existing = _by_token(session, values['owner'], token)
-            if existing is not None:
-                raise DuplicateToken(_to_dict(existing))
         row = models.CloneTask(**values)
         session.add(row)
         try:
@@ -300,22 +301,30 @@ def update_task(conf, task_id, **values):
     if unknown:
         raise TypeError(f'unknown task fields: {sorted(unknown)}')
     now = _now()
+    values = {k: (_parse_time(v) if k in ('created_at', 'updated_at',
+                                         'expires_at') else v)
+              for k, v in values.items()}
+    if 'message' in values and values['message'] is None:
+        values['message'] = ''
+    values['updated_at'] = now
+    if values.get('status') in models.FINISHED_STATUSES and \
+            'expires_at' not in values:
+        values['expires_at'] = sa.func.coalesce(models.CloneTask.expires_at,
+                                                now + _ttl(conf))
+    # One UPDATE first (it takes the write lock at once, also on sqlite),
+    # then read the row back in the same transaction.
     with _session(conf) as session:
-        row = session.get(models.CloneTask, task_id, with_for_update=True)
-        if row is None:
+        session.execute(
+            sa.update(models.CloneTask)
+            .where(models.CloneTask.id == task_id).values(**values)
+            .execution_options(synchronize_session=False))
+        row = session.get(models.CloneTask, task_id, populate_existing=True)
+        if row is None:     # (rowcount is no proof: MySQL counts changes)
+            session.rollback()
             raise TaskNotFound(task_id)
-        for key, value in values.items():
-            if key in ('created_at', 'updated_at', 'expires_at'):
-                value = _parse_time(value)
-            setattr(row, key, value)
-        if row.message is None:
-            row.message = ''
-        row.updated_at = now
-        if (row.status in models.FINISHED_STATUSES and row.expires_at is None
-                and 'expires_at' not in values):
-            row.expires_at = now + _ttl(conf)
+        task = _to_dict(row)
         session.commit()
-        return _to_dict(row)
+        return task
 
 
 def request_cancel(conf, task_id):

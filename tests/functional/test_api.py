@@ -1,0 +1,376 @@
+"""clone-api under gunicorn, with the real Keystone, the real glance CLI and
+a real conductor: the tasks API as python-glanceclient users meet it.
+"""
+import contextlib
+import io
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.functional.conftest import glance_client, user_env, user_session
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+FAKE_IMAGE = '6f1d2a3b-1111-4c4c-8d8d-0123456789ab'
+
+
+def free_port():
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def write_api_conf(cloud, out_dir, board_path):
+    """write-clone-conf's file plus what clone-api needs: auth_token's
+    service credentials, the region it serves, its own log file."""
+    env = dict(os.environ, CLONE_BOARD_PATH=board_path)
+    base = pathlib.Path(subprocess.run(
+        [sys.executable, str(ROOT / 'tools/write-clone-conf'), str(out_dir)],
+        check=True, capture_output=True, text=True, env=env).stdout.strip())
+    svc = cloud['users']['glance-clone']
+    text = base.read_text()
+    authtoken = f"""
+[api]
+region_name = RegionTwo
+workers = 2
+
+[keystone_authtoken]
+www_authenticate_uri = {cloud['auth_url']}
+auth_url = {cloud['auth_url']}
+auth_type = password
+username = glance-clone
+password = {svc['password']}
+user_domain_name = Default
+project_name = {svc['project']}
+project_domain_name = Default
+"""
+    files = {}
+    for name in ('clone-api', 'clone-conductor'):
+        path = out_dir / f'{name}.conf'
+        path.write_text(text.replace(f'{out_dir}/glance-clone.log',
+                                     f'{out_dir}/{name}.log') + authtoken)
+        path.chmod(0o600)
+        files[name] = path
+    return files
+
+
+def wait_http(url, timeout=30, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f'{url}: server exited {proc.returncode}')
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise RuntimeError(f'{url} did not answer in {timeout}s')
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope='module')
+def api(cloud, tmp_path_factory):
+    """clone-api (gunicorn, 2 workers) and one clone-conductor on their own
+    jobboard path."""
+    out = tmp_path_factory.mktemp('api')
+    files = write_api_conf(cloud, out, f'/glance-clone-apitest/{uuid.uuid4()}')
+    port = free_port()
+    url = f'http://127.0.0.1:{port}'
+    api_proc = subprocess.Popen(
+        [str(BIN / 'clone-api'), '--config-file', str(files['clone-api']),
+         '--bind', f'127.0.0.1:{port}'],
+        stdout=open(out / 'clone-api.stdout', 'w'), stderr=subprocess.STDOUT)
+    conductor = subprocess.Popen(
+        [str(BIN / 'clone-conductor'), '--config-file',
+         str(files['clone-conductor'])],
+        stdout=open(out / 'clone-conductor.stdout', 'w'),
+        stderr=subprocess.STDOUT)
+    try:
+        wait_http(url + '/versions', proc=api_proc)
+        yield {'url': url, 'dir': out, 'conf': files['clone-api'],
+               'proc': api_proc}
+    finally:
+        stop(api_proc)
+        stop(conductor)
+
+
+def glance(cloud, api, user, *args, check=True):
+    env = user_env(cloud, user, region='RegionTwo')
+    r = subprocess.run([str(BIN / 'glance'), '--os-image-url', api['url'],
+                        *args], env=env, capture_output=True, text=True,
+                       timeout=120)
+    if check and r.returncode != 0:
+        raise AssertionError(f'glance {args} failed: {r.stderr}')
+    return r
+
+
+def table(text):
+    """glance's property table as a dict."""
+    out, key = {}, None
+    for line in text.splitlines():
+        if not line.startswith('|'):
+            continue
+        parts = [p.strip() for p in line.strip().strip('|').split('|', 1)]
+        if len(parts) != 2 or parts[0] == 'Property':
+            continue
+        if parts[0]:
+            key = parts[0]
+            out[key] = parts[1]
+        elif key:                        # a wrapped value goes on
+            out[key] += ' ' + parts[1]
+    return out
+
+
+def list_ids(text):
+    ids = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.strip().strip('|').split('|')]
+        with contextlib.suppress(ValueError):
+            uuid.UUID(parts[0])
+            ids.append(parts[0])
+    return ids
+
+
+def task_create(cloud, api, user, **input_):
+    input_.setdefault('source_region', 'RegionOne')
+    input_.setdefault('source_image_id', FAKE_IMAGE)
+    r = glance(cloud, api, user, 'task-create', '--type', 'clone', '--input',
+               json.dumps(input_))
+    return table(r.stdout)
+
+
+def token(cloud, user):
+    return user_session(cloud, user).get_token()
+
+
+def wait_status(cloud, api, user, task_id, statuses, timeout=180):
+    deadline = time.monotonic() + timeout
+    while True:
+        task = table(glance(cloud, api, user, 'task-show', task_id).stdout)
+        if task['status'] in statuses or time.monotonic() > deadline:
+            return task
+        time.sleep(1)
+
+
+# -- the glance CLI ------------------------------------------------------------
+
+def test_glance_cli_creates_shows_and_lists_clone_tasks(cloud, api):
+    made = [task_create(cloud, api, 'demo', name=f'copy-{i}')['id']
+            for i in range(3)]
+    shown = table(glance(cloud, api, 'demo', 'task-show', made[0]).stdout)
+    assert shown['type'] == 'clone' and shown['id'] == made[0]
+    assert shown['owner'] == cloud['users']['demo']['project_id']
+    assert shown['status'] in ('pending', 'processing', 'success', 'failure')
+    assert 'RegionTwo' in shown['input']          # the API's own region
+    # --page-size 1: the client follows `next` through every page.
+    listed = list_ids(glance(cloud, api, 'demo', 'task-list', '--page-size',
+                             '1').stdout)
+    assert set(made) <= set(listed)
+    assert len(listed) == len(set(listed))
+    # (the CLI sorts by status unless told otherwise)
+    by_id = list_ids(glance(cloud, api, 'demo', 'task-list', '--type',
+                            'clone', '--sort-key', 'id', '--sort-dir', 'asc',
+                            '--page-size', '2').stdout)
+    assert [i for i in by_id if i in made] == sorted(made)
+    assert by_id == sorted(by_id)
+    assert list_ids(glance(cloud, api, 'demo', 'task-list', '--type',
+                           'import').stdout) == []
+
+
+def test_status_filter_through_the_cli(cloud, api):
+    task = task_create(cloud, api, 'demo')   # a fake image: fails quickly
+    done = wait_status(cloud, api, 'demo', task['id'], ('failure',))
+    assert done['status'] == 'failure', done
+    assert 'not visible' in done['message']
+    failed = list_ids(glance(cloud, api, 'demo', 'task-list', '--status',
+                             'failure').stdout)
+    pending = list_ids(glance(cloud, api, 'demo', 'task-list', '--status',
+                              'pending').stdout)
+    assert task['id'] in failed and task['id'] not in pending
+
+
+def test_alt_demo_gets_404_and_cannot_list_demos_task(cloud, api):
+    demo_task = task_create(cloud, api, 'demo')['id']
+    alt_task = task_create(cloud, api, 'alt_demo')['id']
+    r = glance(cloud, api, 'alt_demo', 'task-show', demo_task, check=False)
+    assert r.returncode != 0 and 'No task found' in r.stderr
+    r = requests.get(f"{api['url']}/v2/tasks/{demo_task}",
+                     headers={'X-Auth-Token': token(cloud, 'alt_demo')})
+    assert r.status_code == 404
+    alt_list = list_ids(glance(cloud, api, 'alt_demo', 'task-list').stdout)
+    assert alt_task in alt_list and demo_task not in alt_list
+    admin_list = list_ids(glance(cloud, api, 'admin', 'task-list',
+                                 '--page-size', '5').stdout)
+    assert {demo_task, alt_task} <= set(admin_list)
+    assert table(glance(cloud, api, 'demo_reader', 'task-show',
+                        demo_task).stdout)['id'] == demo_task
+
+
+def test_reader_cannot_create_and_alt_cannot_cancel(cloud, api):
+    r = glance(cloud, api, 'demo_reader', 'task-create', '--type', 'clone',
+               '--input', json.dumps({'source_region': 'RegionOne',
+                                      'source_image_id': FAKE_IMAGE}),
+               check=False)
+    assert r.returncode != 0 and 'not authorized' in r.stderr
+    demo_task = task_create(cloud, api, 'demo')['id']
+    r = requests.delete(f"{api['url']}/v2/tasks/{demo_task}",
+                        headers={'X-Auth-Token': token(cloud, 'alt_demo')})
+    assert r.status_code == 404
+
+
+def test_client_token_returns_the_same_task(cloud, api):
+    tok = f'ct-{uuid.uuid4()}'
+    a = task_create(cloud, api, 'demo', client_token=tok)
+    b = task_create(cloud, api, 'demo', client_token=tok)
+    c = task_create(cloud, api, 'alt_demo', client_token=tok)
+    assert a['id'] == b['id'] != c['id']
+
+
+# -- bad input: a clear 4xx each, and the service stays up ---------------------
+
+def _post(api, tok, data, content_type='application/json'):
+    headers = {'Content-Type': content_type}
+    if tok:
+        headers['X-Auth-Token'] = tok
+    return requests.post(f"{api['url']}/v2/tasks", data=data, headers=headers,
+                         timeout=30)
+
+
+def _clone_body(**input_):
+    base = {'source_region': 'RegionOne', 'source_image_id': FAKE_IMAGE}
+    base.update(input_)
+    return json.dumps({'type': 'clone', 'input': base})
+
+
+@pytest.fixture(scope='module')
+def revoked_token(cloud):
+    """A token Keystone has revoked before auth_token ever saw it (the same
+    401 path as an expired one)."""
+    sess = user_session(cloud, 'demo')
+    tok = sess.get_token()
+    admin = user_session(cloud, 'admin')
+    admin.delete(cloud['auth_url'] + '/auth/tokens',
+                 headers={'X-Subject-Token': tok})
+    return tok
+
+
+BAD = [
+    ('malformed json', lambda: '{"type": "clone", "input": {', None, 400,
+     'Malformed JSON'),
+    ('wrong content type', lambda: 'type=clone', 'text/plain', 415,
+     'application/json'),
+    ('over the size limit', lambda: _clone_body(name='x' * 200_000), None,
+     413, ''),
+    ('input not an object', lambda: json.dumps({'type': 'clone',
+                                                'input': [1]}), None, 400,
+     "'input' must be a JSON object"),
+    ('unknown type', lambda: json.dumps({'type': 'teleport', 'input': {}}),
+     None, 400, 'Invalid type'),
+    ('invalid uuid', lambda: _clone_body(source_image_id='42'), None, 400,
+     'input.source_image_id is not a valid UUID'),
+    ('empty region', lambda: _clone_body(source_region=''), None, 400,
+     'input.source_region must not be empty'),
+    ('1 MB region', lambda: _clone_body(source_region='R' * 2 ** 20), None,
+     413, ''),
+    ('unknown keys', lambda: _clone_body(colour='blue'), None, 400,
+     "unknown key(s) 'colour'"),
+    ('control characters', lambda: _clone_body(source_region='Region\x01One'),
+     None, 400, 'must not contain control characters'),
+    ('unicode region', lambda: _clone_body(source_region='Régiön☃'), None,
+     400, 'has no image endpoint'),
+    ('lone surrogate', lambda: _clone_body(name='\ud800'), None, 400,
+     'invalid unicode'),
+]
+
+
+@pytest.mark.parametrize('case', BAD, ids=[c[0] for c in BAD])
+def test_bad_input_gets_a_clear_4xx_while_the_service_stays_up(cloud, api,
+                                                               case):
+    _, body, ctype, code, text = case
+    tok = token(cloud, 'demo')
+    r = _post(api, tok, body().encode('utf-8', 'surrogatepass'),
+              ctype or 'application/json')
+    assert r.status_code == code, r.text[:300]
+    if text:
+        assert text in r.json()['error']['message']
+    assert api['proc'].poll() is None
+    assert _post(api, tok, _clone_body()).status_code == 201
+
+
+def test_missing_and_revoked_tokens_get_401(cloud, api, revoked_token):
+    assert _post(api, None, _clone_body()).status_code == 401
+    assert _post(api, 'gAAAAABnot-a-token', _clone_body()).status_code == 401
+    assert _post(api, revoked_token, _clone_body()).status_code == 401
+    r = requests.get(f"{api['url']}/v2/tasks",
+                     headers={'X-Auth-Token': revoked_token})
+    assert r.status_code == 401
+
+
+# -- cancel -----------------------------------------------------------------------
+
+def test_cancel_of_a_finished_task_is_409(cloud, api):
+    task = task_create(cloud, api, 'demo')
+    assert wait_status(cloud, api, 'demo', task['id'],
+                       ('failure',))['status'] == 'failure'
+    r = requests.delete(f"{api['url']}/v2/tasks/{task['id']}",
+                        headers={'X-Auth-Token': token(cloud, 'demo')})
+    assert r.status_code == 409 and 'already ended' in r.text
+
+
+# -- the main job, and no secret left behind --------------------------------------
+
+def test_clone_through_the_glance_cli_succeeds_and_leaves_no_token(cloud, api):
+    data = os.urandom(3 * 2 ** 20 + 7)
+    gc1 = glance_client(cloud, 'demo', 'RegionOne')
+    src = gc1.images.create(name='api-src', disk_format='raw',
+                            container_format='bare', visibility='private')
+    gc1.images.upload(src.id, io.BytesIO(data))
+    src = gc1.images.get(src.id)
+    tokens = [token(cloud, 'demo'), token(cloud, 'alt_demo')]
+    task = task_create(cloud, api, 'demo', source_image_id=src.id,
+                       name='api-copy')
+    alt = task_create(cloud, api, 'alt_demo', source_image_id=src.id)
+    done = wait_status(cloud, api, 'demo', task['id'], ('success', 'failure'))
+    assert done['status'] == 'success', done
+    result = requests.get(f"{api['url']}/v2/tasks/{task['id']}",
+                          headers={'X-Auth-Token': token(cloud, 'demo')}
+                          ).json()['result']        # (the CLI wraps it)
+    assert result['region'] == 'RegionTwo'
+    assert result['os_hash_value'] == src.os_hash_value
+    copy = glance_client(cloud, 'demo', 'RegionTwo').images.get(
+        result['image_id'])
+    assert copy.name == 'api-copy' and copy.os_hash_value == src.os_hash_value
+    alt_done = wait_status(cloud, api, 'alt_demo', alt['id'], ('success',
+                                                              'failure'))
+    assert alt_done['status'] == 'failure'
+    assert 'not visible' in alt_done['message']
+    # The tokens the CLI used (every glance call got a fresh one) are not
+    # known here; the ones made above went through the same paths.
+    for tok in tokens:
+        _post(api, tok, _clone_body())
+    time.sleep(1)
+    haystacks = {p.name: p.read_bytes() for p in api['dir'].iterdir()
+                 if p.is_file() and (p.suffix in ('.log', '.sqlite',
+                                                  '.stdout')
+                                     or p.name.endswith('-wal'))}
+    for name, blob in haystacks.items():
+        for tok in tokens:
+            assert tok.encode() not in blob, f'a token is in {name}'
