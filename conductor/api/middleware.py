@@ -50,6 +50,9 @@ class ContextMiddleware:
     def __call__(self, req):
         if req.environ.get('HTTP_X_IDENTITY_STATUS') == 'Confirmed':
             ctx = oslo_context.RequestContext.from_environ(req.environ)
+            # auth_token's validated token body: lets the API act with the
+            # token without asking Keystone again (never logged or stored).
+            ctx.token_info = req.environ.get('keystone.token_info')
             req.environ[CONTEXT_KEY] = ctx
         return req.get_response(self.app)
 
