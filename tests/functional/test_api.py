@@ -374,3 +374,28 @@ def test_clone_through_the_glance_cli_succeeds_and_leaves_no_token(cloud, api):
     for name, blob in haystacks.items():
         for tok in tokens:
             assert tok.encode() not in blob, f'a token is in {name}'
+    for path, blob in zookeeper_nodes(cloud['zookeeper']):
+        for tok in tokens:
+            assert tok.encode() not in blob, f'a token is in znode {path}'
+
+
+def zookeeper_nodes(hosts):
+    """(path, data) of every znode."""
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=hosts)
+    zk.start(timeout=10)
+    try:
+        stack, found = ['/'], []
+        while stack:
+            path = stack.pop()
+            try:
+                data, _ = zk.get(path)
+                children = zk.get_children(path)
+            except Exception:  # noqa: BLE001 - vanished meanwhile
+                continue
+            found.append((path, data or b''))
+            stack.extend(path.rstrip('/') + '/' + c for c in children)
+        return found
+    finally:
+        zk.stop()
+        zk.close()
