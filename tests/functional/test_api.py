@@ -399,3 +399,28 @@ def zookeeper_nodes(hosts):
     finally:
         zk.stop()
         zk.close()
+
+
+def test_cancel_of_a_running_clone_reverts_and_leaves_nothing(cloud, api):
+    from tests.functional.test_clone_http import copies_of
+    gc1 = glance_client(cloud, 'demo', 'RegionOne')
+    src = gc1.images.create(name='api-cancel-src', disk_format='raw',
+                            container_format='bare')
+    gc1.images.upload(src.id, io.BytesIO(os.urandom(192 * 2 ** 20)))
+    task = task_create(cloud, api, 'demo', source_image_id=src.id)
+    headers = {'X-Auth-Token': token(cloud, 'demo')}
+    deadline = time.monotonic() + 120
+    while True:
+        shown = requests.get(f"{api['url']}/v2/tasks/{task['id']}",
+                             headers=headers).json()
+        if shown['status'] != 'pending' or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert shown['status'] == 'processing', shown
+    r = requests.delete(f"{api['url']}/v2/tasks/{task['id']}",
+                        headers=headers)
+    assert r.status_code == 204
+    done = wait_status(cloud, api, 'demo', task['id'], ('success', 'failure'))
+    assert done['status'] == 'failure', done
+    assert 'cancelled by user' in done['message']
+    assert copies_of(cloud, src.id) == []
