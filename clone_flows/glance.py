@@ -5,6 +5,7 @@ buffering it, and turns HTTP answers into :mod:`clone_flows.exceptions`.
 """
 import json
 import logging
+import time
 
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ksa_exc
@@ -70,7 +71,23 @@ class GlanceRegion:
             raise exceptions.RegionNotFound(self.region)
         return url
 
+    #: Requests safe to send again when Glance answers 5xx (a busy
+    #: database, a restarting worker); uploads and creates are not.
+    IDEMPOTENT = ('GET', 'HEAD', 'PATCH', 'DELETE')
+
     def _request(self, method, url, ok=(200,), **kwargs):
+        attempts = 4 if method in self.IDEMPOTENT and \
+            not kwargs.get('stream') else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._request_once(method, url, ok, **kwargs)
+            except GlanceError as e:
+                if e.status < 500 or attempt == attempts:
+                    raise
+                LOG.warning('%s; trying again (%d/%d)', e, attempt, attempts - 1)
+                time.sleep(0.5 * 2 ** (attempt - 1))
+
+    def _request_once(self, method, url, ok, **kwargs):
         kwargs.setdefault('timeout', self._timeout)
         try:
             resp = self._api.request(url, method, **kwargs)

@@ -168,6 +168,7 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         self.session_timeout = conf.jobboard.session_timeout
         self.records = records_mod.TaskRecords(conf)
         self.stopping = False
+        self._lost = set()
         name = name or conf.conductor.name or \
             f'{socket.gethostname()}-{os.getpid()}'
         super().__init__(name, board, persistence=backend, engine='serial',
@@ -215,6 +216,13 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
             services=services,
             on_progress=lambda d: self.records.progress(clone_id, d))
 
+    def _try_finish_job(self, job, consume, trash=False):
+        if job.uuid in self._lost:
+            self._lost.discard(job.uuid)
+            LOG.info('Job %s: claim already lost, nothing to release', job.uuid)
+            return
+        super()._try_finish_job(job, consume, trash)
+
     def _listeners_from_job(self, job, engine):
         clone_id = (job.details or {}).get('flow_uuid')
         return [StepLogger(engine, clone_id, self.name)]
@@ -229,6 +237,8 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         except exceptions.Interrupted as e:
             LOG.warning('Clone %s interrupted on %s (%s): left for another '
                         'conductor', clone_id, self.name, e)
+            if not self.stopping:
+                self._lost.add(job.uuid)    # nothing to release: not ours
             return False
         if clone_id and consume:
             self._record_end(clone_id, started)

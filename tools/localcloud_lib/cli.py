@@ -7,6 +7,7 @@ import argparse
 import concurrent.futures
 import hashlib
 import json
+import contextlib
 import os
 import pwd
 import secrets
@@ -537,7 +538,8 @@ image_size_cap = 1099511627776
 # Not configured yet (defaults apply).
 
 [database]
-connection = sqlite:///{d}/glance.db
+# sqlite waits up to 30 s for a lock (concurrent clones write at once)
+connection = sqlite:///{d}/glance.db?timeout=30
 
 [paste_deploy]
 flavor = keystone
@@ -856,6 +858,10 @@ def glance_template_db(cloud):
             log=cloud.log_file('glance-manage'),
             env=dict(os.environ, OS_GLANCE_CONFIG_DIR=etc),
             what='glance-manage db_sync')
+        # WAL: readers no longer block the writer (many clones at once)
+        import sqlite3
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute('PRAGMA journal_mode=WAL')
         with open(done, 'w') as f:
             f.write(time.strftime('%Y-%m-%d %H:%M:%S\n'))
         say('glance database schema ready (%.1fs)' % (time.monotonic() - t))
