@@ -20,7 +20,8 @@ forwarded as is; clone-api validates the token itself):
   ``clone`` and Glance's own types);
 * ``GET /v2/tasks`` unless ``type`` names one of Glance's task types;
 * ``GET`` and ``DELETE /v2/tasks/{id}`` when clone-api knows the task (it
-  answers something other than 404); otherwise Glance answers.
+  answers something other than 404); otherwise, or when clone-api does not
+  answer, Glance answers.
 
 Only the standard library and webob (both in any glance-api) are imported,
 so the module loads in Glance's own virtualenv with this source tree on its
@@ -84,7 +85,9 @@ class GlanceCloneFilter:
         match = _TASK_PATH.match(req.path_info)
         if match and req.method in ('GET', 'DELETE'):
             probe = self._forward(req, method='GET', body=b'')
-            if probe.status_int != 404:
+            # 404: not a clone task (or not yours); 503: glance-clone is down
+            # -- either way Glance's own tasks still answer.
+            if probe.status_int not in (404, 503):
                 return probe if req.method == 'GET' else self._forward(req)
         return req.get_response(self.app)
 

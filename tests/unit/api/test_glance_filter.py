@@ -102,6 +102,8 @@ def test_clone_api_down_is_a_503_not_a_hang():
     assert r.status_int == 503 and 'did not answer' in body['error']['message']
     r, body = call(factory(glance_stub), 'GET', '/v2/images')
     assert body['glance']
+    r, body = call(factory(glance_stub), 'GET', f'/v2/tasks/{IMAGE}')
+    assert body['glance']             # Glance's own tasks still answer
 
 
 def test_filter_needs_a_url():
