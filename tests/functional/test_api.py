@@ -272,6 +272,38 @@ def revoked_token(cloud):
     return tok
 
 
+@pytest.fixture(scope='module')
+def expired_token(cloud):
+    """A real token past its expiry: issued for an application credential
+    that expires 3 s later (Keystone caps the token's expiry to it)."""
+    import datetime
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3
+    demo = user_session(cloud, 'demo')
+    expires = (datetime.datetime.now(datetime.timezone.utc) +
+               datetime.timedelta(seconds=3)).strftime('%Y-%m-%dT%H:%M:%S')
+    user_id = cloud['users']['demo']['user_id']
+    r = demo.post(f"{cloud['auth_url']}/users/{user_id}/"
+                  f"application_credentials",
+                  json={'application_credential': {
+                      'name': f'expiring-{uuid.uuid4()}',
+                      'expires_at': expires}})
+    cred = r.json()['application_credential']
+    tok = ks_session.Session(auth=v3.ApplicationCredential(
+        auth_url=cloud['auth_url'], application_credential_id=cred['id'],
+        application_credential_secret=cred['secret'])).get_token()
+    admin = user_session(cloud, 'admin')
+
+    def valid():
+        return admin.get(f"{cloud['auth_url']}/auth/tokens",
+                         headers={'X-Subject-Token': tok},
+                         raise_exc=False).status_code == 200
+    assert valid()                      # a good token, until it expires
+    time.sleep(5)
+    assert not valid()
+    return tok
+
+
 BAD = [
     ('malformed json', lambda: '{"type": "clone", "input": {', None, 400,
      'Malformed JSON'),
@@ -315,8 +347,14 @@ def test_bad_input_gets_a_clear_4xx_while_the_service_stays_up(cloud, api,
     assert _post(api, tok, _clone_body()).status_code == 201
 
 
-def test_missing_and_revoked_tokens_get_401(cloud, api, revoked_token):
+def test_missing_expired_and_revoked_tokens_get_401(cloud, api,
+                                                   revoked_token,
+                                                   expired_token):
     assert _post(api, None, _clone_body()).status_code == 401
+    assert _post(api, expired_token, _clone_body()).status_code == 401
+    r = requests.get(f"{api['url']}/v2/tasks",
+                     headers={'X-Auth-Token': expired_token})
+    assert r.status_code == 401
     assert _post(api, 'gAAAAABnot-a-token', _clone_body()).status_code == 401
     assert _post(api, revoked_token, _clone_body()).status_code == 401
     r = requests.get(f"{api['url']}/v2/tasks",
