@@ -131,7 +131,12 @@ def run(engine, backend, clone_id):
         engine.run()
     except Exception:  # the failure is persisted; the outcome reads it
         LOG.info('Clone %s ended with a failure', clone_id, exc_info=True)
-    return outcome.from_flow_detail(load_flow(backend, clone_id)[1])
+    fd = load_flow(backend, clone_id)[1]
+    out = outcome.from_flow_detail(fd)
+    if out.cleanup_failed:
+        from conductor import sweep
+        sweep.mark(backend, fd, 'revert failed')
+    return out
 
 
 def is_finished(fd):

@@ -213,9 +213,45 @@ def build_parser():
     c.add_argument('--json', action='store_true',
                    help='print the outcome as JSON')
     c.set_defaults(func=cmd_clone)
+    s = sub.add_parser('sweep', help='remove what clones whose cleanup '
+                       'failed left behind (images in the target, trusts)')
+    s.set_defaults(func=cmd_sweep)
+    j = sub.add_parser('jobs', help='list clone jobs on the jobboard')
+    j.set_defaults(func=cmd_jobs)
     from conductor.cmd import manage_db
     manage_db.add_parsers(sub)
     return p
+
+
+def cmd_sweep(conf, args):
+    swept, left = sweep.sweep(conf, persistence.get_backend(conf))
+    print(f'{swept} clone(s) cleaned, {left} left for a later sweep')
+    return 0 if left == 0 else 1
+
+
+def cmd_jobs(conf, args):
+    backend = persistence.get_backend(conf)
+    client = jobboard.make_client(conf)
+    client.start(timeout=conf.jobboard.session_timeout)
+    try:
+        board = jobboard.make_board(conf, client, backend)
+        rows = []
+        for job in board.iterjobs(ensure_fresh=True):
+            details = job.details or {}
+            store = details.get('store') or {}
+            rows.append((details.get('flow_uuid', '-'), job.state,
+                         board.find_owner(job) or '-',
+                         f"{store.get('source_region')}/"
+                         f"{store.get('source_image_id')} -> "
+                         f"{store.get('target_region')}"))
+        board.close()
+    finally:
+        client.stop()
+        client.close()
+    print(f"{'CLONE':36}  {'STATE':9}  {'OWNER':24}  WHAT")
+    for r in rows:
+        print(f'{r[0]:36}  {r[1]:9}  {r[2]:24}  {r[3]}')
+    return 0
 
 
 def main(argv=None):

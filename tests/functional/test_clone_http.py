@@ -238,3 +238,27 @@ def test_trust_is_deleted_after_the_clone(cloud, clone_conf_file):
     ks = ks_client.Client(session=sess)
     mine = ks.trusts.list(trustor_user=sess.get_user_id())
     assert mine == []
+
+
+def test_revert_that_cannot_finish_is_left_to_the_sweep(cloud, clone_conf_file,
+                                                        big_image, tmp_path):
+    conf = tmp_path / 'impatient.conf'
+    conf.write_text(clone_conf_file.read_text().replace(
+        'revert_timeout = 60', 'revert_timeout = 2').replace(
+        'copy_retry_delay = 1', 'copy_retry_delay = 0') +
+        '\n[clone]\ncopy_attempts = 1\n')
+    src = upload(cloud, big_image, name='revert-fails')
+    proc = _start_clone_and_wait_for_saving(cloud, conf, src.id)
+    localcloud('stop', 'glance-RegionTwo', '--kill')
+    try:
+        rc, out, err = _finish(proc)
+    finally:
+        localcloud('start', 'glance-RegionTwo')
+    assert rc == 1
+    assert 'stopped answering' in out['message']
+    assert 'left to the operator\'s sweep' in out['message']
+    assert len(copies_of(cloud, src.id)) == 1       # debris, for now
+    r = subprocess.run([str(BIN / 'clone-manage'), '--config-file', str(conf),
+                        'sweep'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert copies_of(cloud, src.id) == []

@@ -243,3 +243,45 @@ def test_image_left_saving_by_a_paused_writer_is_replaced(conf, cloud):
     assert [i['id'] for i in fakes.leftovers(cloud['R2'], store[c.CLONE_ID])] \
         == [out.result['image_id']]
     assert cloud['R2'].data[out.result['image_id']] == data
+
+
+def test_a_strategys_checkpoint_is_handed_back_on_resume(conf, cloud):
+    from clone_flows.stores import base
+
+    class Segmented(base.StoreStrategy):
+        """Copies in 4 'segments', checkpointing after each."""
+        name = 'segmented'
+        crash_after = 2
+        seen = []
+
+        def applies(self, job):
+            return True, ''
+
+        def copy(self, job, progress, checkpoint=None):
+            self.seen.append(checkpoint)
+            data = job.source.data[job.source_image['id']]
+            done = (checkpoint or {}).get('segments_done', 0)
+            for seg in range(done, 4):
+                if seg == self.crash_after:
+                    self.crash_after = None
+                    raise Crash()
+                progress((seg + 1) * len(data) // 4, len(data),
+                         checkpoint={'segments_done': seg + 1})
+            job.target.upload_data(job.target_image_id, iter([data]))
+            return base.CopyOutcome(bytes_copied=len(data))
+
+        def cleanup(self, job, checkpoint=None):
+            pass
+
+    strategy = Segmented(conf)
+    src = cloud['R1'].add_image(os.urandom(4000))
+    store = dict(_store(src['id']), strategy_name='segmented')
+    services = fakes.FakeServices(conf, cloud, strategies={'segmented': strategy})
+    with pytest.raises(Crash):
+        _clone(conf, cloud, store, services=services)
+    backend = persistence.get_backend(conf)
+    book, fd = runner.load_flow(backend, store[c.CLONE_ID])
+    engine = runner.prepare_engine(conf, backend, book, fd, services=services)
+    out = runner.run(engine, backend, store[c.CLONE_ID])
+    assert out.succeeded, out.message
+    assert strategy.seen == [None, {'segments_done': 2}]
