@@ -86,30 +86,37 @@ def stop(proc):
             proc.wait()
 
 
-@pytest.fixture(scope='module')
-def api(cloud, tmp_path_factory):
-    """clone-api (gunicorn, 2 workers) and one clone-conductor on their own
-    jobboard path."""
-    out = tmp_path_factory.mktemp('api')
+@contextlib.contextmanager
+def running_api(cloud, out, port=None, conductor=True):
+    """clone-api (gunicorn, 2 workers) on ``port`` (a free one by default)
+    and one clone-conductor, on their own jobboard path."""
     files = write_api_conf(cloud, out, f'/glance-clone-apitest/{uuid.uuid4()}')
-    port = free_port()
+    port = port or free_port()
     url = f'http://127.0.0.1:{port}'
     api_proc = subprocess.Popen(
         [str(BIN / 'clone-api'), '--config-file', str(files['clone-api']),
          '--bind', f'127.0.0.1:{port}'],
         stdout=open(out / 'clone-api.stdout', 'w'), stderr=subprocess.STDOUT)
-    conductor = subprocess.Popen(
-        [str(BIN / 'clone-conductor'), '--config-file',
-         str(files['clone-conductor'])],
-        stdout=open(out / 'clone-conductor.stdout', 'w'),
-        stderr=subprocess.STDOUT)
+    procs = [api_proc]
+    if conductor:
+        procs.append(subprocess.Popen(
+            [str(BIN / 'clone-conductor'), '--config-file',
+             str(files['clone-conductor'])],
+            stdout=open(out / 'clone-conductor.stdout', 'w'),
+            stderr=subprocess.STDOUT))
     try:
         wait_http(url + '/versions', proc=api_proc)
         yield {'url': url, 'dir': out, 'conf': files['clone-api'],
                'proc': api_proc}
     finally:
-        stop(api_proc)
-        stop(conductor)
+        for proc in procs:
+            stop(proc)
+
+
+@pytest.fixture(scope='module')
+def api(cloud, tmp_path_factory):
+    with running_api(cloud, tmp_path_factory.mktemp('api')) as running:
+        yield running
 
 
 def glance(cloud, api, user, *args, check=True):
