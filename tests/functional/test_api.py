@@ -29,6 +29,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+def port_in_use(port):
+    with contextlib.closing(socket.socket()) as s:
+        return s.connect_ex(('127.0.0.1', port)) == 0
+
+
 def write_api_conf(cloud, out_dir, board_path):
     """write-clone-conf's file plus what clone-api needs: auth_token's
     service credentials, the region it serves, its own log file."""
