@@ -13,7 +13,7 @@ is deleted, so no task waits for a job that does not exist.  (A process
 killed between 2 and 3 leaves a pending task without ``job_id``: the
 conductors' sweep re-posts or fails such tasks.)
 
-The per-project limit on running clones (``[api]
+The per-project limit on running clones (``[conductor]
 max_running_clones_per_project``) is the conductors' to enforce: excess
 clones wait as ``pending``; the API accepts them.
 """
