@@ -10,8 +10,8 @@
 
 If the job cannot be posted, the task ends ``failure`` at once and the trust
 is deleted, so no task waits for a job that does not exist.  (A process
-killed between 2 and 3 leaves a pending task without ``job_id``: the
-conductors' sweep re-posts or fails such tasks.)
+killed between 2 and 3 leaves a pending task without ``job_id`` and an
+unused trust; nothing re-posts or fails such a task yet.)
 
 The per-project limit on running clones (``[conductor]
 max_running_clones_per_project``) is the conductors' to enforce: excess
