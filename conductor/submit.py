@@ -11,7 +11,8 @@
 If the job cannot be posted, the task ends ``failure`` at once and the trust
 is deleted, so no task waits for a job that does not exist.  (A process
 killed between 2 and 3 leaves a pending task without ``job_id`` and an
-unused trust; nothing re-posts or fails such a task yet.)
+unused trust: ``clone-manage tasks fail-orphans`` ends such tasks
+``failure`` and deletes their trusts.)
 
 The per-project limit on running clones (``[conductor]
 max_running_clones_per_project``) is the conductors' to enforce: excess
@@ -155,3 +156,31 @@ def submit_clone(conf, context, task_input):
              (t_job - t0) * 1000, (t_trust - t0) * 1000,
              (t_record - t_trust) * 1000, (t_job - t_record) * 1000)
     return task
+
+
+ORPHAN_MESSAGE = ('the clone was never queued (the API stopped while '
+                  'accepting it); nothing was done, try again')
+
+
+def fail_orphans(conf, older_than=300, now=None):
+    """End tasks that stayed ``pending`` without a job for ``older_than``
+    seconds (the API died between the record and the job); delete their
+    trusts. Returns their ids. Only meaningful with a jobboard installed."""
+    import datetime
+    now = now or datetime.datetime.now(datetime.timezone.utc).replace(
+        tzinfo=None)
+    cutoff = now - datetime.timedelta(seconds=older_than)
+    ended = []
+    for task in db_api.list_tasks(conf, status='pending', sort_dir='asc'):
+        created = datetime.datetime.fromisoformat(
+            task['created_at'].rstrip('Z'))
+        if task['job_id'] or created > cutoff:
+            continue
+        db_api.update_task(conf, task['id'], status='failure',
+                           message=ORPHAN_MESSAGE)
+        if task['trust_id']:
+            auth.delete_trust(conf, task['trust_id'])
+        LOG.warning('Clone %s had no job after %ss: ended failure',
+                    task['id'], older_than)
+        ended.append(task['id'])
+    return ended

@@ -2,6 +2,8 @@
 
     clone-manage db sync        create/upgrade the task tables (alembic)
     clone-manage tasks purge    delete tasks past their expires_at
+    clone-manage tasks fail-orphans   end tasks the API recorded but never
+                                      queued (it died in between)
 """
 import sys
 
@@ -18,6 +20,15 @@ def cmd_tasks_purge(conf, args):
     from conductor.db import api as db_api
     count = db_api.purge_expired(conf, now=args.before)
     print(f'purged {count} expired task(s)')
+    return 0
+
+
+def cmd_tasks_fail_orphans(conf, args):
+    from conductor import submit
+    ended = submit.fail_orphans(conf, older_than=args.older_than)
+    for task_id in ended:
+        print(task_id)
+    print(f'{len(ended)} task(s) without a job ended failure')
     return 0
 
 
@@ -45,6 +56,14 @@ def add_parsers(subparsers):
                        help='purge what expires before this time instead of '
                             'now (e.g. 2030-01-01T00:00:00Z)')
     purge.set_defaults(func=cmd_tasks_purge)
+    orphans = tasks_sub.add_parser(
+        'fail-orphans', help='end pending tasks that never got a jobboard '
+                             'job (the API died between the two) and '
+                             'delete their trusts')
+    orphans.add_argument('--older-than', type=int, default=300,
+                         metavar='SECONDS', help='only tasks pending this '
+                                                 'long (default 300)')
+    orphans.set_defaults(func=cmd_tasks_fail_orphans)
 
 
 if __name__ == '__main__':

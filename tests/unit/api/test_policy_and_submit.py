@@ -146,3 +146,24 @@ def test_keystone_refusing_the_trust_is_a_clear_403(api_conf, monkeypatch,
     r = client.create()
     assert r.status_int == 403 and 'trust' in r.json['error']['message']
     assert db_api.list_tasks(api_conf) == []
+
+
+def test_tasks_recorded_but_never_queued_are_failed_by_fail_orphans(
+        api_conf, trusts):
+    import datetime
+    old = submit.submit_clone(api_conf, request_ctx(), {
+        'source_region': 'R1', 'source_image_id': IMAGE,
+        'target_region': 'R2'})
+    queued = submit.submit_clone(api_conf, request_ctx(), {
+        'source_region': 'R1', 'source_image_id': IMAGE,
+        'target_region': 'R2'})
+    db_api.update_task(api_conf, queued['id'], job_id='job-9')
+    later = datetime.datetime.now(datetime.timezone.utc).replace(
+        tzinfo=None) + datetime.timedelta(minutes=10)
+    assert submit.fail_orphans(api_conf, older_than=900, now=later) == []
+    assert submit.fail_orphans(api_conf, older_than=300, now=later) == \
+        [old['id']]
+    task = db_api.get_task(api_conf, old['id'])
+    assert task['status'] == 'failure' and 'never queued' in task['message']
+    assert trusts['deleted'] == [old['trust_id']]
+    assert db_api.get_task(api_conf, queued['id'])['status'] == 'pending'
