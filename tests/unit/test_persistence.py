@@ -485,4 +485,4 @@ def test_memory_stays_flat_with_the_fix(tmp_path):
 
 
 def test_processes_share_one_sqlite_file(tmp_path):
-    check_processes_share_database(sqlite_url(tmp_path, 'shared'))
+    check_processes_share_database(sqlite_url(tmp_path, 'shared'), processes=2)
