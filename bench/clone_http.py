@@ -17,8 +17,15 @@ a, b, c, ...) so that the machine's noise falls on all three alike:
       created there (not timed), then timed from ``POST .../import`` until
       the image is ``active``.
   (c) a bare client: ``GET`` the source's ``/file`` and stream it straight
-      into ``PUT /file`` of a queued RegionTwo image, no checks at all.
-      Timed from the GET to the PUT's answer.
+      into ``PUT /file`` of a queued RegionTwo image, no checks at all, in
+      chunks of the product's own ``[http_stream] chunk_size`` (so a/c is
+      the flow's overhead, not a chunk-size choice).  Timed from the GET to
+      the PUT's answer.
+
+For (a) it also reads the copy step's own duration from the clone's
+persisted result ("a: copy step"): the gap between it and (a) is the fixed
+cost of a clone (process start-up, trust, checks, verification, metadata),
+the gap between it and (c) the data path's.
 
 Every copy is checked against the source's size and sha512 after its clock
 stops (so (c) did not win by being wrong), and deleted at once.  Then it
@@ -28,13 +35,14 @@ for each of ``--rss-sizes``.  Every image it made, in both regions, is
 deleted at the end, even when it fails or is interrupted.
 """
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
@@ -42,6 +50,10 @@ import requests
 from keystoneauth1 import adapter
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
+from taskflow.persistence import backends
+
+from clone_flows import constants
+from conductor import opts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCALCLOUD = os.path.join(ROOT, 'tools', 'localcloud')
@@ -49,7 +61,7 @@ WRITE_CONF = os.path.join(ROOT, 'tools', 'write-clone-conf')
 CLONE_MANAGE = os.path.join(sys.prefix, 'bin', 'clone-manage')
 
 MiB = 1024 * 1024
-CHUNK = MiB                 # what the bare client (c) reads and sends at once
+CHUNK = MiB                 # random data generated at a time for the sources
 TARGETS = {'a/b': 0.7, 'a/c': 1.15, 'rss_mib': 100}
 RUN = 'bench-' + uuid.uuid4().hex[:8]    # marks every image of this run
 METHODS = {
@@ -163,9 +175,18 @@ def same_bits(source, copy):
 
 # -- 3. The three ways to copy.  Each returns (seconds, copy id, extra). ----
 
+def copy_step_seconds(conf, clone_id):
+    """How long the clone's copy step took, from its persisted result."""
+    backend = backends.fetch({'connection': conf.persistence.connection})
+    with contextlib.closing(backend.get_connection()) as conn:
+        flow = conn.get_logbook(clone_id).find(clone_id)
+    return next(a.results['seconds'] for a in flow
+                if a.name == constants.COPY_DATA)
+
+
 def run_clone_manage(conf, env, source, name):
     """(a) The product, as a child process; its peak RSS from wait4."""
-    cmd = [CLONE_MANAGE, '--config-file', conf, 'clone',
+    cmd = [CLONE_MANAGE, '--config-file', conf.config_file[0], 'clone',
            '--source-region', 'RegionOne', '--image', source['id'],
            '--target-region', 'RegionTwo', '--name', name,
            '--no-progress', '--json']
@@ -175,6 +196,7 @@ def run_clone_manage(conf, env, source, name):
                                  stderr=subprocess.PIPE, text=True)
         for line in child.stderr:        # its progress lines, every ~5 s
             say('   ', line.rstrip())
+        child.stderr.close()
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.monotonic() - start
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -187,6 +209,7 @@ def run_clone_manage(conf, env, source, name):
     if not outcome.get('succeeded'):
         raise RuntimeError(f"clone failed: {outcome.get('message')}")
     return seconds, outcome['result']['image_id'], {
+        'copy_step_s': copy_step_seconds(conf, outcome['clone_id']),
         'rss_mib': usage.ru_maxrss / 1024,          # KiB on Linux
         'cpu_s': usage.ru_utime + usage.ru_stime}
 
@@ -212,7 +235,7 @@ def run_glance_download(src_region, dst_region, source, name):
     return time.monotonic() - start, image_id, {}
 
 
-def run_bare_stream(src_region, dst_region, source, name):
+def run_bare_stream(src_region, dst_region, source, name, chunk_size):
     """(c) GET -> PUT with requests, chunk by chunk, nothing else."""
     image_id = dst_region.create(name)
     ticker = Ticker('bare stream')
@@ -225,7 +248,7 @@ def run_bare_stream(src_region, dst_region, source, name):
 
         def chunks():
             done = 0
-            for chunk in src.iter_content(CHUNK):
+            for chunk in src.iter_content(chunk_size):
                 done += len(chunk)
                 ticker(f"{done / MiB:,.0f}/{source['size'] / MiB:,.0f} MiB")
                 yield chunk
@@ -258,6 +281,7 @@ def main():
     cloud, started = cloud_up()
     say(f"cloud: Keystone {cloud['auth_url']}, state {cloud['state_dir']}; "
         f'images of this run are marked bench_run={RUN}')
+    load_before = os.getloadavg()
 
     # The user who clones, as keystoneauth sees them and as clone-manage's
     # OS_* environment.
@@ -273,17 +297,24 @@ def main():
                OS_REGION_NAME='RegionTwo', OS_INTERFACE='public')
     one, two = Region(session, 'RegionOne'), Region(session, 'RegionTwo')
 
+    # The product's configuration for this cloud (it holds the service
+    # user's password: the directory goes at the end).
     workdir = tempfile.mkdtemp(prefix='glance-clone-bench-')
-    conf = subprocess.run([sys.executable, WRITE_CONF, workdir], check=True,
-                          text=True, capture_output=True).stdout.strip()
-    say(f'clone configuration: {conf}')
+    conf_file = subprocess.run([sys.executable, WRITE_CONF, workdir],
+                               check=True, text=True,
+                               capture_output=True).stdout.strip()
+    conf = opts.new_conf(['--config-file', conf_file], log=False)
+    chunk_size = conf.http_stream.chunk_size
+    say(f'clone configuration: {conf_file} (chunk_size {chunk_size})')
 
     copiers = {
         'a': lambda src, name: run_clone_manage(conf, env, src, name),
         'b': lambda src, name: run_glance_download(one, two, src, name),
-        'c': lambda src, name: run_bare_stream(one, two, src, name),
+        'c': lambda src, name: run_bare_stream(one, two, src, name,
+                                               chunk_size),
     }
     times = {m: [] for m in METHODS}
+    copy_steps = []                          # (a)'s copy step, seconds
     rss = {}                                 # size MiB -> [peak RSS MiB]
     failed = False
     try:
@@ -303,6 +334,7 @@ def main():
                 times[m].append(seconds)
                 if 'rss_mib' in extra:
                     rss.setdefault(args.size_mib, []).append(extra['rss_mib'])
+                    copy_steps.append(extra['copy_step_s'])
                 say(f'round {r}/{args.rounds} ({m}) {seconds:.1f} s, '
                     f'{args.size_mib / seconds:.1f} MiB/s' + ''.join(
                         f', {k} {v:.1f}' for k, v in extra.items()))
@@ -333,6 +365,7 @@ def main():
             for image_id in sorted(region.ours()):
                 say(f'cleanup: deleting {image_id} in {region.name}')
                 region.delete(image_id)
+        shutil.rmtree(workdir, ignore_errors=True)
         if started and not args.keep_cloud:
             say('stopping the local cloud this run started')
             localcloud('down', check=False)
@@ -343,8 +376,10 @@ def main():
     med = {m: statistics.median(t) for m, t in times.items()}
     print()
     print(f'clone {args.size_mib} MiB RegionOne -> RegionTwo, '
-          f'{args.rounds} rounds interleaved, '
-          f'{time.strftime("%Y-%m-%d")}, {os.cpu_count()} cores')
+          f'{args.rounds} rounds interleaved, chunk_size {chunk_size}, '
+          f'{time.strftime("%Y-%m-%d")}, {os.cpu_count()} cores, load '
+          f'average {load_before[0]:.1f} before / {os.getloadavg()[0]:.1f} '
+          f'after')
     print()
     print(f"| {'method':<38} | median s | MiB/s | rounds (s) |")
     print(f"|{'-' * 40}|---------:|------:|------------|")
@@ -352,11 +387,19 @@ def main():
         print(f'| ({m}) {what:<34} | {med[m]:8.1f} | '
               f'{args.size_mib / med[m]:5.1f} | '
               f"{', '.join(f'{t:.1f}' for t in times[m])} |")
+        if m == 'a':
+            step = statistics.median(copy_steps)
+            print(f"| {'a: its copy step alone':<38} | {step:8.1f} | "
+                  f'{args.size_mib / step:5.1f} | '
+                  f"{', '.join(f'{t:.1f}' for t in copy_steps)} |")
     print()
     for ratio, (x, y) in (('a/b', 'ab'), ('a/c', 'ac')):
         value = med[x] / med[y]
         print(f'{ratio} = {value:.2f}  (target <= {TARGETS[ratio]}: '
               f"{'met' if value <= TARGETS[ratio] else 'MISSED'})")
+    step = statistics.median(copy_steps)
+    print(f"a's copy step / c = {step / med['c']:.2f}; fixed cost of a clone "
+          f"(a - its copy step) = {med['a'] - step:.1f} s")
     peaks = {s: max(v) for s, v in sorted(rss.items())}
     for size_mib, peak in peaks.items():
         print(f'peak RSS of clone-manage, {size_mib} MiB image: {peak:.1f} MiB '
