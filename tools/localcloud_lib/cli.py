@@ -22,6 +22,9 @@ import time
 import urllib.error
 import urllib.request
 
+from localcloud_lib import glance_clone_filter
+from localcloud_lib import swift_cluster
+
 LIB_DIR = os.path.dirname(os.path.abspath(__file__))
 TOOLS_DIR = os.path.dirname(LIB_DIR)
 REPO_DIR = os.path.dirname(TOOLS_DIR)
@@ -83,6 +86,8 @@ class Cloud:
             'glance-RegionTwo': self._port('LOCALCLOUD_GLANCE_REGIONTWO_PORT',
                                            19293),
         }
+        # Swift clusters and memcached (LOCALCLOUD_SWIFT_*_PORT...)
+        self.ports.update(swift_cluster.ports())
         self.venv = os.path.join(self.state, 'venv-cloud')
         self.run_dir = os.path.join(self.state, 'run')
         self.log_dir = os.path.join(self.state, 'logs')
@@ -306,6 +311,8 @@ def zk_cmd(host, port, cmd, timeout=2.0):
 
 
 def service_answers(cloud, svc):
+    if svc in swift_cluster.SERVICES:
+        return swift_cluster.answers(cloud, svc, port_open, http_ok)
     if svc == 'zookeeper':
         return zk_cmd(cloud.host, cloud.ports[svc], 'ruok') == 'imok'
     if svc == 'keystone':
@@ -514,13 +521,17 @@ def glance_conf(cloud, region, pw):
             raise CloudError('%s not found in the cloud venv' % src)
         shutil.copyfile(src, paste)
     ports = sorted({80, 443} | {cloud.ports['glance-' + r] for r in REGIONS})
+    # LOCALCLOUD_SWIFT: this region's store (file, or a Swift cluster)
+    swift_settings = swift_cluster.Settings.saved(cloud.state)
+    backends, default_backend, swift_section = swift_cluster.glance_store(
+        cloud, swift_settings, region, pw)
     changed = write_if_changed(os.path.join(etc, 'glance-api.conf'), mode=0o600,
                      text="""\
 # written by tools/localcloud (rewritten on every `up`; edit cli.py instead)
 [DEFAULT]
 debug = true
 use_stderr = true
-enabled_backends = local:file
+enabled_backends = {backends}
 enabled_import_methods = ['glance-direct','web-download','copy-image','glance-download']
 # this API's own URL (staging / import proxying between workers)
 worker_self_reference_url = {url}
@@ -535,7 +546,9 @@ image_size_cap = 1099511627776
 # X-Service-Token, in service_roles) may only add http-store URLs.
 # Overrides go into policy.yaml next to this file; hashing of added
 # locations: do_secure_hash / http_retries in this section.
-# Not configured yet (defaults apply).
+# Added locations are read and hashed by Glance (do_secure_hash = true) unless
+# LOCALCLOUD_GLANCE_SECURE_HASH=0 at `up`.
+do_secure_hash = {secure_hash}
 
 [database]
 # sqlite waits up to 30 s for a lock (concurrent clones write at once)
@@ -546,7 +559,7 @@ flavor = keystone
 config_file = {paste}
 
 [glance_store]
-default_backend = local
+default_backend = {default_backend}
 
 [local]
 filesystem_store_datadir = {d}/images/
@@ -589,9 +602,12 @@ lock_path = {d}/locks
 
 [wsgi]
 task_pool_threads = 16
-""".format(url=cloud.url(svc), d=d, paste=paste, auth=cloud.auth_url,
+{swift_section}""".format(url=cloud.url(svc), d=d, paste=paste, auth=cloud.auth_url,
            pw=pw, region=region, host=cloud.host,
-           ports=','.join(str(p) for p in ports), etc=etc))
+           ports=','.join(str(p) for p in ports), etc=etc,
+           backends=backends, default_backend=default_backend,
+           swift_section=swift_section,
+           secure_hash=str(swift_settings.secure_hash).lower()))
     policy = os.path.join(etc, 'policy.yaml')
     if not os.path.exists(policy):
         write_if_changed(policy, """\
@@ -602,6 +618,7 @@ task_pool_threads = 16
 # "fetch_image_location": "role:service"
 {}
 """)
+    changed |= glance_clone_filter.apply(cloud, region, paste)
     return changed
 
 
@@ -631,6 +648,9 @@ def service_command(cloud, svc):
         env.pop(var, None)
     env['PATH'] = os.path.join(cloud.venv, 'bin') + os.pathsep + env.get(
         'PATH', '/usr/bin:/bin')
+    if svc in swift_cluster.SERVICES:
+        os.makedirs(cloud.svc_dir(svc), exist_ok=True)   # its cwd
+        return swift_cluster.service_command(cloud, svc, env)
     if svc == 'zookeeper':
         d = cloud.svc_dir(svc)
         cp = ':'.join(os.path.join('/usr/share/java', j) for j in ZK_JARS)
@@ -650,6 +670,7 @@ def service_command(cloud, svc):
                             'application', 4), env
     region = svc.split('-', 1)[1]
     env['OS_GLANCE_CONFIG_DIR'] = cloud.glance_etc(region)
+    env.update(glance_clone_filter.service_env(cloud, region))
     return gunicorn_cmd(cloud, svc, 'glance.wsgi.api:application', 16), env
 
 
@@ -893,6 +914,9 @@ def keystone_spec(cloud, pw):
         'services': [
             {'name': 'keystone', 'type': 'identity', 'endpoints': identity},
             {'name': 'glance', 'type': 'image', 'endpoints': image},
+            # the local Swift clusters (running only with LOCALCLOUD_SWIFT)
+            {'name': 'swift', 'type': 'object-store',
+             'endpoints': swift_cluster.catalog_endpoints(cloud)},
         ],
         'projects': list(PROJECTS),
         'users': {name: {'password': pw[name], 'project': proj,
@@ -942,7 +966,8 @@ def describe(cloud, pw, ids):
                        'user_id': info.get('user_id'),
                        'project_id': info.get('project_id')}
     services = {}
-    for svc in SERVICES:
+    swift_settings = swift_cluster.Settings.saved(cloud.state)
+    for svc in SERVICES + tuple(swift_settings.services()):
         services[svc] = {'pid': service_pid(cloud, svc),
                          'log': cloud.log_file(svc), 'url': cloud.url(svc)}
     return {
@@ -954,6 +979,9 @@ def describe(cloud, pw, ids):
                     for r in REGIONS},
         'users': users,
         'services': services,
+        'swift': swift_cluster.describe(
+            cloud, swift_settings, REGIONS,
+            ids.get('users', {}).get('glance-clone', {}).get('project_id')),
         'state_dir': cloud.state,
         'venv': cloud.venv,
     }
@@ -992,9 +1020,16 @@ def fmt_bytes(n):
     return '%.0f MiB' % (n / 1048576.0)
 
 
+def swift_services_shown(cloud):
+    """The Swift services the saved setting runs, and any still running."""
+    wanted = swift_cluster.Settings.saved(cloud.state).services()
+    return tuple(s for s in swift_cluster.SERVICES
+                 if s in wanted or service_pid(cloud, s))
+
+
 def status_rows(cloud):
     rows = []
-    for svc in SERVICES:
+    for svc in SERVICES + swift_services_shown(cloud):
         pid = service_pid(cloud, svc)
         up = bool(pid) and service_answers(cloud, svc)
         rss = group_rss(os.getpgid(pid)) if pid else 0
@@ -1027,17 +1062,32 @@ def cmd_up(cloud, args):
     ensure_venv(cloud)
     t_install = time.monotonic() - t_install
     pw = cloud.passwords(create=True)
+    # LOCALCLOUD_SWIFT: Swift clusters and which regions store in them
+    swift_settings = swift_cluster.Settings.from_env(REGIONS)
+    swift_services = swift_settings.services()
+    if swift_settings.on:
+        swift_cluster.ensure_memcached(say)
+        swift_cluster.ensure_packages(cloud, say)
+    swift_settings.save(cloud.state)
 
     # refuse early, before starting anything, if a port is someone else's
-    for svc in SERVICES:
+    for svc in SERVICES + tuple(swift_services):
         if not service_pid(cloud, svc):
             check_port_free(cloud, svc)
 
+    glance_clone_filter.remember(cloud, args)
     changed = {'zookeeper': zk_config(cloud),
                'keystone': keystone_conf(cloud)}
+    changed.update(swift_cluster.configure(cloud, swift_settings, pw['glance'],
+                                           write_if_changed, run, say))
+    for svc in swift_cluster.SERVICES:
+        if svc not in swift_services and service_pid(cloud, svc):
+            say('%s: not used by LOCALCLOUD_SWIFT=%s, stopping'
+                % (svc, swift_settings.mode))
+            stop_service(cloud, svc)
     for region in REGIONS:
         changed['glance-' + region] = glance_conf(cloud, region, pw['glance'])
-    for svc in SERVICES:
+    for svc in SERVICES + tuple(swift_services):
         if changed[svc] and service_pid(cloud, svc):
             say('%s: configuration changed, restarting' % svc)
             stop_service(cloud, svc)
@@ -1051,10 +1101,19 @@ def cmd_up(cloud, args):
         glance_init(cloud, region)
         start_service(cloud, 'glance-' + region)
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    def swift_chain():
+        # all at once: each is mostly Python start-up
+        with concurrent.futures.ThreadPoolExecutor(
+                max(1, len(swift_services))) as swift_pool:
+            for f in [swift_pool.submit(start_service, cloud, s)
+                      for s in swift_services]:
+                f.result()
+
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
         futs = [pool.submit(start_service, cloud, 'zookeeper'),
                 pool.submit(keystone_chain)]
         futs += [pool.submit(glance_chain, r) for r in REGIONS]
+        futs += [pool.submit(swift_chain)]
         errors = []
         for f in futs:
             try:
@@ -1077,7 +1136,7 @@ def cmd_up(cloud, args):
 def cmd_down(cloud, args):
     # Glance first (they talk to Keystone), ZooKeeper last.
     stopped = []
-    for svc in reversed(SERVICES):
+    for svc in reversed(SERVICES + swift_cluster.SERVICES):
         if stop_service(cloud, svc, kill=args.kill):
             stopped.append(svc)
     say('stopped: %s' % (', '.join(stopped) or 'nothing was running'))
@@ -1159,6 +1218,11 @@ def cmd_start(cloud, args):
         zk_config(cloud)
     elif args.service == 'keystone':
         keystone_conf(cloud)
+    elif args.service in swift_cluster.SERVICES:
+        if not os.path.exists(swift_cluster.conf_file(cloud, args.service)
+                              if args.service != 'memcached' else '/'):
+            raise CloudError('%s was never configured: run `LOCALCLOUD_SWIFT='
+                             '... tools/localcloud up`' % args.service)
     else:
         glance_conf(cloud, args.service.split('-', 1)[1], pw['glance'])
     pid, started = start_service(cloud, args.service)
@@ -1207,8 +1271,8 @@ def main(argv=None):
                     'Glance RegionOne/RegionTwo) on 127.0.0.1. State dir: '
                     '$LOCALCLOUD_DIR (default <repo>/.localcloud).')
     sub = parser.add_subparsers(dest='cmd', required=True)
-    sub.add_parser('up', help='install what is missing, start everything '
-                   '(idempotent)')
+    glance_clone_filter.add_arguments(sub.add_parser(
+        'up', help='install what is missing, start everything (idempotent)'))
     p = sub.add_parser('down', help='stop the services this tool started')
     p.add_argument('--purge', action='store_true',
                    help='also delete the state dir (keeps venv-cloud)')
@@ -1225,9 +1289,9 @@ def main(argv=None):
     sub.add_parser('check', help='smoke test: upload, visibility, reader '
                    '403, glance-download RegionOne -> RegionTwo')
     p = sub.add_parser('start', help='start one service and wait for it')
-    p.add_argument('service', choices=SERVICES)
+    p.add_argument('service', choices=SERVICES + swift_cluster.SERVICES)
     p = sub.add_parser('stop', help='stop one service')
-    p.add_argument('service', choices=SERVICES)
+    p.add_argument('service', choices=SERVICES + swift_cluster.SERVICES)
     p.add_argument('--kill', action='store_true',
                    help='SIGKILL the process group (no graceful shutdown)')
     args = parser.parse_args(argv)
@@ -1239,7 +1303,7 @@ def main(argv=None):
                'check': cmd_check}[args.cmd]
     try:
         return handler(cloud, args)
-    except CloudError as e:
+    except (CloudError, swift_cluster.SwiftError) as e:
         print('localcloud: error: %s' % e, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
