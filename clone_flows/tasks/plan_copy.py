@@ -1,8 +1,12 @@
+import logging
+
 from taskflow import task
 
 from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows.stores import base
+
+LOG = logging.getLogger(__name__)
 
 
 class PlanCopy(task.Task):
@@ -45,7 +49,14 @@ class PlanCopy(task.Task):
             strategy = strategies.get(name)
             if strategy is None:
                 continue
-            ok, reason = strategy.applies(job)
+            try:
+                ok, reason = strategy.applies(job)
+            except exceptions.CloneError:
+                raise
+            except Exception as e:   # a broken plugin must not stop clones
+                LOG.exception('Strategy %s could not tell whether it applies',
+                              name)
+                ok, reason = False, f'could not check ({type(e).__name__})'
             if ok:
                 plan = strategy.plan(job)
                 plan.reason = '; '.join(f'{n}: {r}' for n, r in rejected.items()) \

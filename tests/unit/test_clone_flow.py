@@ -285,3 +285,32 @@ def test_a_strategys_checkpoint_is_handed_back_on_resume(conf, cloud):
     out = runner.run(engine, backend, store[c.CLONE_ID])
     assert out.succeeded, out.message
     assert strategy.seen == [None, {'segments_done': 2}]
+
+
+def test_a_broken_strategy_plugin_falls_back_to_http_and_says_why(conf, cloud):
+    from clone_flows.stores import base, http
+
+    class Broken(base.StoreStrategy):
+        name = 'broken'
+
+        def applies(self, job):
+            raise RuntimeError('misconfigured')
+
+        def copy(self, job, progress, checkpoint=None):
+            raise AssertionError('never chosen')
+
+        def cleanup(self, job, checkpoint=None):
+            pass
+
+    conf.set_override('strategy_preference', ['broken', 'http'], group='clone')
+    src = cloud['R1'].add_image(b'data')
+    services = fakes.FakeServices(conf, cloud, strategies={
+        'broken': Broken(conf), 'http': http.HttpStreamStrategy(conf)})
+    backend = persistence.get_backend(conf)
+    store = _store(src['id'])
+    out, _, _ = _clone(conf, cloud, store, services=services)
+    assert out.succeeded, out.message
+    _, fd = runner.load_flow(backend, store[c.CLONE_ID])
+    plan = [ad.results for ad in fd if ad.name == c.PLAN_COPY][0]
+    assert plan['strategy'] == 'http'
+    assert 'broken: could not check (RuntimeError)' in plan['reason']
