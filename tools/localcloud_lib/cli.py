@@ -981,7 +981,8 @@ def describe(cloud, pw, ids):
         'services': services,
         'swift': swift_cluster.describe(
             cloud, swift_settings, REGIONS,
-            ids.get('users', {}).get('glance-clone', {}).get('project_id')),
+            ids.get('users', {}).get('glance-clone', {}).get('project_id'),
+            pw['glance']),
         'state_dir': cloud.state,
         'venv': cloud.venv,
     }
