@@ -159,9 +159,21 @@ class GlanceRegion:
                       headers={'Content-Type': 'application/octet-stream'})
 
     # -- locations (Image API 2.17+: service-to-service) -----------------
-    def add_location(self, image_id, url, validation_data):
+    def add_location(self, image_id, url, validation_data, headers=None):
+        """``headers``: e.g. an ``X-Service-Token`` (Glance allows
+        non-http locations only to a caller with the service role)."""
         self._request('POST', f'/v2/images/{image_id}/locations', ok=(202,),
-                      json={'url': url, 'validation_data': validation_data})
+                      json={'url': url, 'validation_data': validation_data},
+                      **({'headers': headers} if headers else {}))
 
     def get_locations(self, image_id):
         return self._request('GET', f'/v2/images/{image_id}/locations').json()
+
+    def default_store(self):
+        """Id of the store new images go to (multi-store), or None."""
+        try:
+            stores = self._request('GET', '/v2/info/stores').json()
+        except NotFound:
+            return None
+        return next((s['id'] for s in stores.get('stores', [])
+                     if s.get('default')), None)

@@ -13,13 +13,14 @@ from clone_flows import auth
 from clone_flows import flow
 from clone_flows import metadata
 from clone_flows.stores import http
+from clone_flows.stores import swift
 from conductor import jobboard
 from conductor import persistence
 from conductor import worker
 from conductor.api import config as api_config
 from conductor.db import api as db_api
 
-_MODULES = (auth, flow, metadata, http, persistence, jobboard, worker,
+_MODULES = (auth, flow, metadata, http, swift, persistence, jobboard, worker,
             api_config, db_api)
 
 PROJECT = 'glance-clone'

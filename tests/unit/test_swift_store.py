@@ -1,0 +1,360 @@
+"""The Swift strategy's segment logic, on in-memory Swift clusters.
+
+The fakes keep what matters: objects with their stored ETag (which bit rot
+does not change), DLO manifests, server-side copies that Swift checks
+against the source ETag, PUTs refused (422) when the bytes' md5 differs
+from the ETag sent, and counters of the bytes that pass through the
+conductor.
+"""
+import hashlib
+import os
+import threading
+
+import pytest
+
+from clone_flows import exceptions
+from clone_flows.stores import base
+from clone_flows.stores import swift
+from tests.unit import fakes
+
+SEG = 10000
+
+
+def md5(data):
+    return hashlib.md5(data).hexdigest()
+
+
+class FakeCluster:
+    def __init__(self, name):
+        self.name = name
+        self.objects = {}       # (account, container, obj) -> dict
+        self.lock = threading.Lock()
+        self.copies = 0
+        self.puts = []
+
+
+class FakeStream:
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class FakeAccount:
+    """One region's store in a FakeCluster, with SwiftAccount's methods."""
+
+    def __init__(self, cluster, region, account, container):
+        self.c, self.region = cluster, region
+        self.account, self.container = account, container
+        self.cluster = cluster.name
+        self.streamed = 0           # bytes read by the conductor
+        self.fail_put_after = None  # simulate a crash after N streamed PUTs
+
+    def _key(self, obj, container=None):
+        return (self.account, container or self.container, obj)
+
+    def add(self, obj, data=b'', manifest=None, etag=None):
+        self.c.objects[self._key(obj)] = {
+            'data': data, 'etag': etag or md5(data), 'manifest': manifest}
+
+    def head(self, obj):
+        o = self.c.objects.get(self._key(obj))
+        if o is None:
+            return None
+        if o['manifest']:
+            cont, prefix = o['manifest'].split('/', 1)
+            segs = self.listing(prefix, cont)
+            return {'x-object-manifest': o['manifest'],
+                    'content-length': str(sum(s['bytes'] for s in segs)),
+                    'etag': '"%s"' % swift.dlo_etag([s['hash'] for s in segs])}
+        return {'content-length': str(len(o['data'])), 'etag': o['etag']}
+
+    def listing(self, prefix, container=None):
+        cont = container or self.container
+        return [{'name': k[2], 'bytes': len(v['data']), 'hash': v['etag']}
+                for k, v in sorted(self.c.objects.items())
+                if k[0] == self.account and k[1] == cont and
+                k[2].startswith(prefix)]
+
+    def ensure_container(self):
+        pass
+
+    def get_stream(self, obj, chunk_size):
+        o = self.c.objects.get(self._key(obj))
+        if o is None:
+            raise swift.SwiftError('GET', obj, 404)
+        data = o['data']
+
+        def chunks():
+            for i in range(0, len(data), chunk_size):
+                self.streamed += len(data[i:i + chunk_size])
+                yield data[i:i + chunk_size]
+        return FakeStream(), chunks()
+
+    def put(self, obj, data, etag):
+        if self.fail_put_after is not None:
+            if self.fail_put_after == 0:
+                raise swift.SwiftUnavailable(self.region, what='the Swift store')
+            self.fail_put_after -= 1
+        body = b''.join(data)
+        if md5(body) != etag:
+            raise swift.SwiftError('PUT', obj, 422)
+        with self.c.lock:
+            self.add(obj, body)
+            self.c.puts.append(obj)
+        return md5(body)
+
+    def copy_from(self, obj, source, src_obj, etag):
+        assert source.c is self.c, 'server-side copy across clusters'
+        o = self.c.objects.get(source._key(src_obj))
+        if o is None:
+            raise swift.SwiftError('PUT', obj, 404)
+        if md5(o['data']) != o['etag']:          # Swift checks the copy
+            raise swift.SwiftError('PUT', obj, 422)
+        with self.c.lock:
+            self.add(obj, o['data'])
+            self.c.copies += 1
+        return o['etag']
+
+    def put_manifest(self, obj, prefix):
+        self.add(obj, manifest=f'{self.container}/{prefix}')
+
+    def delete(self, obj):
+        return self.c.objects.pop(self._key(obj), None) is not None
+
+
+class LocationGlance(fakes.FakeGlanceRegion):
+    """A target Glance with the location API (and its service-role rule)."""
+
+    def __init__(self, region, store='swift', accounts=None):
+        super().__init__(region)
+        self.store = store
+        self.accounts = accounts or {}
+        self.location_calls = []
+
+    def default_store(self):
+        return self.store
+
+    def add_location(self, image_id, url, validation_data, headers=None):
+        self.location_calls.append((url, validation_data, headers))
+        if not (headers or {}).get('X-Service-Token'):
+            raise fakes.glance.Forbidden(self.region, 'POST', url, 403, '')
+        image = self.images[image_id]
+        acct = self.accounts[self.region]
+        obj = url.rsplit('/', 1)[1]
+        # Glance reads the data back and hashes it (do_secure_hash)
+        head = acct.head(obj)
+        if head.get('x-object-manifest'):
+            data = b''.join(acct.c.objects[acct._key(s['name'])]['data']
+                            for s in acct.listing(obj + '-'))
+        else:
+            data = acct.c.objects[acct._key(obj)]['data']
+        if hashlib.sha512(data).hexdigest() != validation_data['os_hash_value']:
+            return          # Glance reverts: the image stays queued
+        image.update(fakes._hashes(data), status='active')
+        self.data[image_id] = data
+
+
+@pytest.fixture
+def world(conf):
+    conf.set_override('regions', {'RegionOne': 'x', 'RegionTwo': 'y'},
+                      group='swift_store')
+    conf.set_override('location_prefixes', {
+        'RegionTwo': 'swift+http://u:k@keystone/v3/glance-two/'},
+        group='swift_store')
+    conf.set_override('workers', 3, group='swift_store')
+    conf.set_override('chunk_size', 4096, group='swift_store')
+    return conf
+
+
+def make(conf, same_cluster, data, segment=SEG, stores='swift'):
+    a = FakeCluster('a')
+    b = a if same_cluster else FakeCluster('b')
+    src = FakeAccount(a, 'RegionOne', 'AUTH_svc', 'glance-one')
+    dst = FakeAccount(b, 'RegionTwo', 'AUTH_svc', 'glance-two')
+    r1 = fakes.FakeGlanceRegion('RegionOne')
+    r2 = LocationGlance('RegionTwo', accounts={'RegionTwo': dst})
+    image = r1.add_image(data, stores=stores)
+    if len(data) > segment:
+        n = 0
+        for n, i in enumerate(range(0, len(data), segment), 1):
+            src.add('%s-%05d' % (image['id'], n), data[i:i + segment])
+        src.add(image['id'], manifest=f"glance-one/{image['id']}-")
+    else:
+        src.add(image['id'], data)
+    target = r2.create_image(name='copy')
+    strategy = swift.SwiftStrategy(conf)
+    strategy._accounts = {'RegionOne': src, 'RegionTwo': dst}
+    strategy._service_token = lambda: 'service-token'
+    job = base.CopyJob(source=r1, target=r2, source_image=image,
+                       target_image_id=target['id'], clone_id='c1')
+    return strategy, job, src, dst
+
+
+class Progress:
+    def __init__(self, stop_after_checkpoints=None):
+        self.calls = []
+        self.checkpoints = []
+        self._stop = stop_after_checkpoints
+
+    def __call__(self, done, total, checkpoint=None):
+        self.calls.append((done, total))
+        if checkpoint is not None:
+            self.checkpoints.append(checkpoint)
+            if self._stop is not None and len(
+                    checkpoint['done']) >= self._stop:
+                raise exceptions.Interrupted('killed')
+
+
+def target_objects(dst, image_id):
+    return sorted(o['name'] for o in dst.listing(image_id))
+
+
+def test_same_cluster_copies_every_segment_server_side(world):
+    data = os.urandom(10 * SEG + 17)
+    strategy, job, src, dst = make(world, True, data)
+    assert strategy.applies(job) == (True, '')
+    assert strategy.plan(job).objects == 11
+    out = strategy.copy(job, Progress())
+    assert out.bytes_copied == 0 and src.streamed == 0     # zero through us
+    assert dst.c.copies == 11
+    assert out.details['mode'] == 'server-side'
+    assert out.details['copied'] == 11
+    tid = job.target_image_id
+    assert target_objects(dst, tid) == [tid] + [
+        '%s-%05d' % (tid, i) for i in range(1, 12)]
+    image = job.target.get_image(tid)
+    assert image['status'] == 'active' and image['checksum'] == md5(data)
+    url, validation, headers = job.target.location_calls[0]
+    assert url == 'swift+http://u:k@keystone/v3/glance-two/' + tid
+    assert validation == {'os_hash_algo': 'sha512',
+                          'os_hash_value': hashlib.sha512(data).hexdigest()}
+    assert headers == {'X-Service-Token': 'service-token'}
+    assert 'u:k' not in out.details['location']       # no secret persisted
+
+
+def test_cross_cluster_streams_segments_and_checkpoints_each(world):
+    data = os.urandom(10 * SEG)
+    strategy, job, src, dst = make(world, False, data)
+    progress = Progress()
+    out = strategy.copy(job, progress)
+    assert out.details['mode'] == 'streamed'
+    assert src.streamed == len(data) == out.bytes_copied
+    assert len(dst.c.puts) == 10
+    done = [len(c['done']) for c in progress.checkpoints]
+    assert done == list(range(0, 11))          # one after each segment
+    assert job.target.get_image(job.target_image_id)['status'] == 'active'
+
+
+def test_resume_copies_only_missing_segments(world):
+    data = os.urandom(10 * SEG)
+    strategy, job, src, dst = make(world, False, data)
+    world.set_override('workers', 1, group='swift_store')
+    first = Progress(stop_after_checkpoints=4)
+    with pytest.raises(exceptions.Interrupted):
+        strategy.copy(job, first)
+    checkpoint = first.checkpoints[-1]
+    assert len(checkpoint['done']) == 4
+    puts_before = len(dst.c.puts)
+    # one checkpointed segment went bad in the target meanwhile
+    bad = '%s-%05d' % (job.target_image_id, 2)
+    dst.c.objects[dst._key(bad)]['etag'] = 'f' * 32
+    out = strategy.copy(job, Progress(), checkpoint=checkpoint)
+    again = dst.c.puts[puts_before:]
+    assert bad in again
+    assert len(again) == 10 - puts_before + 1
+    assert out.details['skipped'] == puts_before - 1
+    assert job.target.get_image(job.target_image_id)['status'] == 'active'
+
+
+def test_missing_source_segment_is_named_and_nothing_is_copied(world):
+    data = os.urandom(5 * SEG)
+    strategy, job, src, dst = make(world, False, data)
+    src.delete('%s-%05d' % (job.source_image['id'], 3))
+    ok, reason = strategy.applies(job)
+    assert not ok and 'segment' in reason and '-00003 is missing' in reason
+    with pytest.raises(swift.SourceDataBroken, match='-00003 is missing'):
+        strategy.copy(job, Progress())
+    assert target_objects(dst, job.target_image_id) == []
+
+
+@pytest.mark.parametrize('same', [True, False], ids=['same', 'cross'])
+def test_corrupted_source_segment_fails_and_cleanup_removes_copies(world,
+                                                                   same):
+    data = os.urandom(6 * SEG)
+    strategy, job, src, dst = make(world, same, data)
+    key = src._key('%s-%05d' % (job.source_image['id'], 4))
+    rotten = bytearray(src.c.objects[key]['data'])
+    rotten[10] ^= 0xFF
+    src.c.objects[key]['data'] = bytes(rotten)     # its ETag stays
+    with pytest.raises(swift.SourceDataBroken, match='-00004 .*corrupted'):
+        strategy.copy(job, Progress())
+    assert strategy.cleanup(job) >= 0
+    assert target_objects(dst, job.target_image_id) == []
+    assert strategy.cleanup(job) == 0                    # idempotent
+
+
+def test_single_object_source_is_one_object(world):
+    data = os.urandom(SEG // 2)
+    strategy, job, src, dst = make(world, True, data)
+    out = strategy.copy(job, Progress())
+    assert target_objects(dst, job.target_image_id) == [job.target_image_id]
+    assert out.details['segments'] == 1
+    assert job.target.get_image(job.target_image_id)['checksum'] == md5(data)
+
+
+def test_without_the_service_token_the_location_is_refused(world):
+    strategy, job, src, dst = make(world, True, os.urandom(2 * SEG))
+    strategy._service_token = lambda: None
+    with pytest.raises(exceptions.TargetNotAuthorized, match='service role'):
+        strategy.copy(job, Progress())
+
+
+def test_a_copy_glance_rejects_fails_verification(world):
+    strategy, job, src, dst = make(world, True, os.urandom(2 * SEG))
+    job.source_image['os_hash_value'] = '0' * 128
+    with pytest.raises(exceptions.VerificationFailed):
+        strategy.copy(job, Progress())
+
+
+@pytest.mark.parametrize('case,reason', [
+    ('target-not-mapped', 'RegionTwo does not store images in Swift'),
+    ('source-in-file', 'the source image is not in Swift (it is in local)'),
+    ('target-default-file', "RegionTwo stores new images in 'local', not in "
+                            "Swift"),
+    ('no-object', "is not in RegionOne's Swift store"),
+    ('empty', 'the source image is empty'),
+])
+def test_applies_says_why_not(world, case, reason):
+    strategy, job, src, dst = make(world, True, os.urandom(2 * SEG))
+    if case == 'target-not-mapped':
+        world.set_override('regions', {'RegionOne': 'x'}, group='swift_store')
+    elif case == 'source-in-file':
+        job.source_image['stores'] = 'local'
+    elif case == 'target-default-file':
+        job.target.store = 'local'
+    elif case == 'no-object':
+        for name in [o['name'] for o in src.listing(job.source_image['id'])]:
+            src.delete(name)
+    elif case == 'empty':
+        job.source_image['size'] = 0
+    ok, why = strategy.applies(job)
+    assert not ok and reason in why, why
+
+
+def test_dlo_etag_is_md5_of_segment_etags():
+    assert swift.dlo_etag(['a' * 32, 'b' * 32]) == \
+        hashlib.md5(('a' * 32 + 'b' * 32).encode()).hexdigest()
+
+
+def test_redacted_location_keeps_no_credentials():
+    assert swift._redacted('swift+http://svc%3Ag:pw@ks:5000/v3/c/o') == \
+        'swift+http://***@ks:5000/v3/c/o'
+    assert swift._redacted('swift+http://ks/v3/c/o') == 'swift+http://ks/v3/c/o'
+
+
+def test_swift_strategy_is_found_through_its_entry_point(conf):
+    from clone_flows import stores
+    assert isinstance(stores.load_strategies(conf)['swift'],
+                      swift.SwiftStrategy)
