@@ -103,6 +103,7 @@ class SessionWatch:
         self.state = kz_states.KazooState.CONNECTED if client.connected \
             else kz_states.KazooState.SUSPENDED
         self.epoch = 0
+        self._client = client
         self._changed = threading.Condition()
         client.add_listener(self._listener)
 
@@ -117,10 +118,19 @@ class SessionWatch:
                         'back or stop if it is lost', state.lower())
 
     def wait_connected(self, timeout):
+        """Wait until the client is connected again (CONNECTED) or the
+        session is lost (LOST); SUSPENDED after ``timeout``."""
+        def settled():
+            if self.state == kz_states.KazooState.LOST:
+                return True
+            return self.state == kz_states.KazooState.CONNECTED and \
+                self._client.connected
+        deadline = time.monotonic() + timeout
         with self._changed:
-            self._changed.wait_for(
-                lambda: self.state != kz_states.KazooState.SUSPENDED, timeout)
-            return self.state
+            # polled too: a failed read can come before the state change
+            while not settled() and time.monotonic() < deadline:
+                self._changed.wait(0.1)
+            return self.state if settled() else kz_states.KazooState.SUSPENDED
 
 
 class ClaimGuard:
@@ -153,14 +163,26 @@ class ClaimGuard:
         if in_step and now - self._checked_at < self._recheck:
             return
         self._checked_at = now
-        try:
-            owner = cond.board.find_owner(self._job)
-        except Exception as e:
-            raise exceptions.Interrupted(f'claim unknown: {e}')
+        owner = self._owner(cond)
         if owner != cond.name:
             raise exceptions.Interrupted(f'claim now held by {owner!r}')
         if not reverting and cond.records.cancel_requested(self._clone_id):
             raise exceptions.Cancelled()
+
+
+    def _owner(self, cond):
+        """The claim's owner; a read that fails because the connection
+        blinked waits for the session to come back and reads again."""
+        for attempt in (1, 2):
+            try:
+                return cond.board.find_owner(self._job)
+            except Exception as e:
+                if attempt == 2:
+                    raise exceptions.Interrupted(f'claim unknown: {e}')
+                state = cond.session.wait_connected(cond.session_timeout)
+                if cond.session.epoch != self._epoch or \
+                        state != kz_states.KazooState.CONNECTED:
+                    raise exceptions.Interrupted('ZooKeeper session lost')
 
 
 class CloneConductor(impl_nonblocking.NonBlockingConductor):
@@ -223,8 +245,15 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
 
     def _try_finish_job(self, job, consume, trash=False):
         if job.uuid in self._lost:
+            # Probably no longer ours; if the session survived after all,
+            # releasing the claim lets a conductor resume the clone now.
             self._lost.discard(job.uuid)
-            LOG.info('Job %s: claim already lost, nothing to release', job.uuid)
+            try:
+                self.board.abandon(job, self.name)
+                LOG.info('Job %s: claim released', job.uuid)
+            except Exception as e:
+                LOG.info('Job %s: claim already gone (%s)', job.uuid,
+                         type(e).__name__)
             return
         super()._try_finish_job(job, consume, trash)
 
