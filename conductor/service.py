@@ -46,6 +46,14 @@ class Sweeper(threading.Thread):
                     LOG.info('Sweep: %d clones cleaned, %d left', swept, left)
             except Exception:
                 LOG.exception('Sweep failed')
+            try:
+                # tasks the API recorded but died before queueing
+                from conductor import submit
+                orphans = submit.fail_orphans(self._conf)
+                if orphans:
+                    LOG.info('Sweep: %d orphaned tasks failed', len(orphans))
+            except Exception:
+                LOG.exception('Orphaned task check failed')
 
     def stop(self):
         self._stop.set()
