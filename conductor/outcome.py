@@ -43,6 +43,12 @@ def from_flow_detail(fd):
     for ad in fd:
         if ad.name == c.ACTIVATE and ad.state == states.SUCCESS:
             result = ad.results
+    plan = next((ad.results for ad in fd if ad.name == c.PLAN_COPY and
+                 ad.state == states.SUCCESS), None)
+    if result is not None and isinstance(plan, dict):
+        # which store strategy copied the data, and why that one
+        result = dict(result, copy={'strategy': plan.get('strategy'),
+                                    'reason': plan.get('reason')})
     succeeded = fd.state == states.SUCCESS
     step, message, cleanup_failed = None, '', False
     if not succeeded:

@@ -659,16 +659,22 @@ class _Copier:
         self._report(bytes_done, finished)
         if not todo:
             return
+        # At most `workers` segments in flight, the next one started only
+        # when one ends: a conductor that stops (claim lost, killed,
+        # paused) leaves at most that many half-copied.
+        queue = list(todo)
         pool = concurrent.futures.ThreadPoolExecutor(self.workers)
-        futures = {pool.submit(self._copy_one, p): p for p in todo}
+        running = {}
         try:
-            pending = set(futures)
-            while pending:
-                ready, pending = concurrent.futures.wait(
-                    pending, timeout=0.5,
+            while queue or running:
+                while queue and len(running) < self.workers:
+                    p = queue.pop(0)
+                    running[pool.submit(self._copy_one, p)] = p
+                ready, _ = concurrent.futures.wait(
+                    running, timeout=0.5,
                     return_when=concurrent.futures.FIRST_COMPLETED)
                 for f in ready:
-                    p = futures[f]
+                    p = running.pop(f)
                     f.result()                      # raises the first error
                     finished.add(p.index)
                     bytes_done += p.bytes
@@ -680,8 +686,6 @@ class _Copier:
                     self.progress(bytes_done + inflight, self.total)
         except BaseException:
             self._stop.set()
-            for f in futures:
-                f.cancel()
             raise
         finally:
             pool.shutdown(wait=True)
