@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 
 from localcloud_lib import glance_clone_filter
+from localcloud_lib import glance_db
 from localcloud_lib import swift_cluster
 
 LIB_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -35,7 +36,7 @@ SERVICES = ('zookeeper', 'keystone', 'glance-RegionOne', 'glance-RegionTwo')
 # Python packages of the cloud virtualenv (kept apart from the product's).
 VENV_PACKAGES = ['keystone~=30.0', 'glance~=33.0', 'gunicorn',
                  'python-keystoneclient', 'python-glanceclient',
-                 'python-openstackclient']
+                 'python-openstackclient', 'PyMySQL']
 
 # users: name -> (project, roles)
 USERS = {
@@ -551,8 +552,8 @@ image_size_cap = 1099511627776
 do_secure_hash = {secure_hash}
 
 [database]
-# sqlite waits up to 30 s for a lock (concurrent clones write at once)
-connection = sqlite:///{d}/glance.db?timeout=30
+# MariaDB when it answers, else sqlite (see glance_db.py)
+connection = {db_connection}
 
 [paste_deploy]
 flavor = keystone
@@ -607,7 +608,8 @@ task_pool_threads = 16
            ports=','.join(str(p) for p in ports), etc=etc,
            backends=backends, default_backend=default_backend,
            swift_section=swift_section,
-           secure_hash=str(swift_settings.secure_hash).lower()))
+           secure_hash=str(swift_settings.secure_hash).lower(),
+           db_connection=glance_db.connection(cloud, region, d)))
     policy = os.path.join(etc, 'policy.yaml')
     if not os.path.exists(policy):
         write_if_changed(policy, """\
@@ -898,7 +900,21 @@ def glance_init(cloud, region):
             shutil.copyfile(glance_template_db(cloud), db + '.tmp')
             os.replace(db + '.tmp', db)
 
-    _once(cloud, svc, 'db_sync', db_init)
+    def mysql_init():
+        etc = cloud.glance_etc(region)
+        t = time.monotonic()
+        glance_db.recreate_database(cloud, region, cloud.vbin('python'))
+        run([cloud.vbin('glance-manage'), '--config-file',
+             os.path.join(etc, 'glance-api.conf'), 'db_sync'],
+            log=cloud.log_file('glance-manage'),
+            env=dict(os.environ, OS_GLANCE_CONFIG_DIR=etc),
+            what='glance-manage db_sync (%s)' % region)
+        say('%s database ready in MariaDB (%.1fs)' % (svc, time.monotonic() - t))
+
+    if glance_db.backend() == 'mysql':
+        _once(cloud, svc, 'db_sync-mysql', mysql_init)
+    else:
+        _once(cloud, svc, 'db_sync', db_init)
 
 
 def keystone_spec(cloud, pw):
