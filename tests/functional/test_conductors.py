@@ -133,6 +133,12 @@ def wait_for(predicate, timeout=120, what='condition'):
     raise AssertionError(f'timed out waiting for {what}')
 
 
+def wait_for_copy(cloud, src):
+    """Until the copy of ``src`` is receiving data in RegionTwo."""
+    wait_for(lambda: any(i.status == 'saving' for i in copies_of(cloud, src.id)),
+             what='the copy to start')
+
+
 @pytest.fixture
 def conductors(cloud, tmp_path):
     cs = Conductors(cloud, tmp_path)
@@ -185,8 +191,7 @@ def test_sigstop_past_the_session_timeout_then_sigcont(cloud, conductors):
     src = upload(cloud, data, name='paused-conductor')
     conductors.start('a')
     clone_id = conductors.post(src.id)
-    wait_for(lambda: any(i.status == 'saving' for i in copies_of(cloud, src.id)),
-             what='the copy to start')
+    wait_for_copy(cloud, src)
     conductors.signal('a', signal.SIGSTOP)
     time.sleep(SESSION_TIMEOUT + 2)
     conductors.start('b')
@@ -209,8 +214,7 @@ def test_zookeeper_restarted_mid_flow(cloud, conductors):
     src = upload(cloud, os.urandom(160 * MiB), name='zk-restart')
     conductors.start('a')
     clone_id = conductors.post(src.id)
-    wait_for(lambda: any(i.status == 'saving' for i in copies_of(cloud, src.id)),
-             what='the copy to start')
+    wait_for_copy(cloud, src)
     localcloud('stop', 'zookeeper')
     time.sleep(2)
     localcloud('start', 'zookeeper')
@@ -227,9 +231,7 @@ def test_ensemble_leader_killed_mid_flow(cloud, tmp_path):
         src = upload(cloud, os.urandom(160 * MiB), name='zk-leader-killed')
         cs.start('a')
         clone_id = cs.post(src.id)
-        wait_for(lambda: any(i.status == 'saving'
-                             for i in copies_of(cloud, src.id)),
-                 what='the copy to start')
+        wait_for_copy(cloud, src)
         ensemble.kill(ensemble.leader())
         out = cs.wait(clone_id)
         assert_one_verified_copy(cloud, src, out)
@@ -242,8 +244,7 @@ def test_sigterm_hands_the_clone_over_at_once(cloud, conductors):
     src = upload(cloud, os.urandom(160 * MiB), name='sigterm')
     conductors.start('a')
     clone_id = conductors.post(src.id)
-    wait_for(lambda: any(i.status == 'saving' for i in copies_of(cloud, src.id)),
-             what='the copy to start')
+    wait_for_copy(cloud, src)
     conductors.signal('a', signal.SIGTERM)
     conductors.procs['a'].wait(60)
     stopped = time.monotonic()
