@@ -23,7 +23,7 @@ a, b, c, ...) so that the machine's noise falls on all three alike:
       the PUT's answer.
 
 For (a) it also reads the copy step's own duration from the clone's
-persisted result ("a: copy step"): the gap between it and (a) is the fixed
+persisted result ("a: its copy step alone"): the gap between it and (a) is the fixed
 cost of a clone (process start-up, trust, checks, verification, metadata),
 the gap between it and (c) the data path's.
 
