@@ -377,6 +377,7 @@ class SwiftStrategy(base.StoreStrategy):
         super().__init__(conf)
         self._accounts = {}
         self._lock = threading.Lock()
+        self._service = None      # the service user's own session, shared
 
     # -- configuration ------------------------------------------------------
     @property
@@ -389,10 +390,15 @@ class SwiftStrategy(base.StoreStrategy):
     def _container(self, region):
         return self._opts.containers.get(region) or 'glance'
 
+    def _service_session(self):
+        if self._service is None:
+            self._service = auth.service_session(self.conf)
+        return self._service
+
     def _session(self, region):
         group = self._opts.auth_sections.get(region)
         if not group:
-            return auth.service_session(self.conf)
+            return self._service_session()
         ks_loading.register_auth_conf_options(self.conf, group)
         ks_loading.register_session_conf_options(self.conf, group)
         plugin = ks_loading.load_auth_from_conf_options(self.conf, group)
@@ -577,7 +583,7 @@ class SwiftStrategy(base.StoreStrategy):
     def _service_token(self):
         """The clone service user's own token (its ``service`` role), sent
         as X-Service-Token next to the trust-scoped one."""
-        return auth.service_session(self.conf).get_token()
+        return self._service_session().get_token()
 
     def _wait_active(self, job):
         deadline = time.monotonic() + self._opts.attach_timeout
