@@ -16,6 +16,10 @@ the objects as if it had written them (deleting the image deletes them):
   After each segment a checkpoint records it; a resumed copy lists what the
   target already holds and copies only missing or mismatched segments.
 
+A source Glance stored as one object larger than ``segment_size_mb`` is
+copied the same ways as ranged segments (``Range`` on the server-side copy
+or on the GET), so that it too moves in parallel and resumes per segment.
+
 Then the new manifest is written and checked (size, and the DLO ETag: the
 md5 of the segments' ETags in order), and the objects are attached to the
 reserved image through Glance's location API with the source's checksum and
@@ -95,6 +99,15 @@ swift_opts = [
                help='Catalog interface of the object-store endpoints.'),
     cfg.IntOpt('workers', default=4, min=1, max=64,
                help='Segments copied at the same time.'),
+    cfg.IntOpt('segment_size_mb', default=256, min=0, max=5120,
+               help='A source stored as one object larger than this (MiB) '
+                    'is copied as ranged segments of this size plus a '
+                    'manifest, in parallel and resumable per segment, '
+                    'instead of as one object (Glance writes images below '
+                    'its swift_store_large_object_size, 5 GB by default, as '
+                    'one object).  Ranged reads are not checked against the '
+                    'source ETag by Swift: the end-to-end check is Glance\'s '
+                    'hash of the attached data and Verify.  0: never split.'),
     cfg.IntOpt('chunk_size', default=1024 * 1024, min=4096,
                help='Bytes read from the source at a time when segments '
                     'are streamed between clusters.'),
@@ -233,22 +246,36 @@ class SwiftAccount:
                               headers={'X-Auth-Token': self._token_source()})
             self.request('PUT', None, ok=(201, 202, 204))
 
-    def get_stream(self, obj, chunk_size):
-        resp = self.request('GET', obj, stream=True)
+    def get_stream(self, obj, chunk_size, byte_range=None):
+        headers = {}
+        if byte_range is not None:
+            headers['Range'] = 'bytes=%d-%d' % (
+                byte_range[0], byte_range[0] + byte_range[1] - 1)
+        resp = self.request('GET', obj, stream=True, headers=headers,
+                            ok=(206,) if byte_range else (200,))
         return resp, resp.iter_content(chunk_size)
 
-    def put(self, obj, data, etag):
+    def put(self, obj, data, etag=None):
         """PUT an iterable of chunks (chunked transfer); Swift refuses it
-        (422) unless the bytes' md5 is ``etag``."""
-        resp = self.request('PUT', obj, ok=(201,), data=data, headers={
-            'ETag': etag, 'Content-Type': 'application/octet-stream'})
+        (422) unless the bytes' md5 is ``etag`` (when given)."""
+        headers = {'Content-Type': 'application/octet-stream'}
+        if etag:
+            headers['ETag'] = etag
+        resp = self.request('PUT', obj, ok=(201,), data=data,
+                            headers=headers)
         return resp.headers.get('Etag', '').strip('"')
 
-    def copy_from(self, obj, source, src_obj, etag):
-        """Server-side copy of ``source``'s object into ``obj`` here."""
+    def copy_from(self, obj, source, src_obj, etag=None, byte_range=None):
+        """Server-side copy of ``source``'s object (or of a byte range of
+        it) into ``obj`` here."""
         headers = {'X-Copy-From': '/%s/%s' % (
             urllib.parse.quote(source.container), urllib.parse.quote(src_obj)),
-            'Content-Length': '0', 'ETag': etag}
+            'Content-Length': '0'}
+        if etag:
+            headers['ETag'] = etag
+        if byte_range is not None:
+            headers['Range'] = 'bytes=%d-%d' % (
+                byte_range[0], byte_range[0] + byte_range[1] - 1)
         if source.account != self.account:
             headers['X-Copy-From-Account'] = source.account
         resp = self.request('PUT', obj, ok=(201,), headers=headers)
@@ -285,11 +312,19 @@ class _TokenSource:
 
 
 class Piece:
-    __slots__ = ('index', 'source', 'target', 'bytes', 'etag')
+    """One target object: a source object, or a byte range of one
+    (``offset`` not None; its ETag is known only once copied)."""
+    __slots__ = ('index', 'source', 'target', 'bytes', 'etag', 'offset',
+                 'copied_etag')
 
-    def __init__(self, index, source, target, size, etag):
+    def __init__(self, index, source, target, size, etag, offset=None):
         self.index, self.source, self.target = index, source, target
-        self.bytes, self.etag = size, etag
+        self.bytes, self.etag, self.offset = size, etag, offset
+        self.copied_etag = etag
+
+    @property
+    def byte_range(self):
+        return None if self.offset is None else (self.offset, self.bytes)
 
 
 def target_names(target_image_id, count, segmented):
@@ -306,12 +341,14 @@ def dlo_etag(etags):
                        usedforsecurity=False).hexdigest()
 
 
-def source_pieces(src, image):
+def source_pieces(src, image, segment_size=0):
     """Where the image's bytes are in the source store, checked against the
     image's size (and checksum for a single object).
 
-    Returns (segmented, [(name, bytes, etag)]).  Raises SourceDataBroken
-    when the objects cannot be the image (missing segment, wrong size).
+    Returns (segmented, [(name, bytes, etag, offset)]): a single object
+    larger than ``segment_size`` (when set) comes as ranges of it (etag
+    None).  Raises SourceDataBroken when the objects cannot be the image
+    (missing segment, wrong size).
     """
     image_id, size = image['id'], int(image.get('size') or 0)
     head = src.head(image_id)
@@ -333,7 +370,10 @@ def source_pieces(src, image):
                 f"the object of image {image_id} in {src.region}'s Swift "
                 f"does not match the image ({length} bytes, ETag {etag}; "
                 f"the image has {size} bytes, checksum {image.get('checksum')})")
-        return False, [(image_id, length, etag)]
+        if segment_size and length > segment_size:
+            return True, [(image_id, min(segment_size, length - off), None,
+                           off) for off in range(0, length, segment_size)]
+        return False, [(image_id, length, etag, None)]
     container, prefix = manifest.split('/', 1)
     container = urllib.parse.unquote(container)
     prefix = urllib.parse.unquote(prefix)
@@ -357,12 +397,12 @@ def source_pieces(src, image):
             f"image {image_id} is incomplete in {src.region}'s Swift: its "
             f"{len(segments)} segments hold {found} bytes, the image has "
             f"{size}")
-    return True, [(s['name'], s['bytes'], s['hash']) for s in segments]
+    return True, [(s['name'], s['bytes'], s['hash'], None) for s in segments]
 
 
 def make_pieces(target_image_id, segmented, sources):
     manifest, names = target_names(target_image_id, len(sources), segmented)
-    return manifest, [Piece(i, s[0], names[i], s[1], s[2])
+    return manifest, [Piece(i, s[0], names[i], s[1], s[2], s[3])
                       for i, s in enumerate(sources)]
 
 
@@ -428,6 +468,9 @@ class SwiftStrategy(base.StoreStrategy):
             self._accounts[region] = acct
             return acct
 
+    def _split(self):
+        return self._opts.segment_size_mb * 1024 * 1024
+
     def cluster(self, region):
         return self._opts.clusters.get(region) or self.account(region).cluster
 
@@ -472,7 +515,7 @@ class SwiftStrategy(base.StoreStrategy):
         plan = super().plan(job)
         try:
             _, pieces = source_pieces(self.account(job.source.region),
-                                      job.source_image)
+                                      job.source_image, self._split())
             plan.objects = len(pieces)
         except (exceptions.CloneError, SwiftError):
             pass
@@ -503,7 +546,7 @@ class SwiftStrategy(base.StoreStrategy):
         same = self.cluster(job.source.region) == self.cluster(
             job.target.region)
         try:
-            segmented, sources = source_pieces(src, image)
+            segmented, sources = source_pieces(src, image, self._split())
         except SwiftError as e:
             raise SwiftUnavailable(job.source.region, what='the Swift store',
                                    detail=str(e)) from e
@@ -556,7 +599,7 @@ class SwiftStrategy(base.StoreStrategy):
         head = dst.head(manifest) or {}
         size = int(head.get('content-length') or -1)
         etag = head.get('etag', '').strip('"')
-        want = dlo_etag([p.etag for p in pieces])
+        want = dlo_etag([p.copied_etag for p in pieces])
         if size != total or etag != want:
             raise SourceDataBroken(
                 f'the copied manifest {dst.container}/{manifest} does not '
@@ -637,23 +680,28 @@ class _Copier:
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
-    def _present(self):
-        """Pieces the target already holds with the right bytes."""
+    def _present(self, recorded_etags):
+        """Pieces the target already holds with the right bytes: the
+        source segment's ETag, or for a range of a single object the ETag
+        the checkpoint recorded when it was copied."""
         have = {o['name']: o for o in self.dst.listing(
             self.job.target_image_id)}
         done = set()
         for p in self.pieces:
             o = have.get(p.target)
-            if o and o['hash'] == p.etag and o['bytes'] == p.bytes:
+            want = p.etag or recorded_etags.get(str(p.index))
+            if o and want and o['hash'] == want and o['bytes'] == p.bytes:
+                p.copied_etag = want
                 done.add(p.index)
         return done
 
     def run(self):
         self.dst.ensure_container()
-        done = self._present()
-        recorded = set(self.checkpoint.get('done') or ()) \
-            if self.checkpoint.get('target_image_id') == \
-            self.job.target_image_id else set()
+        ours = self.checkpoint.get('target_image_id') == \
+            self.job.target_image_id
+        done = self._present(self.checkpoint.get('etags') or {} if ours
+                             else {})
+        recorded = set(self.checkpoint.get('done') or ()) if ours else set()
         if recorded - done:
             LOG.warning('Clone %s: %d checkpointed segments are missing or '
                         'changed in the target; copying them again',
@@ -697,16 +745,21 @@ class _Copier:
             pool.shutdown(wait=True)
 
     def _report(self, bytes_done, finished):
-        self.progress(bytes_done, self.total, checkpoint={
-            'target_image_id': self.job.target_image_id,
-            'segments': len(self.pieces), 'done': sorted(finished)})
+        checkpoint = {'target_image_id': self.job.target_image_id,
+                      'segments': len(self.pieces), 'done': sorted(finished)}
+        ranged = {str(p.index): p.copied_etag for p in self.pieces
+                  if p.offset is not None and p.index in finished}
+        if ranged:
+            checkpoint['etags'] = ranged
+        self.progress(bytes_done, self.total, checkpoint=checkpoint)
 
     def _copy_one(self, p):
         if self._stop.is_set():
             return
         try:
             if self.same:
-                etag = self.dst.copy_from(p.target, self.src, p.source, p.etag)
+                etag = self.dst.copy_from(p.target, self.src, p.source,
+                                          p.etag, p.byte_range)
             else:
                 etag = self._stream(p)
         except SwiftError as e:
@@ -722,14 +775,23 @@ class _Copier:
                     f"copy") from e
             raise SwiftUnavailable(self.dst.region, what='the Swift store',
                                    detail=str(e)) from e
-        if etag and etag != p.etag:
+        if p.etag is None:
+            if not etag:
+                raise SwiftUnavailable(self.dst.region, what='the Swift store',
+                                       detail=f'no ETag for {p.target}')
+            p.copied_etag = etag
+        elif etag and etag != p.etag:
             raise SourceDataBroken(
                 f"segment {p.source} of image {self.job.source_image['id']} "
                 f"was copied with ETag {etag}, not {p.etag}")
 
     def _stream(self, p):
-        resp, chunks = self.src.get_stream(p.source, self.chunk_size)
+        resp, chunks = self.src.get_stream(p.source, self.chunk_size,
+                                           p.byte_range)
         moved = 0
+        # a range has no ETag to send: its md5 is checked after the PUT
+        digest = hashlib.md5(usedforsecurity=False) if p.etag is None \
+            else None
 
         def counted():
             nonlocal moved
@@ -737,12 +799,21 @@ class _Copier:
                 if self._stop.is_set():
                     raise exceptions.Interrupted('copy stopped')
                 moved += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 with self._lock:
                     self._inflight += len(chunk)
                     self.bytes_moved += len(chunk)
                 yield chunk
         try:
-            return self.dst.put(p.target, counted(), p.etag)
+            etag = self.dst.put(p.target, counted(), p.etag)
+            if digest is not None and (moved != p.bytes or
+                                       etag != digest.hexdigest()):
+                raise SwiftUnavailable(
+                    self.dst.region, what='the Swift store',
+                    detail=f'{p.target} arrived as {etag} ({moved} bytes), '
+                    f'sent {digest.hexdigest()} ({p.bytes} bytes)')
+            return etag
         finally:
             resp.close()
             with self._lock:

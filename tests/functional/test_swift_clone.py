@@ -70,12 +70,12 @@ def topology(cloud):
                        capture_output=True, timeout=900)
 
 
-def swift_section(info, regions=None, workers=4):
+def swift_section(info, regions=None, workers=4, segment_size_mb=256):
     regs = {r: v for r, v in info['swift']['regions'].items() if v}
     regs.update(regions or {})
-    return ('\n[swift_store]\nworkers = %d\nregions = %s\ncontainers = %s\n'
-            'location_prefixes = %s\n' % (
-                workers,
+    return ('\n[swift_store]\nworkers = %d\nsegment_size_mb = %d\n'
+            'regions = %s\ncontainers = %s\nlocation_prefixes = %s\n' % (
+                workers, segment_size_mb,
                 ','.join(f"{r}:{v['storage_url']}" for r, v in regs.items()),
                 ','.join(f"{r}:{v['container']}" for r, v in regs.items()),
                 ','.join(f"{r}:{v['location_prefix']}"
@@ -282,6 +282,30 @@ def test_cross_cluster_kill_9_resumes_with_only_the_missing_segments(
 def test_corrupted_segment_cross_cluster_fails_cleanly(topology, tmp_path):
     _corrupted_segment_fails_cleanly(topology.ensure('per-region'), 'a',
                                      tmp_path)
+
+
+def test_single_object_source_moves_as_ranged_segments(topology, tmp_path):
+    info = topology.ensure('per-region')
+    conf = write_conf(info, tmp_path / 'conf', segment_size_mb=1)
+    data = os.urandom(SEG - 1000)       # under Glance's threshold: 1 object
+    # with its size known (glanceclient uploads chunked, which Glance's
+    # Swift store always segments)
+    gc = glance_client(info, 'demo', 'RegionOne')
+    src = gc.images.create(name='swift-one-object', disk_format='raw',
+                           container_format='bare')
+    user_session(info, 'demo').put(
+        gc.http_client.get_endpoint().rstrip('/') + f'/v2/images/{src.id}/file',
+        data=data, headers={'Content-Type': 'application/octet-stream'})
+    src = gc.images.get(src.id)
+    r1, r2 = store(info, 'RegionOne'), store(info, 'RegionTwo')
+    assert segment_names(r1, src.id) == []
+    rc, out = run_clone(info, conf, src.id, '--strategy', 'swift')
+    assert rc == 0, out
+    assert_verified_copy(info, src, data, out['result'])
+    new = out['result']['image_id']
+    assert segment_names(r2, new) == [f'{new}-00001', f'{new}-00002']
+    details = copy_result(conf, out['clone_id'])['details']
+    assert (details['segments'], details['mode']) == (2, 'streamed')
 
 
 def test_missing_segment_fails_cleanly(topology, tmp_path):
