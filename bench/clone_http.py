@@ -30,8 +30,10 @@ the gap between it and (c) the data path's.
 Every copy is checked against the source's size and sha512 after its clock
 stops (so (c) did not win by being wrong), and deleted at once.  Then it
 prints the medians, the ratios a/b and a/c against their targets, and the
-peak RSS of the clone process (``ru_maxrss`` of the child, from ``wait4``)
-for each of ``--rss-sizes``.  Every image it made, in both regions, is
+peak RSS of the clone process for each of ``--rss-sizes``: its ``VmHWM``
+from ``/proc``, polled while it runs.  (Not ``ru_maxrss`` from ``wait4``: a
+child's counts the parent's RSS at the fork, and this script is as big as
+the clone.)  Every image it made, in both regions, is
 deleted at the end, even when it fails or is interrupted.
 """
 import argparse
@@ -43,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -205,8 +208,22 @@ def copy_step_seconds(conf, clone_id):
                 if a.name == constants.COPY_DATA)
 
 
+def watch_peak_rss(pid, peak, every=0.02):
+    """Keeps ``peak[0]`` at the process's own peak RSS (MiB) until it ends:
+    ``VmHWM`` counts from its exec, unlike ``ru_maxrss``."""
+    while True:
+        try:
+            with open(f'/proc/{pid}/status') as f:
+                hwm = next(int(line.split()[1]) for line in f
+                           if line.startswith('VmHWM:'))
+        except (OSError, StopIteration):    # gone, or a zombie
+            return
+        peak[0] = max(peak[0], hwm / 1024)
+        time.sleep(every)
+
+
 def run_clone_manage(conf, env, source, name):
-    """(a) The product, as a child process; its peak RSS from wait4."""
+    """(a) The product, as a child process, its peak RSS watched."""
     cmd = [CLONE_MANAGE, '--config-file', conf.config_file[0], 'clone',
            '--source-region', 'RegionOne', '--image', source['id'],
            '--target-region', 'RegionTwo', '--name', name,
@@ -215,9 +232,14 @@ def run_clone_manage(conf, env, source, name):
         start = time.monotonic()
         child = subprocess.Popen(cmd, env=env, stdout=out,
                                  stderr=subprocess.PIPE, text=True)
+        peak = [0.0]
+        watcher = threading.Thread(target=watch_peak_rss,
+                                   args=(child.pid, peak))
+        watcher.start()
         for line in child.stderr:        # its progress lines, every ~5 s
             say('   ', line.rstrip())
         child.stderr.close()
+        watcher.join()                   # ends when the child is a zombie
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.monotonic() - start
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -231,7 +253,7 @@ def run_clone_manage(conf, env, source, name):
         raise RuntimeError(f"clone failed: {outcome.get('message')}")
     return seconds, outcome['result']['image_id'], {
         'copy_step_s': copy_step_seconds(conf, outcome['clone_id']),
-        'rss_mib': usage.ru_maxrss / 1024,          # KiB on Linux
+        'rss_mib': peak[0],
         'cpu_s': usage.ru_utime + usage.ru_stime}
 
 
