@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import pytest
 
@@ -204,6 +205,12 @@ def test_same_cluster_clone_moves_no_image_bytes_through_the_conductor(
         [o['hash'] for o in r1.listing(src.id + '-')]
     details = copy_result(conf, out['clone_id'])['details']
     assert details['mode'] == 'server-side' and details['copied'] == 7
+    # the location carries Glance's Swift key: never persisted or logged
+    key = urllib.parse.unquote(info['swift']['regions']['RegionTwo'][
+        'location_prefix'].split('@')[0].rsplit(':', 1)[1])
+    for path in (tmp_path / 'conf').iterdir():
+        if path.suffix in ('.log', '.sqlite'):
+            assert key.encode() not in path.read_bytes(), path
     swift_net = json.loads(counts.read_text())
     # The same image over HTTP stream, measured the same way
     counts_http = tmp_path / 'net-http.json'
