@@ -169,6 +169,16 @@ class GlanceRegion:
     def get_locations(self, image_id):
         return self._request('GET', f'/v2/images/{image_id}/locations').json()
 
+    def image_tasks(self, image_id):
+        """The image's Glance tasks (imports, location imports), newest
+        first."""
+        try:
+            body = self._request('GET', f'/v2/images/{image_id}/tasks').json()
+        except (NotFound, Forbidden):
+            return []
+        return sorted(body.get('tasks', []),
+                      key=lambda t: t.get('created_at') or '', reverse=True)
+
     def default_store(self):
         """Id of the store new images go to (multi-store), or None."""
         try:

@@ -137,6 +137,10 @@ class SwiftUnavailable(exceptions.ServiceUnavailable):
     pass
 
 
+class LocationRefused(exceptions.CloneError):
+    """The target Glance would not take the copy's location."""
+
+
 # ---------------------------------------------------------------------------
 # A small Swift client: only what the copy needs, thread-safe per call.
 
@@ -623,6 +627,23 @@ class SwiftStrategy(base.StoreStrategy):
             pass        # an earlier attempt's attach is under way
         self._wait_active(job)
 
+    def _refused(self, job):
+        """Glance put the image back to queued: its location import failed.
+
+        Glance's task says only "Task failed due to Internal Error" whether
+        the URL did not match its store or the data did not hash to the
+        validation data, so the sentence names both.
+        """
+        tasks = [t for t in job.target.image_tasks(job.target_image_id)
+                 if t.get('type') == 'location_import']
+        why = (tasks[0].get('message') or '') if tasks else ''
+        raise LocationRefused(
+            f"{job.target.region} refused the copied objects as the image's "
+            f"data{f' ({why})' if why else ''}: either they do not hash to "
+            f"the source's {job.source_image.get('os_hash_algo')} value, or "
+            f"[{GROUP}] location_prefixes does not match its Swift store; "
+            f"the copy was removed")
+
     def _service_token(self):
         """The clone service user's own token (its ``service`` role), sent
         as X-Service-Token next to the trust-scoped one."""
@@ -637,10 +658,7 @@ class SwiftStrategy(base.StoreStrategy):
                 return image
             if status == 'queued' and not image.get(
                     'os_glance_import_task'):
-                raise exceptions.VerificationFailed(
-                    'the data Glance read back from the copied objects',
-                    job.source_image.get('os_hash_value'),
-                    'a different hash (Glance refused the location)')
+                self._refused(job)
             if status not in ('queued', 'importing'):
                 raise exceptions.ServiceUnavailable(
                     job.target.region, detail=f"the image became '{status}' "

@@ -141,6 +141,10 @@ class LocationGlance(fakes.FakeGlanceRegion):
     def default_store(self):
         return self.store
 
+    def image_tasks(self, image_id):
+        return [{'type': 'location_import', 'status': 'failure',
+                 'message': 'Task failed due to Internal Error'}]
+
     def add_location(self, image_id, url, validation_data, headers=None):
         self.location_calls.append((url, validation_data, headers))
         if not (headers or {}).get('X-Service-Token'):
@@ -343,7 +347,7 @@ def test_a_corrupted_single_object_is_caught_by_glance_hash(world):
     rotten = bytearray(data)
     rotten[7] ^= 1
     src.c.objects[key]['data'] = bytes(rotten)     # ranged reads see it
-    with pytest.raises(exceptions.VerificationFailed):
+    with pytest.raises(swift.LocationRefused):
         strategy.copy(job, Progress())
     strategy.cleanup(job)
     assert target_objects(dst, job.target_image_id) == []
@@ -368,7 +372,7 @@ def test_without_the_service_token_the_location_is_refused(world):
 def test_a_copy_glance_rejects_fails_verification(world):
     strategy, job, src, dst = make(world, True, os.urandom(2 * SEG))
     job.source_image['os_hash_value'] = '0' * 128
-    with pytest.raises(exceptions.VerificationFailed):
+    with pytest.raises(swift.LocationRefused, match='do not hash to'):
         strategy.copy(job, Progress())
 
 
@@ -395,6 +399,24 @@ def test_applies_says_why_not(world, case, reason):
         job.source_image['size'] = 0
     ok, why = strategy.applies(job)
     assert not ok and reason in why, why
+
+
+@pytest.mark.parametrize('status', ['active', 'importing'])
+def test_a_target_already_attached_is_not_copied_again(world, status):
+    strategy, job, src, dst = make(world, False, os.urandom(2 * SEG))
+    image = job.target.images[job.target_image_id]
+    image['status'] = status
+    gets = []
+
+    def get_image(image_id):       # 'importing' ends in 'active'
+        gets.append(image_id)
+        if len(gets) > 2:
+            image['status'] = 'active'
+        return dict(image)
+    job.target.get_image = get_image
+    out = strategy.copy(job, Progress())
+    assert out.details == {'already_attached': True}
+    assert src.streamed == 0 and dst.c.puts == []
 
 
 def test_dlo_etag_is_md5_of_segment_etags():
