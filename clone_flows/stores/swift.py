@@ -373,7 +373,8 @@ def source_pieces(src, image, segment_size=0):
             raise SourceDataBroken(
                 f"the object of image {image_id} in {src.region}'s Swift "
                 f"does not match the image ({length} bytes, ETag {etag}; "
-                f"the image has {size} bytes, checksum {image.get('checksum')})")
+                f"the image has {size} bytes, checksum "
+                f"{image.get('checksum')})")
         if segment_size and length > segment_size:
             return True, [(image_id, min(segment_size, length - off), None,
                            off) for off in range(0, length, segment_size)]
@@ -501,7 +502,8 @@ class SwiftStrategy(base.StoreStrategy):
         try:
             default = job.target.default_store()
         except glance.GlanceError as e:
-            return False, f'the stores of {dst_region} are unknown ({e.status})'
+            return False, (f'the stores of {dst_region} are unknown '
+                           f'({e.status})')
         if default is not None and default != self._store_id(dst_region):
             return False, (f"{dst_region} stores new images in '{default}', "
                            f"not in Swift")
@@ -559,9 +561,13 @@ class SwiftStrategy(base.StoreStrategy):
         copier = _Copier(src, dst, same, pieces, total, progress,
                          self._opts.workers, self._opts.chunk_size,
                          job, checkpoint)
-        copier.run()
-        if manifest:
-            self._write_manifest(dst, manifest, pieces, total)
+        try:
+            copier.run()
+            if manifest:
+                self._write_manifest(dst, manifest, pieces, total)
+        except SwiftError as e:    # unexpected answer: retried like an outage
+            raise SwiftUnavailable(job.target.region, what='the Swift store',
+                                   detail=str(e)) from e
         url = self.location(job.target.region, manifest or pieces[0].target)
         copy_seconds = time.monotonic() - started
         self._attach(job, url)
@@ -781,16 +787,16 @@ class _Copier:
             else:
                 etag = self._stream(p)
         except SwiftError as e:
+            image_id = self.job.source_image['id']
             if e.status == 422:
                 raise SourceDataBroken(
-                    f"segment {p.source} of image {self.job.source_image['id']} "
-                    f"is corrupted in {self.src.region}'s Swift: its bytes do "
-                    f"not match its ETag {p.etag}") from e
+                    f"segment {p.source} of image {image_id} is corrupted in "
+                    f"{self.src.region}'s Swift: its bytes do not match its "
+                    f"ETag {p.etag}") from e
             if e.status == 404:
                 raise SourceDataBroken(
-                    f"segment {p.source} of image {self.job.source_image['id']} "
-                    f"vanished from {self.src.region}'s Swift during the "
-                    f"copy") from e
+                    f"segment {p.source} of image {image_id} vanished from "
+                    f"{self.src.region}'s Swift during the copy") from e
             raise SwiftUnavailable(self.dst.region, what='the Swift store',
                                    detail=str(e)) from e
         if p.etag is None:

@@ -23,7 +23,7 @@ from conductor import runner
 from tests.functional import test_conductors as tc
 from tests.functional.conftest import LOCALCLOUD, ROOT, glance_client, \
     user_env, user_session
-from tests.functional.test_clone_http import BIN, clone_cmd, copies_of, upload
+from tests.functional.test_clone_http import clone_cmd, copies_of, upload
 
 SEG_MB = 2                   # Glance's swift_store_large_object_chunk_size
 SEG = SEG_MB * 1000 * 1024   # glance_store's "MB" is 1000 KiB

@@ -24,7 +24,6 @@ Swift reads its hash suffix and policies only from /etc/swift/swift.conf: it
 is written when missing, never changed (a different suffix would strand
 objects already stored), and shared by every cluster on the machine.
 """
-import hashlib
 import json
 import os
 import pwd
