@@ -1223,11 +1223,11 @@ def cmd_start(cloud, args):
     if not os.path.exists(cloud.vbin('gunicorn')) and args.service != 'zookeeper':
         raise CloudError('no cloud virtualenv yet: run `tools/localcloud up`')
     pw = cloud.passwords()
+    db_step = 'db_sync-mysql' if glance_db.backend() == 'mysql' else 'db_sync'
     marker = {'keystone': _marker(cloud, 'keystone', 'init'),
-              'glance-RegionOne': _marker(cloud, 'glance-RegionOne',
-                                          'db_sync'),
+              'glance-RegionOne': _marker(cloud, 'glance-RegionOne', db_step),
               'glance-RegionTwo': _marker(cloud, 'glance-RegionTwo',
-                                          'db_sync')}.get(args.service)
+                                          db_step)}.get(args.service)
     if marker and not os.path.exists(marker):
         raise CloudError('%s was never initialised: run `tools/localcloud up`'
                          % args.service)
