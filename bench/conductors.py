@@ -196,6 +196,94 @@ class Cloud:
         return left
 
 
+class CloudMeter:
+    """What the local cloud spent during a phase: CPU of each service
+    (gunicorn workers included) and the HTTP 500s Glance answered the
+    conductors (its sqlite database says "database is locked" under
+    concurrent writes)."""
+
+    SERVICES = ('keystone', 'glance-RegionOne', 'glance-RegionTwo',
+                'zookeeper')
+
+    def __init__(self, cloud):
+        self.info = cloud.info
+        self.cpu0 = self._cpu()
+        self.offsets = {r: self._log(r).stat().st_size
+                        for r in ('RegionOne', 'RegionTwo')}
+
+    def _log(self, region):
+        return pathlib.Path(self.info['regions'][region]['log'])
+
+    def _cpu(self):
+        cpu = {}
+        for svc in self.SERVICES:
+            try:
+                top = psutil.Process(self.info['services'][svc]['pid'])
+                total = 0.0
+                for proc in [top] + top.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        t = proc.cpu_times()
+                        total += t.user + t.system
+                cpu[svc] = total
+            except (psutil.Error, KeyError):
+                cpu[svc] = None
+        return cpu
+
+    def read(self):
+        cpu1 = self._cpu()
+        cpu = {svc: (cpu1[svc] - self.cpu0[svc]
+                     if cpu1[svc] is not None and self.cpu0[svc] is not None
+                     else None) for svc in self.SERVICES}
+        errors = 0
+        for region, offset in self.offsets.items():
+            with open(self._log(region), 'rb') as f:
+                f.seek(offset)
+                for line in f:
+                    if b'" 500 ' in line and b'clone-conductor' in line:
+                        errors += 1
+        return {'cpu': cpu, 'glance_500': errors}
+
+
+def clone_lines(fleet, names):
+    """Per clone, from the conductors' logs: first claim, end, outcome,
+    whether a step failed and was retried, and the failure message."""
+    clones = {}
+    pat = re.compile(r'Clone ([0-9a-f-]{36})(?::| ended:) ?(.*)$')
+    for name in names:
+        for line in fleet.log(name).splitlines():
+            m = pat.search(line)
+            if not m:
+                continue
+            c_ = clones.setdefault(m.group(1), {'retried': False})
+            text = m.group(2)
+            if text.startswith('attempt 1 on'):
+                c_['start'] = log_time(line)
+            elif ' ended: ' in line:
+                c_['end'] = log_time(line)
+                c_['ok'] = text.startswith('success')
+                c_['message'] = text
+            elif text.startswith('step ') and text.split()[2] == 'FAILURE':
+                c_['retried'] = True
+    return clones
+
+
+def summarise_clones(clones):
+    done = [v for v in clones.values() if 'start' in v and 'end' in v]
+    durations = sorted(v['end'] - v['start'] for v in done)
+    failures = {}
+    for v in done:
+        if not v['ok']:
+            failures[v['message']] = failures.get(v['message'], 0) + 1
+    return {
+        'first': min(v['start'] for v in done),
+        'last': max(v['end'] for v in done),
+        'median_s': statistics.median(durations),
+        'p90_s': durations[int(0.9 * (len(durations) - 1))],
+        'retried': sum(v['retried'] for v in done),
+        'failures': failures,
+    }
+
+
 # -- persistence ---------------------------------------------------------------
 
 class Databases:
@@ -586,6 +674,7 @@ class Bench:
         threading.Thread(target=sampler, daemon=True).start()
         posted = 0
         t0 = time.monotonic()
+        meter = CloudMeter(self.cloud)
         next_mark = 100
         last_say = t0
         try:
@@ -617,14 +706,20 @@ class Bench:
             cpu_s = cpu.user + cpu.system
             failed = [u for u, s in states.finished().items()
                       if s != 'SUCCESS']
+            spent = meter.read()
+            wall = time.monotonic() - t0
         finally:
             stop.set()
             states.close()
             fleet.stop_all()
+        summary = summarise_clones(clone_lines(fleet, ['a']))
         removed = self.cleanup_copies(sources)
-        say(f'  rss: removed {removed} copies')
+        say(f'  rss: {summary["retried"]} clones with a retried step, '
+            f'{len(failed)} failed {summary["failures"] or ""}; removed '
+            f'{removed} copies')
         return {'series': series, 'failed': len(failed), 'cpu_s': cpu_s,
-                'clones': n, 'wall': time.monotonic() - t0}
+                'clones': n, 'wall': wall, 'summary': summary,
+                'spent': spent}
 
     # -- 3. throughput ----------------------------------------------------
     def throughput(self, sources, conductors):
@@ -642,6 +737,7 @@ class Bench:
             fleet.wait_serving(name)
         states = FlowStates(fleet.persistence_url)
         load_before = load()
+        meter = CloudMeter(self.cloud)
         try:
             last = 0
             while True:
@@ -661,48 +757,69 @@ class Bench:
                 t = psutil.Process(proc.pid).cpu_times()
                 cpu_s[name] = t.user + t.system
             failed = [u for u, s in done.items() if s != 'SUCCESS']
+            spent = meter.read()
         finally:
             states.close()
             fleet.stop_all()
-        first, last_end, per = None, None, {}
-        for name in names:
-            per[name] = 0
-            for line in fleet.log(name).splitlines():
-                if ': attempt 1 on conductor' in line:
-                    t = log_time(line)
-                    first = t if first is None else min(first, t)
-                elif ' ended: ' in line:
-                    t = log_time(line)
-                    last_end = t if last_end is None else max(last_end, t)
-                    per[name] += 1
-        wall = last_end - first
+        per = {name: fleet.log(name).count(' ended: ') for name in names}
+        summary = summarise_clones(clone_lines(fleet, names))
+        wall = summary['last'] - summary['first']
         removed = self.cleanup_copies(sources)
         say(f'  {label}: {n} clones in {wall:.1f}s ({n / wall:.2f}/s), '
-            f'per conductor {per}, removed {removed} copies')
+            f'per conductor {per}, {summary["retried"]} with a retried step, '
+            f'{len(failed)} failed {summary["failures"] or ""}; removed '
+            f'{removed} copies')
         return {'conductors': conductors, 'clones': n, 'wall': wall,
                 'per_s': n / wall, 'failed': len(failed), 'per': per,
                 'cpu_s': sum(cpu_s.values()), 'load': f'{load_before} -> '
-                f'{load()}'}
+                f'{load()}', 'summary': summary, 'spent': spent}
 
 
 def _fmt(v, digits=2):
     return '-' if v is None else f'{v:.{digits}f}'
 
 
+def code_state():
+    """The commit measured, and uncommitted changes to the product's code
+    (the work tree is shared: say what ran)."""
+    def git(*args):
+        return subprocess.run(['git', *args], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+    head = git('rev-parse', '--short', 'HEAD')
+    dirty = [line[3:] for line in git('status', '--porcelain', '--',
+                                      'conductor', 'clone_flows').splitlines()]
+    return head + (f' + uncommitted {", ".join(dirty)}' if dirty else '')
+
+
+def _cpu_cells(cpu_conductors, spent, clones):
+    ms = [1000 * cpu_conductors / clones]
+    for svc in CloudMeter.SERVICES:
+        v = spent['cpu'].get(svc)
+        ms.append(None if v is None else 1000 * v / clones)
+    return ' / '.join(_fmt(v, 0) for v in ms)
+
+
+CPU_HEAD = ('CPU ms per clone: conductors / Keystone / Glance R1 / Glance R2 '
+            '/ ZooKeeper')
+
+
 def print_table(args, kills, rss, tps, started, info):
     out = []
     p = out.append
     p('')
-    p(f'Conductors on the local cloud ({os.cpu_count()} cores, load average '
-      f'{info["load_start"]} at start, {load()} at end; persistence '
-      f'{args.persistence}; [conductor] max_concurrent_clones = '
-      f'{args.max_concurrent}; {time.strftime("%Y-%m-%d %H:%M", started)})')
+    p(f'Conductors on the local cloud: {os.cpu_count()} cores shared with '
+      f'other work (load average {info["load_start"]} at start, {load()} at '
+      f'end); persistence {args.persistence}; [conductor] '
+      f'max_concurrent_clones = {args.max_concurrent}; code '
+      f'{info["code"]}; {time.strftime("%Y-%m-%d %H:%M", started)}')
     p('')
     if kills:
         p(f'1. Kill-to-resume, {args.big_mib} MiB image, signal at ~40 % of '
-          f'the copy, {args.rounds} rounds each (seconds from the signal)')
+          f'the copy, {args.rounds} rounds each; seconds from the signal to '
+          f'B\'s "attempt 2" (standby: B already running; cold: B started '
+          f'right after the signal)')
         p('')
-        p('| session timeout | signal | conductor B | lock gone (median) '
+        p('| session timeout | signal | B | lock gone (median) '
           '| B claims: each round | median | max | target | met | clone |')
         p('|---|---|---|---|---|---|---|---|---|---|')
         for row in kills:
@@ -714,7 +831,7 @@ def print_table(args, kills, rss, tps, started, info):
                 met = 'yes' if max(claims) <= target else 'no'
                 target = f'<= {target:g}'
             else:
-                target, met = 'immediate', ''
+                target, met = '~0', ''
             ok = all(x['state'] == 'SUCCESS' and x['copies'] == 1 and
                      x['verified'] for x in s)
             p(f'| {row["timeout"]:g} s | {row["signal"]} | {row["mode"]} | '
@@ -722,14 +839,18 @@ def print_table(args, kills, rss, tps, started, info):
               f'{", ".join(_fmt(x) for x in claims)} | '
               f'{_fmt(statistics.median(claims))} | {_fmt(max(claims))} | '
               f'{target} | {met} | '
-              f'{"ok: 1 copy, verified" if ok else "NOT OK"} |')
+              f'{"1 copy, checksum ok" if ok else "NOT OK"} |')
         p('')
     if rss:
         s = rss['series']
-        p(f'2. Conductor RSS over {rss["clones"]} clones of ~1 KiB images '
-          f'(one conductor; {rss["failed"]} failed; {rss["wall"]:.0f} s; '
-          f'conductor CPU {1000 * rss["cpu_s"] / rss["clones"]:.0f} ms per '
-          f'clone, everything included)')
+        sm = rss['summary']
+        p(f'2. One conductor\'s RSS over {rss["clones"]} clones of ~1 KiB '
+          f'images ([conductor] sweep_interval = '
+          f'{args.sweep_interval if args.sweep_interval is not None else 30}; '
+          f'{rss["wall"]:.0f} s; {rss["failed"]} failed, '
+          f'{sm["retried"]} with a retried step, {rss["spent"]["glance_500"]} '
+          f'Glance 500s; {CPU_HEAD}: '
+          f'{_cpu_cells(rss["cpu_s"], rss["spent"], rss["clones"])})')
         p('')
         p('| clones done | ' + ' | '.join(str(x['clones']) for x in s) + ' |')
         p('|---|' + '---|' * len(s))
@@ -745,19 +866,32 @@ def print_table(args, kills, rss, tps, started, info):
             p(f'Peak growth from {first["clones"]} to {s[-1]["clones"]} '
               f'clones: {(s[-1]["peak"] - first["peak"]) / MiB:+.1f} MiB '
               f'({per:+.1f} KiB per clone); target: flat.')
+        if sm['failures']:
+            p('Failures: ' + '; '.join(f'{n} x "{m}"' for m, n in
+                                       sm['failures'].items()))
         p('')
     if tps:
         p(f'3. Throughput, {tps[0]["clones"]} clones of ~1 KiB images posted '
-          f'beforehand (wall: first claim to last end)')
+          f'beforehand (wall: first claim to last end, from the conductors\' '
+          f'logs; per clone: its claim to its end)')
         p('')
-        p('| conductors | wall s | clones/s | per conductor | failed '
-          '| conductor CPU ms/clone | load before -> after |')
-        p('|---|---|---|---|---|---|---|')
+        p('| conductors | wall s | clones/s | per conductor | per clone '
+          'median / p90 s | failed | retried a step | Glance 500s | '
+          f'{CPU_HEAD} | load before -> after |')
+        p('|---|---|---|---|---|---|---|---|---|---|')
         for t in tps:
+            sm = t['summary']
             p(f'| {t["conductors"]} | {t["wall"]:.1f} | {t["per_s"]:.2f} | '
               f'{", ".join(str(v) for v in t["per"].values())} | '
-              f'{t["failed"]} | {1000 * t["cpu_s"] / t["clones"]:.0f} | '
+              f'{sm["median_s"]:.2f} / {sm["p90_s"]:.2f} | {t["failed"]} | '
+              f'{sm["retried"]} | {t["spent"]["glance_500"]} | '
+              f'{_cpu_cells(t["cpu_s"], t["spent"], t["clones"])} | '
               f'{t["load"]} |')
+        for t in tps:
+            if t['summary']['failures']:
+                p(f'Failures with {t["conductors"]}: ' + '; '.join(
+                    f'{n} x "{m}"' for m, n in
+                    t['summary']['failures'].items()))
         p('')
     print('\n'.join(out), flush=True)
 
@@ -788,7 +922,7 @@ def main(argv=None):
                    help='keep the work directory (configs, conductor logs)')
     args = p.parse_args(argv)
     started = time.localtime()
-    info = {'load_start': load()}
+    info = {'load_start': load(), 'code': code_state()}
     bench = Bench(args)
     say(f'work directory {bench.dir}; load {load()}')
     kills = rss = None
