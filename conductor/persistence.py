@@ -344,7 +344,10 @@ def _schema_lock(engine, timeout):
     with engine.connect() as lock_conn:
         if dialect == 'postgresql':
             key = zlib.crc32(UPGRADE_LOCK_NAME.encode())
-            lock_conn.exec_driver_sql(f'SET lock_timeout = {int(timeout * 1000)}')
+            # SET LOCAL: the timeout ends with this transaction, the
+            # (session) lock does not; the pooled connection keeps no setting.
+            lock_conn.exec_driver_sql(
+                f'SET LOCAL lock_timeout = {int(timeout * 1000)}')
             lock_conn.execute(sa.text('SELECT pg_advisory_lock(:k)'), {'k': key})
             lock_conn.commit()
             try:
