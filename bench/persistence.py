@@ -1,4 +1,4 @@
-"""Benchmark: what TaskFlow persistence costs per clone, with and without the fix.
+"""Benchmark: TaskFlow persistence cost per clone, with and without the fix.
 
     .venv/bin/python bench/persistence.py [--rounds 5] [--clones 20]
         [--rss-clones 1000] [--rss-clones-stock 100]
@@ -205,7 +205,7 @@ class Databases:
             admin.dispose()
 
 
-# -- the parent: interleave, then print ----------------------------------------
+# -- the parent: interleave, then print ------------------------------------
 
 LABELS = {'sqlite': 'sqlite file', 'mysql': 'MariaDB 10.11',
           'postgresql': 'PostgreSQL 15', 'memory': '(in-memory, no DB)'}
@@ -234,7 +234,8 @@ def main():
         return _child(args)
 
     backends = [b for b in args.backends.split(',') if b]
-    pairs = [(b, v) for b in backends for v in VARIANTS] + [('memory', 'memory')]
+    pairs = [(b, v) for b in backends for v in VARIANTS]
+    pairs.append(('memory', 'memory'))
     results = {pair: {'cpu': [], 'wall': [], 'calls': []} for pair in pairs}
     tmpdir = tempfile.mkdtemp(prefix='glance-clone-bench-')
     dbs = Databases(backends, tmpdir)
@@ -256,7 +257,8 @@ def main():
         for kind, variant in pairs:
             if kind == 'memory':        # keeps every logbook: grows by design
                 continue
-            n = args.rss_clones_stock if variant == 'stock' else args.rss_clones
+            n = (args.rss_clones_stock if variant == 'stock'
+                 else args.rss_clones)
             got = _run_child('rss', dbs.urls[kind], variant, n)
             results[(kind, variant)]['rss'] = got
             print(f'rss {kind} {variant}: {got}', file=sys.stderr)
@@ -316,7 +318,8 @@ def main():
     print()
     for kind in backends:
         s, lean = by[(kind, 'stock')], by[(kind, 'lean')]
-        print(f'{LABELS[kind]}: stock/lean CPU {s["cpu_ms"] / lean["cpu_ms"]:.1f}x, '
+        print(f'{LABELS[kind]}: stock/lean CPU '
+              f'{s["cpu_ms"] / lean["cpu_ms"]:.1f}x, '
               f'wall {s["wall_ms"] / lean["wall_ms"]:.1f}x; lean CPU '
               f'{lean["cpu_ms"]:.1f} ms vs target {TARGET_CPU_MS} ms '
               f'({"met" if lean["cpu_ms"] <= TARGET_CPU_MS else "missed"}); '

@@ -348,7 +348,8 @@ def _schema_lock(engine, timeout):
             # (session) lock does not; the pooled connection keeps no setting.
             lock_conn.exec_driver_sql(
                 f'SET LOCAL lock_timeout = {int(timeout * 1000)}')
-            lock_conn.execute(sa.text('SELECT pg_advisory_lock(:k)'), {'k': key})
+            lock_conn.execute(sa.text('SELECT pg_advisory_lock(:k)'),
+                              {'k': key})
             lock_conn.commit()
             try:
                 yield
@@ -382,7 +383,8 @@ def upgrade(backend, timeout=300, attempts=3):
             except tf_exc.StorageFailure:
                 # sqlite: another process created a table between
                 # create_all's check and its CREATE; the next pass sees it.
-                if attempt == attempts or backend.engine.dialect.name != 'sqlite':
+                sqlite = backend.engine.dialect.name == 'sqlite'
+                if attempt == attempts or not sqlite:
                     raise
                 time.sleep(0.1 * attempt)
 

@@ -111,7 +111,8 @@ def check_round_trip(backend):
         td.state, td.failure, td.results = states.SUCCESS, None, {'ok': True}
         ret = conn.update_atom_details(td.copy())
         assert ret.to_dict() == td.to_dict()
-        assert _json(conn.get_atom_details(td.uuid).to_dict()) == _json(td.to_dict())
+        assert _json(conn.get_atom_details(td.uuid).to_dict()) == \
+            _json(td.to_dict())
         td2 = models.TaskDetail('task2', uuid=str(uuid.uuid4()))
         fd2 = fd.copy()
         fd2.add(td2)
@@ -188,7 +189,8 @@ def run_deterministic(backend, fail):
             engine.run()
     else:
         engine.run()
-    memory = {ad.name: _atom_row(ad.to_dict()) for ad in engine.storage._flowdetail}
+    memory = {ad.name: _atom_row(ad.to_dict())
+              for ad in engine.storage._flowdetail}
     return dump_book(backend, book.uuid), memory
 
 
