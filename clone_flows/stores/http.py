@@ -23,10 +23,10 @@ http_opts = [
     cfg.IntOpt('chunk_size', default=64 * 1024, min=4096,
                help='Bytes read from the source and sent to the target at a '
                     'time: the copy\'s memory is bounded by this.  64 KiB '
-                    'matches what Glance\'s stores read from an upload at a '
+                    'is what Glance\'s file store reads from an upload at a '
                     'time; bigger chunks make a gunicorn-served Glance '
-                    're-buffer each one and cost it more CPU (1 MiB: ~30% '
-                    'more on the target, see bench/clone_http.py).'),
+                    're-buffer each one, costing it more CPU (1 MiB: ~40% '
+                    'more, see bench/clone_http.py in the README).'),
     cfg.FloatOpt('busy_upload_timeout', default=10.0, min=0,
                  help='Seconds a resumed copy waits for a reserved image '
                       'still "saving" from an earlier attempt to fall back '
