@@ -10,12 +10,10 @@ import sys
 import time
 
 from clone_flows import exceptions
-from conductor import jobboard
 from conductor import opts
 from conductor import outcome
 from conductor import persistence
 from conductor import runner
-from conductor import sweep
 
 
 def _user_session_from_env():
@@ -50,10 +48,13 @@ class ProgressBar:
 
     def __init__(self, stream=sys.stderr, enabled=True):
         self._stream = stream
+        self._quiet = not enabled
         self._enabled = enabled and stream.isatty()
         self._last_line = 0.0
 
     def __call__(self, details):
+        if self._quiet:
+            return
         done = details.get('bytes_done', 0)
         total = details.get('bytes_total', 0) or 0
         pct = details.get('percent', 0.0)
@@ -95,6 +96,7 @@ def cmd_clone(conf, args):
     backend = persistence.get_backend(conf)
     bar = ProgressBar(enabled=not args.no_progress)
     if args.conductor and not args.resume:
+        from conductor import jobboard
         store = runner.new_store(conf, user_session, _request(args))
         job = jobboard.Poster(conf)
         try:
@@ -224,12 +226,14 @@ def build_parser():
 
 
 def cmd_sweep(conf, args):
+    from conductor import sweep
     swept, left = sweep.sweep(conf, persistence.get_backend(conf))
     print(f'{swept} clone(s) cleaned, {left} left for a later sweep')
     return 0 if left == 0 else 1
 
 
 def cmd_jobs(conf, args):
+    from conductor import jobboard
     backend = persistence.get_backend(conf)
     client = jobboard.make_client(conf)
     client.start(timeout=conf.jobboard.session_timeout)
