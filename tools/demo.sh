@@ -14,6 +14,7 @@ tools/clone-services up
 STATE=${LOCALCLOUD_DIR:-$ROOT/.localcloud}
 eval "$(python3 tools/localcloud env --user demo --region RegionOne)"
 export PATH="$ROOT/.venv/bin:$PATH"
+export OS_IMAGE_API_VERSION=2     # the glance CLI: no version discovery
 API=http://127.0.0.1:${CLONE_API_PORT:-9393}
 SIZE_MIB=${DEMO_IMAGE_MIB:-64}
 field() { awk -v k="$1" '$2==k {print $4}'; }

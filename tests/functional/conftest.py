@@ -53,7 +53,10 @@ def user_env(cloud, user, region='RegionOne'):
                OS_PASSWORD=u['password'], OS_PROJECT_NAME=u['project'],
                OS_USER_DOMAIN_NAME='Default', OS_PROJECT_DOMAIN_NAME='Default',
                OS_REGION_NAME=region, OS_IDENTITY_API_VERSION='3',
-               OS_INTERFACE='public', OS_AUTH_TYPE='password')
+               OS_INTERFACE='public', OS_AUTH_TYPE='password',
+               # no version discovery: without glanceclient's schema cache
+               # in ~/.glanceclient the CLI would fall back to v1
+               OS_IMAGE_API_VERSION='2')
     return env
 
 
