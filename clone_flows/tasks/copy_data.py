@@ -47,8 +47,8 @@ class CopyData(task.Task):
         outcome = strategy.copy(job, reporter, checkpoint=checkpoint)
         reporter.finish()
         if outcome.location:
+            # Glance 33 accepts only the hash as validation data (no md5)
             job.target.add_location(target_image_id, outcome.location, {
-                'checksum': source_image.get('checksum'),
                 'os_hash_algo': source_image.get('os_hash_algo'),
                 'os_hash_value': source_image.get('os_hash_value'),
             })
