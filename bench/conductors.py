@@ -4,6 +4,7 @@
     .venv/bin/python bench/conductors.py [--clones 500] [--rss-clones 1000]
         [--timeouts 4,10] [--rounds 3] [--big-mib 200]
         [--persistence postgresql|sqlite] [--only kill,rss,throughput]
+        [--code head|tree] [--sweep-interval S] [--keep]
 
 Real ``clone-conductor`` processes against the real local cloud
 (``tools/localcloud``; its ``LOCALCLOUD_*`` variables are honoured, and a
@@ -34,7 +35,13 @@ here), shared by its conductors.
    to the last end in the conductors' logs.
 
 Everything a phase made in RegionTwo is deleted after it; the source images
-at the end.
+at the end. The conductors run a snapshot of HEAD (``--code head``), not the
+shared work tree, so that edits made meanwhile do not change what is
+measured; ``--code tree`` measures the work tree. Per phase the table also
+gives the CPU each part of the cloud spent per clone and the HTTP 500s the
+local Glance answered the conductors (its sqlite database is locked now and
+then by concurrent writes), which is what bounds the throughput here.
+About an hour on 2 busy cores.
 """
 import argparse
 import concurrent.futures
@@ -57,16 +64,16 @@ import time
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+#: Where the product's code comes from: the work tree, or (--code head, the
+#: default) a snapshot of HEAD, so that edits others make to the shared work
+#: tree during the hour this runs do not change what is measured midway.
+SRC = ROOT
 
-import psutil  # noqa: E402
+import psutil
 
 # The poster's board and ZooKeeper client narrate their closing on stderr.
 for _name in ('taskflow', 'kazoo'):
     logging.getLogger(_name).setLevel(logging.ERROR)
-
-from clone_flows import constants as c  # noqa: E402
-from clone_flows import metadata  # noqa: E402
 
 BIN = pathlib.Path(sys.executable).parent
 LOCALCLOUD = ROOT / 'tools' / 'localcloud'
@@ -164,6 +171,7 @@ class Cloud:
 
     def copies(self, source_ids):
         """RegionTwo images (hidden or not) cloned from ``source_ids``."""
+        from clone_flows import metadata
         gc = self.glance('admin', 'RegionTwo')
         found = []
         for hidden in (False, True):
@@ -355,6 +363,8 @@ class Fleet:
         self.session_timeout = session_timeout
         self.max_concurrent = max_concurrent
         self.procs = {}
+        self.restarts = []            # (name, what the log says)
+        self._cpu = {}                # pid -> last CPU seconds seen
         self.poster_conf_file = self.conf_file('poster')
         self._poster = None
         self._conf = None
@@ -365,7 +375,7 @@ class Fleet:
                    CLONE_SESSION_TIMEOUT=str(self.session_timeout),
                    CLONE_BOARD_PATH=self.board)
         path = subprocess.run(
-            [sys.executable, str(ROOT / 'tools/write-clone-conf'), str(d),
+            [sys.executable, str(SRC / 'tools/write-clone-conf'), str(d),
              str(self.bench.cloud_json)],
             check=True, capture_output=True, text=True, env=env).stdout.strip()
         cp = configparser.ConfigParser(interpolation=None)
@@ -390,9 +400,39 @@ class Fleet:
         conf = self.conf_file(name)
         out = open(self.dir / f'{name}.out', 'ab')
         self.procs[name] = subprocess.Popen(
-            [str(BIN / 'clone-conductor'), '--config-file', conf], cwd=ROOT,
-            stdout=out, stderr=subprocess.STDOUT)
+            [str(BIN / 'clone-conductor'), '--config-file', conf], cwd=SRC,
+            stdout=out, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONPATH=str(SRC)))
         return self.procs[name]
+
+    def revive(self, name):
+        """Start ``name`` again if it died (the machine is shared: other
+        people's clean-ups have sent our conductors SIGTERM); returns True
+        when it did."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            return False
+        tail = [line for line in self.log(name).splitlines()
+                if 'Signal ' in line or ' ERROR ' in line][-1:]
+        why = f'exit {proc.returncode}' + (
+            f': {tail[0].split(" - ")[-1].split("] ")[-1]}' if tail else '')
+        say(f'  {self.label}: conductor {name} died ({why}); starting it '
+            f'again')
+        self.restarts.append((name, why))
+        self.start(name)
+        self.wait_serving(name)
+        return True
+
+    def sample_cpu(self):
+        for proc in self.procs.values():
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(proc.pid).cpu_times()
+                self._cpu[proc.pid] = t.user + t.system
+
+    def cpu_seconds(self):
+        """CPU of every conductor process this fleet ran (as last seen)."""
+        self.sample_cpu()
+        return sum(self._cpu.values())
 
     def log(self, name):
         path = self.dir / name / 'glance-clone.log'
@@ -578,6 +618,7 @@ class Bench:
         return rows
 
     def kill_round(self, zk, big, label, timeout, sig, mode):
+        from clone_flows import constants as c
         fleet = self.fleet(label, session_timeout=timeout)
         try:
             store = fleet.make_stores([big], 1, label)[0]
@@ -670,12 +711,14 @@ class Bench:
         def sampler():
             while not stop.wait(0.2):
                 with contextlib.suppress(psutil.Error):
-                    peak[0] = max(peak[0], ps.memory_info().rss)
+                    peak[0] = max(peak[0], procs[0].memory_info().rss)
+        procs = [ps]
         threading.Thread(target=sampler, daemon=True).start()
         posted = 0
         t0 = time.monotonic()
         meter = CloudMeter(self.cloud)
         next_mark = 100
+        restarted = []
         last_say = t0
         try:
             while True:
@@ -684,7 +727,7 @@ class Bench:
                     fleet.post(stores[posted])
                     posted += 1
                 while done >= next_mark and next_mark <= n:
-                    rss_now = ps.memory_info().rss
+                    rss_now = procs[0].memory_info().rss
                     peak[0] = max(peak[0], rss_now)
                     series.append({'clones': next_mark, 'rss': rss_now,
                                    'peak': peak[0],
@@ -696,14 +739,16 @@ class Bench:
                     next_mark += 100
                 if done >= n:
                     break
-                if proc.poll() is not None:
-                    raise RuntimeError(f'the conductor died; see {fleet.dir}')
+                fleet.sample_cpu()
+                if fleet.revive('a'):
+                    procs[0] = psutil.Process(fleet.procs['a'].pid)
+                    peak[0] = procs[0].memory_info().rss
+                    restarted.append(done)
                 if time.monotonic() - last_say > 30:
                     last_say = time.monotonic()
                     say(f'  rss: {done}/{n} done')
                 time.sleep(0.3)
-            cpu = ps.cpu_times()
-            cpu_s = cpu.user + cpu.system
+            cpu_s = fleet.cpu_seconds()
             failed = [u for u, s in states.finished().items()
                       if s != 'SUCCESS']
             spent = meter.read()
@@ -719,7 +764,8 @@ class Bench:
             f'{removed} copies')
         return {'series': series, 'failed': len(failed), 'cpu_s': cpu_s,
                 'clones': n, 'wall': wall, 'summary': summary,
-                'spent': spent}
+                'spent': spent, 'restarted_at': restarted,
+                'restarts': fleet.restarts}
 
     # -- 3. throughput ----------------------------------------------------
     def throughput(self, sources, conductors):
@@ -732,8 +778,9 @@ class Bench:
             fleet.post(store)
         say(f'  {label}: {n} jobs posted in {time.monotonic() - t0:.1f}s')
         names = [chr(ord('a') + i) for i in range(conductors)]
-        procs = {name: fleet.start(name) for name in names}   # together:
-        for name in names:                 # the poster made the schema
+        for name in names:                 # together: the poster made the schema
+            fleet.start(name)
+        for name in names:
             fleet.wait_serving(name)
         states = FlowStates(fleet.persistence_url)
         load_before = load()
@@ -744,18 +791,14 @@ class Bench:
                 done = states.finished()
                 if len(done) >= n:
                     break
-                for name, proc in procs.items():
-                    if proc.poll() is not None:
-                        raise RuntimeError(f'conductor {name} died; see '
-                                           f'{fleet.dir}')
+                fleet.sample_cpu()
+                for name in names:
+                    fleet.revive(name)
                 if len(done) - last >= 50 or len(done) == n:
                     last = len(done)
                     say(f'  {label}: {len(done)}/{n} done, load {load()}')
                 time.sleep(0.5)
-            cpu_s = {}
-            for name, proc in procs.items():
-                t = psutil.Process(proc.pid).cpu_times()
-                cpu_s[name] = t.user + t.system
+            cpu_s = fleet.cpu_seconds()
             failed = [u for u, s in done.items() if s != 'SUCCESS']
             spent = meter.read()
         finally:
@@ -771,24 +814,39 @@ class Bench:
             f'{removed} copies')
         return {'conductors': conductors, 'clones': n, 'wall': wall,
                 'per_s': n / wall, 'failed': len(failed), 'per': per,
-                'cpu_s': sum(cpu_s.values()), 'load': f'{load_before} -> '
-                f'{load()}', 'summary': summary, 'spent': spent}
+                'cpu_s': cpu_s, 'load': f'{load_before} -> '
+                f'{load()}', 'summary': summary, 'spent': spent,
+                'restarts': fleet.restarts}
 
 
 def _fmt(v, digits=2):
     return '-' if v is None else f'{v:.{digits}f}'
 
 
-def code_state():
-    """The commit measured, and uncommitted changes to the product's code
-    (the work tree is shared: say what ran)."""
-    def git(*args):
-        return subprocess.run(['git', *args], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
-    head = git('rev-parse', '--short', 'HEAD')
-    dirty = [line[3:] for line in git('status', '--porcelain', '--',
-                                      'conductor', 'clone_flows').splitlines()]
-    return head + (f' + uncommitted {", ".join(dirty)}' if dirty else '')
+def _git(*args, **kw):
+    return subprocess.run(['git', *args], cwd=ROOT, check=True,
+                          capture_output=True, **kw).stdout
+
+
+def use_code(how, work_dir):
+    """Point SRC (this process and the conductors) at the code to measure;
+    returns what it is, for the table."""
+    global SRC
+    head = _git('rev-parse', '--short', 'HEAD', text=True).strip()
+    if how == 'tree':
+        dirty = [line[3:] for line in _git(
+            'status', '--porcelain', '--', 'conductor', 'clone_flows',
+            text=True).splitlines()]
+        what = f'work tree at {head}' + (
+            f' + uncommitted {", ".join(dirty)}' if dirty else '')
+    else:
+        SRC = work_dir / 'src'
+        SRC.mkdir()
+        tar = _git('archive', 'HEAD', 'conductor', 'clone_flows', 'tools')
+        subprocess.run(['tar', '-x', '-C', str(SRC)], input=tar, check=True)
+        what = f'{head} (snapshot of HEAD)'
+    sys.path.insert(0, str(SRC))
+    return what
 
 
 def _cpu_cells(cpu_conductors, spent, clones):
@@ -803,16 +861,17 @@ CPU_HEAD = ('CPU ms per clone: conductors / Keystone / Glance R1 / Glance R2 '
             '/ ZooKeeper')
 
 
-def print_table(args, kills, rss, tps, started, info):
+def header(args, info, started):
+    return [f'Conductors on the local cloud: {os.cpu_count()} cores shared '
+            f'with other work (load average {info["load_start"]} at start, '
+            f'{load()} at end); persistence {args.persistence}; [conductor] '
+            f'max_concurrent_clones = {args.max_concurrent}; code '
+            f'{info["code"]}; {time.strftime("%Y-%m-%d %H:%M", started)}', '']
+
+
+def section_kills(args, kills):
     out = []
     p = out.append
-    p('')
-    p(f'Conductors on the local cloud: {os.cpu_count()} cores shared with '
-      f'other work (load average {info["load_start"]} at start, {load()} at '
-      f'end); persistence {args.persistence}; [conductor] '
-      f'max_concurrent_clones = {args.max_concurrent}; code '
-      f'{info["code"]}; {time.strftime("%Y-%m-%d %H:%M", started)}')
-    p('')
     if kills:
         p(f'1. Kill-to-resume, {args.big_mib} MiB image, signal at ~40 % of '
           f'the copy, {args.rounds} rounds each; seconds from the signal to '
@@ -841,6 +900,12 @@ def print_table(args, kills, rss, tps, started, info):
               f'{target} | {met} | '
               f'{"1 copy, checksum ok" if ok else "NOT OK"} |')
         p('')
+    return out
+
+
+def section_rss(args, rss):
+    out = []
+    p = out.append
     if rss:
         s = rss['series']
         sm = rss['summary']
@@ -869,7 +934,17 @@ def print_table(args, kills, rss, tps, started, info):
         if sm['failures']:
             p('Failures: ' + '; '.join(f'{n} x "{m}"' for m, n in
                                        sm['failures'].items()))
+        if rss['restarts']:
+            p(f'The conductor was stopped from outside the bench and '
+              f'started again at {rss["restarted_at"]} clones done '
+              f'({rss["restarts"]}); RSS and peak start again from there.')
         p('')
+    return out
+
+
+def section_tps(tps):
+    out = []
+    p = out.append
     if tps:
         p(f'3. Throughput, {tps[0]["clones"]} clones of ~1 KiB images posted '
           f'beforehand (wall: first claim to last end, from the conductors\' '
@@ -892,8 +967,15 @@ def print_table(args, kills, rss, tps, started, info):
                 p(f'Failures with {t["conductors"]}: ' + '; '.join(
                     f'{n} x "{m}"' for m, n in
                     t['summary']['failures'].items()))
+            if t['restarts']:
+                p(f'With {t["conductors"]}: conductors stopped from outside '
+                  f'the bench and started again: {t["restarts"]}.')
         p('')
-    print('\n'.join(out), flush=True)
+    return out
+
+
+def show(lines):
+    print('\n'.join([''] + lines), flush=True)
 
 
 def main(argv=None):
@@ -918,12 +1000,16 @@ def main(argv=None):
                    default='postgresql')
     p.add_argument('--only', default='kill,rss,throughput',
                    type=lambda s: set(s.split(',')))
+    p.add_argument('--code', choices=('head', 'tree'), default='head',
+                   help='measure a snapshot of HEAD (default) or the work '
+                        'tree as it is')
     p.add_argument('--keep', action='store_true',
                    help='keep the work directory (configs, conductor logs)')
     args = p.parse_args(argv)
     started = time.localtime()
-    info = {'load_start': load(), 'code': code_state()}
+    info = {'load_start': load()}
     bench = Bench(args)
+    info['code'] = use_code(args.code, bench.dir)
     say(f'work directory {bench.dir}; load {load()}')
     kills = rss = None
     tps = []
@@ -931,6 +1017,7 @@ def main(argv=None):
         if 'kill' in args.only:
             say('1. kill-to-resume')
             kills = bench.kill_rounds()
+            show(section_kills(args, kills))
         small = []
         if 'rss' in args.only or 'throughput' in args.only:
             count = max(args.clones if 'throughput' in args.only else 0,
@@ -939,13 +1026,16 @@ def main(argv=None):
         if 'rss' in args.only:
             say(f'2. RSS over {args.rss_clones} clones')
             rss = bench.rss(small)
+            show(section_rss(args, rss))
         if 'throughput' in args.only:
             for n in (1, 2):
                 say(f'3. throughput, {n} conductor{"s" if n > 1 else ""}')
                 tps.append(bench.throughput(small, n))
+            show(section_tps(tps))
     finally:
         bench.close()
-    print_table(args, kills, rss, tps, started, info)
+    show(header(args, info, started) + section_kills(args, kills) +
+         section_rss(args, rss) + section_tps(tps))
     return 0
 
 
