@@ -97,6 +97,7 @@ def cmd_clone(conf, args):
     bar = ProgressBar(enabled=not args.no_progress)
     if args.conductor and not args.resume:
         from conductor import jobboard
+        jobboard.register_opts(conf)
         store = runner.new_store(conf, user_session, _request(args))
         job = jobboard.Poster(conf)
         try:
@@ -214,7 +215,7 @@ def build_parser():
     c.add_argument('--no-progress', action='store_true')
     c.add_argument('--json', action='store_true',
                    help='print the outcome as JSON')
-    c.set_defaults(func=cmd_clone)
+    c.set_defaults(func=cmd_clone, opt_modules=opts.CLONE)
     s = sub.add_parser('sweep', help='remove what clones whose cleanup '
                        'failed left behind (images in the target, trusts)')
     s.set_defaults(func=cmd_sweep)
@@ -263,7 +264,8 @@ def main(argv=None):
     conf_args = []
     for f in args.config_file:
         conf_args += ['--config-file', f]
-    conf = opts.new_conf(conf_args)
+    conf = opts.new_conf(conf_args,
+                         modules=getattr(args, 'opt_modules', opts.ALL))
     return args.func(conf, args)
 
 
