@@ -107,8 +107,11 @@ def check_round_trip(backend):
         decoded = models.RetryDetail.from_dict(_json(rd.to_dict()))
         assert _json(got_rd.to_dict()) == _json(decoded.to_dict())
 
-        # Updates: an atom, then the flow with a new atom.
+        # Updates: an atom, then the flow with a new atom.  (A task that
+        # succeeds ends at progress 1.0: the lean saves store a state change
+        # with the progress TaskFlow's engine saves right after it.)
         td.state, td.failure, td.results = states.SUCCESS, None, {'ok': True}
+        td.meta = dict(td.meta, progress=1.0)
         ret = conn.update_atom_details(td.copy())
         assert ret.to_dict() == td.to_dict()
         assert _json(conn.get_atom_details(td.uuid).to_dict()) == \
@@ -488,3 +491,78 @@ def test_memory_stays_flat_with_the_fix(tmp_path):
 
 def test_processes_share_one_sqlite_file(tmp_path):
     check_processes_share_database(sqlite_url(tmp_path, 'shared'), processes=2)
+
+
+# -- lean saves skip only saves that change nothing -------------------------
+
+@pytest.mark.parametrize('fail', [False, True], ids=['success', 'reverted'])
+def test_lean_saves_skip_exactly_the_engines_progress_saves(
+        tmp_path, monkeypatch, fail):
+    from taskflow import storage
+    import sqlalchemy as sa
+    b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean'))
+    atom_saves, engine_progress, updates = [0], [0], [0]
+    in_atom_save = [False]
+    get_connection = b.get_connection
+
+    def counting_connection():
+        conn = get_connection()
+        update = conn.update_atom_details
+
+        def counted(ad):
+            atom_saves[0] += 1
+            in_atom_save[0] = True
+            try:
+                return update(ad)
+            finally:
+                in_atom_save[0] = False
+        conn.update_atom_details = counted
+        return conn
+
+    set_task_progress = storage.Storage.set_task_progress
+
+    def counting_progress(self, name, progress, details=None):
+        if details is None:         # the engine's own 0.0 / 1.0
+            engine_progress[0] += 1
+        return set_task_progress(self, name, progress, details)
+
+    def count_update(conn, cursor, statement, params, context, many):
+        if in_atom_save[0] and statement.startswith('UPDATE atomdetails'):
+            updates[0] += 1
+
+    monkeypatch.setattr(b, 'get_connection', counting_connection)
+    monkeypatch.setattr(storage.Storage, 'set_task_progress',
+                        counting_progress)
+    sa.event.listen(b.engine, 'before_cursor_execute', count_update)
+    try:
+        run_deterministic(b, fail)
+    finally:
+        b.close()
+    # Each task start/end/revert is one state save plus one progress save;
+    # the progress a task reports itself (Produce's 0.5) is written.
+    assert engine_progress[0] >= 6
+    assert updates[0] == atom_saves[0] - engine_progress[0]
+
+
+def test_lean_save_after_a_nested_change_is_written(tmp_path):
+    b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean'))
+    book = models.LogBook('b')
+    fd = models.FlowDetail('f', uuid=str(uuid.uuid4()))
+    td = models.TaskDetail('t', uuid=str(uuid.uuid4()))
+    td.state = states.RUNNING
+    td.meta = {'checkpoint': {'bytes_done': 1}, 'progress': 0.0}
+    fd.add(td)
+    book.add(fd)
+    try:
+        with contextlib.closing(b.get_connection()) as conn:
+            conn.save_logbook(book)
+            conn.update_atom_details(td)
+            td.meta['checkpoint']['bytes_done'] = 2      # same dict, changed
+            conn.update_atom_details(td)
+            got = conn.get_atom_details(td.uuid)
+            assert got.meta['checkpoint'] == {'bytes_done': 2}
+            # Saving the unchanged detail again leaves the row as it is.
+            conn.update_atom_details(td)
+            assert conn.get_atom_details(td.uuid).meta == td.meta
+    finally:
+        b.close()
