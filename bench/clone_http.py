@@ -269,7 +269,10 @@ class WarmConductor:
     the API: it makes the trust and posts each clone on the jobboard."""
 
     def __init__(self, conf, session, workdir):
+        import logging
         from conductor import jobboard
+        # The poster's ZooKeeper client narrates its closing on stderr.
+        logging.getLogger('kazoo').setLevel(logging.ERROR)
         from conductor import persistence
         self.conf, self.session = conf, session
         self.log = open(os.path.join(workdir, 'conductor.out'), 'w')

@@ -96,6 +96,16 @@ persistence_group_opts = [
                     'call beyond it opens and closes a connection of its own '
                     '(with PyMySQL that alone costs ~40 ms of CPU: it builds '
                     'a TLS context for every new connection).'),
+    cfg.StrOpt('sqlite_synchronous', default='NORMAL',
+               choices=['OFF', 'NORMAL', 'FULL', 'EXTRA'],
+               help='SQLite\'s "PRAGMA synchronous" for a sqlite file (in '
+                    'write-ahead-log mode). NORMAL: a commit is not flushed '
+                    'to disk by itself, so a progress report does not stall '
+                    'the copy behind an fsync while the disk is busy with '
+                    'image data; a killed process loses nothing, a power '
+                    'cut may lose the last commits (the clone then resumes '
+                    'from an earlier step: every step is idempotent). FULL: '
+                    'flush every commit.'),
     cfg.IntOpt('upgrade_lock_timeout', default=300, min=1,
                help='Seconds a process waits for another one that is '
                     'creating or upgrading the persistence tables.'),
@@ -386,12 +396,15 @@ def _is_sqlite_file(url):
             and url.database != ':memory:' and 'mode=memory' not in str(url))
 
 
-def _sqlite_wal(dbapi_conn, connection_record):
-    cursor = dbapi_conn.cursor()
-    try:
-        cursor.execute('PRAGMA journal_mode=WAL')
-    finally:
-        cursor.close()
+def _sqlite_pragmas(synchronous):
+    def on_connect(dbapi_conn, connection_record):
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute('PRAGMA journal_mode=WAL')
+            cursor.execute(f'PRAGMA synchronous={synchronous}')
+        finally:
+            cursor.close()
+    return on_connect
 
 
 def backend_conf(conf):
@@ -422,7 +435,8 @@ def make_backend(conf):
     else:
         backend = impl_sqlalchemy.SQLAlchemyBackend(backend_conf(conf))
     if _is_sqlite_file(url):
-        sa.event.listen(backend.engine, 'connect', _sqlite_wal)
+        sa.event.listen(backend.engine, 'connect', _sqlite_pragmas(
+            conf.persistence.sqlite_synchronous))
     return backend
 
 

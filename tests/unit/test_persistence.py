@@ -566,3 +566,19 @@ def test_lean_save_after_a_nested_change_is_written(tmp_path):
             assert conn.get_atom_details(td.uuid).meta == td.meta
     finally:
         b.close()
+
+
+@pytest.mark.parametrize('synchronous, code', [('NORMAL', 1), ('FULL', 2)])
+def test_sqlite_file_is_wal_with_the_configured_synchronous(
+        tmp_path, synchronous, code):
+    b = persistence.get_backend(make_conf(
+        sqlite_url(tmp_path), sqlite_synchronous=synchronous))
+    try:
+        with b.engine.connect() as conn:
+            import sqlalchemy as sa
+            assert conn.execute(sa.text('PRAGMA journal_mode')).scalar() \
+                == 'wal'
+            assert conn.execute(sa.text('PRAGMA synchronous')).scalar() \
+                == code
+    finally:
+        b.close()
