@@ -100,6 +100,11 @@ def _child(args):
         calls[0] += 1
         return get_connection()
     backend.get_connection = counting_get_connection
+    commits = [0]       # transactions the database committed
+    if args.variant != 'memory':
+        import sqlalchemy as sa
+        sa.event.listen(backend.engine, 'commit',
+                        lambda conn: commits.__setitem__(0, commits[0] + 1))
 
     cloud = {'R1': fakes.FakeGlanceRegion('R1'),
              'R2': fakes.FakeGlanceRegion('R2')}
@@ -127,7 +132,7 @@ def _child(args):
         clone()
     result = {}
     if args.mode == 'time':
-        calls[0] = 0
+        calls[0] = commits[0] = 0
         gc.collect()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for _ in range(args.clones):
@@ -135,7 +140,8 @@ def _child(args):
         cpu1, wall1 = time.process_time(), time.perf_counter()
         result = {'cpu_ms': (cpu1 - cpu0) * 1000 / args.clones,
                   'wall_ms': (wall1 - wall0) * 1000 / args.clones,
-                  'calls': calls[0] / args.clones}
+                  'calls': calls[0] / args.clones,
+                  'commits': commits[0] / args.clones}
     elif args.mode == 'rss':
         gc.collect()
         before = _rss_kib()
@@ -236,7 +242,8 @@ def main():
     backends = [b for b in args.backends.split(',') if b]
     pairs = [(b, v) for b in backends for v in VARIANTS]
     pairs.append(('memory', 'memory'))
-    results = {pair: {'cpu': [], 'wall': [], 'calls': []} for pair in pairs}
+    results = {pair: {'cpu': [], 'wall': [], 'calls': [], 'commits': []}
+               for pair in pairs}
     tmpdir = tempfile.mkdtemp(prefix='glance-clone-bench-')
     dbs = Databases(backends, tmpdir)
     dbs.urls['memory'] = ''
@@ -252,6 +259,7 @@ def main():
                 results[(kind, variant)]['cpu'].append(got['cpu_ms'])
                 results[(kind, variant)]['wall'].append(got['wall_ms'])
                 results[(kind, variant)]['calls'].append(got['calls'])
+                results[(kind, variant)]['commits'].append(got['commits'])
             print(f'round {r + 1}/{args.rounds} done '
                   f'({time.monotonic() - t0:.0f} s)', file=sys.stderr)
         for kind, variant in pairs:
@@ -284,6 +292,7 @@ def main():
             'cpu_ms_all': res['cpu'],
             'wall_ms': statistics.median(res['wall']),
             'storage_calls': statistics.median(res['calls']),
+            'commits': statistics.median(res['commits']),
             'rss_clones': rss['clones'],
             'rss_before_mib': rss['rss_before_kib'] and
             rss['rss_before_kib'] / 1024,
@@ -302,16 +311,17 @@ def main():
           f'medians of {args.rounds} interleaved rounds x {args.clones} '
           f'clones; {os.cpu_count()} cores.\n')
     print('| backend | variant | CPU ms/clone | wall ms/clone | storage calls '
-          '/clone | RSS before -> after (MiB) | RSS growth KiB/clone '
-          '(2nd half) |')
-    print('|---|---|---:|---:|---:|---|---:|')
+          '/clone | commits/clone | RSS before -> after (MiB) | RSS growth '
+          'KiB/clone (2nd half) |')
+    print('|---|---|---:|---:|---:|---:|---|---:|')
     for row in rows:
         rss = (f"{_fmt(row['rss_before_mib'])} -> "
                f"{_fmt(row['rss_after_mib'])} ({row['rss_clones']} clones)"
                if row['rss_clones'] else '-')
         print(f"| {LABELS[row['backend']]} | {row['variant']} | "
               f"{_fmt(row['cpu_ms'])} | {_fmt(row['wall_ms'])} | "
-              f"{_fmt(row['storage_calls'], 0)} | {rss} | "
+              f"{_fmt(row['storage_calls'], 0)} | "
+              f"{_fmt(row['commits'], 0)} | {rss} | "
               f"{_fmt(row['rss_kib_per_clone'])} "
               f"({_fmt(row['rss_kib_per_clone_2nd_half'])}) |")
     by = {(r['backend'], r['variant']): r for r in rows}

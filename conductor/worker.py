@@ -197,13 +197,21 @@ class BoardWatch(tf_timing.Timeout):
     a claim disappears -- released by a conductor stopping on SIGTERM, or
     gone with a dead conductor's session -- so the clone is claimed then,
     not up to 0.5 s later (bench/conductors.py).  New claims do not wake it.
+
+    The jobboard learns of a new job through a watch of its own and then
+    reads the job's data: the conductor woken by this watch may look before
+    the board lists the job.  So for ``settle`` seconds after a change the
+    pause is ``settle_step`` short, and the conductor looks again soon.
     """
 
-    def __init__(self, client, path, value, lock_suffix='.lock'):
+    def __init__(self, client, path, value, lock_suffix='.lock',
+                 settle=0.5, settle_step=0.02):
         super().__init__(value)
         self._changed = threading.Event()
         self._lock_suffix = lock_suffix
         self._seen = None
+        self._settle, self._settle_step = settle, settle_step
+        self._settle_until = 0.0
         kz_watchers.ChildrenWatch(client, path, func=self._on_children,
                                   allow_session_lost=True)
 
@@ -215,6 +223,7 @@ class BoardWatch(tf_timing.Timeout):
         if seen is not None and (
                 any(n.endswith(self._lock_suffix) for n in seen - now) or
                 any(not n.endswith(self._lock_suffix) for n in now - seen)):
+            self._settle_until = time.monotonic() + self._settle
             self._changed.set()
 
     def interrupt(self):
@@ -226,7 +235,8 @@ class BoardWatch(tf_timing.Timeout):
         self._changed.clear()
 
     def wait(self):
-        self._changed.wait(self.value)
+        settling = time.monotonic() < self._settle_until
+        self._changed.wait(self._settle_step if settling else self.value)
         self._changed.clear()
 
 

@@ -44,3 +44,47 @@ def test_zero_means_no_limit(conf):
     conf.set_override('max_running_clones_per_project', 0, group='conductor')
     records = Records({'c1': {'status': 'pending', 'owner': 'p1'}}, {'p1': 99})
     assert _conductor(conf, records)._must_wait('c1') is False
+
+
+class _Watches:
+    """Stands for kazoo's ChildrenWatch: keeps the callback."""
+
+    def __init__(self, client, path, func, allow_session_lost):
+        self.func = func
+
+
+def _returns_within(fn, seconds):
+    import threading
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive()
+
+
+def test_board_watch_looks_again_soon_after_a_new_job(monkeypatch):
+    watches = []
+    monkeypatch.setattr(worker.kz_watchers, 'ChildrenWatch',
+                        lambda *a, **kw: watches.append(_Watches(*a, **kw)))
+    wait = worker.BoardWatch(object(), '/board', 60.0)
+    on_children = watches[0].func
+    on_children(['job1', 'job1.lock'])          # what is there at start
+    on_children(['job1', 'job1.lock', 'job2'])  # job2 posted: wakes it
+    assert _returns_within(wait.wait, 5)
+    # The board may not list job2 yet: the next pauses are short ...
+    assert _returns_within(wait.wait, 5)
+    assert _returns_within(wait.wait, 5)
+    # ... and only for a while.
+    wait._settle_until = 0.0
+    assert not _returns_within(wait.wait, 0.5)
+    wait.interrupt()
+
+
+def test_board_watch_ignores_new_claims(monkeypatch):
+    watches = []
+    monkeypatch.setattr(worker.kz_watchers, 'ChildrenWatch',
+                        lambda *a, **kw: watches.append(_Watches(*a, **kw)))
+    wait = worker.BoardWatch(object(), '/board', 60.0)
+    watches[0].func(['job1'])
+    watches[0].func(['job1', 'job1.lock'])       # claimed by someone
+    assert not _returns_within(wait.wait, 0.5)
+    wait.interrupt()
