@@ -431,9 +431,11 @@ def zk_config(cloud):
     os.makedirs(os.path.join(d, 'data'), exist_ok=True)
     changed = write_if_changed(os.path.join(d, 'zoo.cfg'), """\
 # written by tools/localcloud
-tickTime=1000
-initLimit=10
-syncLimit=5
+# Sessions expire on tick boundaries: a dead client's ephemeral nodes go
+# between its session timeout and that plus one tick.
+tickTime=500
+initLimit=20
+syncLimit=10
 dataDir={data}
 clientPort={port}
 clientPortAddress={host}
