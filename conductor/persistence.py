@@ -495,10 +495,16 @@ PARENT_INDEXES = (('glance_clone_atomdetails_parent_idx', 'atomdetails'),
 
 
 def _ensure_parent_indexes(engine):
+    """Create the indexes that are missing.  Looked up in the catalog first:
+    a ``CREATE INDEX IF NOT EXISTS`` takes a share lock on the table even
+    when the index exists, and deadlocks with processes already saving."""
     if engine.dialect.name not in ('sqlite', 'postgresql'):
         return
     with engine.begin() as conn:
+        inspector = sa.inspect(conn)
         for name, table in PARENT_INDEXES:
+            if name in {ix['name'] for ix in inspector.get_indexes(table)}:
+                continue
             conn.execute(sa.text(
                 f'CREATE INDEX IF NOT EXISTS {name} ON {table} (parent_uuid)'))
 
