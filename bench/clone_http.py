@@ -44,6 +44,7 @@ deleted at the end, even when it fails or is interrupted.
 import argparse
 import contextlib
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -55,13 +56,21 @@ import time
 import uuid
 
 import requests
+import sqlalchemy as sa
 from keystoneauth1 import adapter
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 from taskflow.persistence import backends
 
 from clone_flows import constants
+from conductor import jobboard
 from conductor import opts
+from conductor import outcome
+from conductor import persistence
+from conductor import runner
+
+# (a2)'s poster: its ZooKeeper client narrates its closing on stderr.
+logging.getLogger('kazoo').setLevel(logging.ERROR)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCALCLOUD = os.path.join(ROOT, 'tools', 'localcloud')
@@ -253,13 +262,13 @@ def run_clone_manage(conf, env, source, name):
         out.seek(0)
         text = out.read()
     try:
-        outcome = json.loads(text)
+        printed = json.loads(text)
     except ValueError:
         raise RuntimeError(f'clone-manage exited {child.returncode}: {text}')
-    if not outcome.get('succeeded'):
-        raise RuntimeError(f"clone failed: {outcome.get('message')}")
-    return seconds, outcome['result']['image_id'], {
-        'copy_step_s': copy_step_seconds(conf, outcome['clone_id']),
+    if not printed.get('succeeded'):
+        raise RuntimeError(f"clone failed: {printed.get('message')}")
+    return seconds, printed['result']['image_id'], {
+        'copy_step_s': copy_step_seconds(conf, printed['clone_id']),
         'rss_mib': peak[0],
         'cpu_s': usage.ru_utime + usage.ru_stime}
 
@@ -269,11 +278,6 @@ class WarmConductor:
     the API: it makes the trust and posts each clone on the jobboard."""
 
     def __init__(self, conf, session, workdir):
-        import logging
-        from conductor import jobboard
-        # The poster's ZooKeeper client narrates its closing on stderr.
-        logging.getLogger('kazoo').setLevel(logging.ERROR)
-        from conductor import persistence
         self.conf, self.session = conf, session
         self.log = open(os.path.join(workdir, 'conductor.out'), 'w')
         self.proc = subprocess.Popen(
@@ -284,8 +288,6 @@ class WarmConductor:
         self.backend = persistence.get_backend(conf)
 
     def clone(self, source, name, poll=0.05):
-        import sqlalchemy as sa
-        from conductor import runner
         flows = self.backend.tables.flowdetails
         state_of = sa.select(flows.c.state).where(
             flows.c.uuid == sa.bindparam('u'))
@@ -311,8 +313,7 @@ class WarmConductor:
                     break
             time.sleep(poll)
         seconds = time.monotonic() - start
-        from conductor import outcome as outcome_mod
-        out = outcome_mod.from_flow_detail(fd)
+        out = outcome.from_flow_detail(fd)
         if not out.succeeded:
             raise RuntimeError(f'clone failed: {out.message}')
         return seconds, out.result['image_id'], {

@@ -185,12 +185,12 @@ def _atom_params(ad):
     return params
 
 
-def _new_atom_params(ad, parent_uuid):
-    values = ad.to_dict()
-    params = {k: values[k] for k in _AD_COLUMNS}
-    params.update(uuid=ad.uuid, parent_uuid=parent_uuid,
-                  atom_type=models.atom_detail_type(ad))
-    return params
+def _new_atom_params(ad, params, parent_uuid):
+    """The INSERT's parameters, from the UPDATE's (``_atom_params``)."""
+    new = {k: params[k] for k in _AD_COLUMNS}
+    new.update(uuid=ad.uuid, parent_uuid=parent_uuid,
+               atom_type=models.atom_detail_type(ad))
+    return new
 
 
 #: The progress TaskFlow's engine saves right after it moves a task into
@@ -204,8 +204,7 @@ def _fold_engine_progress(ad, params, last_state):
     """Write a task's state change with the progress the engine sets next.
 
     TaskFlow saves a task twice per state change: the state (and result),
-    then the progress it starts or ends at -- 20 of a clone's 49 storage
-    calls.  The first write already carries that progress, so the second
+    then the progress it starts or ends at -- 18 of a clone's 48 commits.  The first write already carries that progress, so the second
     one changes nothing in the row and :meth:`LeanSavesConnection.
     update_atom_details` skips it.  Only on a state change: a progress the
     task reports while it runs (the copy's bytes) is written as it comes.
@@ -288,7 +287,7 @@ class LeanSavesConnection(CachedTablesConnection):
 
     A save that would write exactly what this process last wrote to the
     row is skipped: with :func:`_fold_engine_progress` that is the engine's
-    progress save after each task state change (20 of 49 transactions per
+    progress save after each task state change (48 -> 30 commits per
     clone).  The row still ends as TaskFlow's code leaves it.
     """
 
@@ -331,7 +330,7 @@ class LeanSavesConnection(CachedTablesConnection):
                 stored = set(conn.execute(
                     st.atom_uuids, {'b_parent': flow_detail.uuid}).scalars())
                 rows = {ad.uuid: _atom_params(ad) for ad in flow_detail}
-                new = [_new_atom_params(ad, flow_detail.uuid)
+                new = [_new_atom_params(ad, rows[ad.uuid], flow_detail.uuid)
                        for ad in flow_detail if ad.uuid not in stored]
                 old = [p for u, p in rows.items() if u in stored]
                 if new:
@@ -519,8 +518,9 @@ def upgrade(backend, timeout=300, attempts=3):
                 _ensure_parent_indexes(backend.engine)
                 return
             except (tf_exc.StorageFailure, sa_exc.OperationalError):
-                # sqlite: another process created a table between
-                # create_all's check and its CREATE; the next pass sees it.
+                # sqlite: another process created a table or an index
+                # between the check and the CREATE (or held the file's write
+                # lock meanwhile); the next pass sees it.
                 sqlite = backend.engine.dialect.name == 'sqlite'
                 if attempt == attempts or not sqlite:
                     raise

@@ -16,10 +16,12 @@ import tracemalloc
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from taskflow import engines
 from taskflow import exceptions as tf_exc
 from taskflow import retry
 from taskflow import states
+from taskflow import storage
 from taskflow import task
 from taskflow.patterns import linear_flow
 from taskflow.persistence import models
@@ -498,8 +500,6 @@ def test_processes_share_one_sqlite_file(tmp_path):
 @pytest.mark.parametrize('fail', [False, True], ids=['success', 'reverted'])
 def test_lean_saves_skip_exactly_the_engines_progress_saves(
         tmp_path, monkeypatch, fail):
-    from taskflow import storage
-    import sqlalchemy as sa
     b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean'))
     atom_saves, engine_progress, updates = [0], [0], [0]
     in_atom_save = [False]
@@ -575,7 +575,6 @@ def test_sqlite_file_is_wal_with_the_configured_synchronous(
         sqlite_url(tmp_path), sqlite_synchronous=synchronous))
     try:
         with b.engine.connect() as conn:
-            import sqlalchemy as sa
             assert conn.execute(sa.text('PRAGMA journal_mode')).scalar() \
                 == 'wal'
             assert conn.execute(sa.text('PRAGMA synchronous')).scalar() \
