@@ -56,6 +56,8 @@ def service_session(conf, trust_id=None):
                          domain_id=None, domain_name=None, system_scope=None)
     auth = ks_loading.load_auth_from_conf_options(conf, SERVICE_AUTH_GROUP,
                                                   **overrides)
+    if auth is None:
+        raise exceptions.ServiceNotConfigured(SERVICE_AUTH_GROUP)
     return ks_loading.load_session_from_conf_options(
         conf, SERVICE_AUTH_GROUP, auth=auth)
 
@@ -103,6 +105,18 @@ def delete_trust(conf, trust_id):
         LOG.warning('Could not delete trust %s (it expires on its own): %s',
                     trust_id, e)
         return False
+
+
+def user_access(user_session):
+    """The user's token data (id, project, roles): authenticates them."""
+    try:
+        return user_session.auth.get_access(user_session)
+    except ksa_exc.Unauthorized as e:
+        raise exceptions.CredentialsRefused(str(e)) from e
+    except (ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout) as e:
+        raise exceptions.ServiceUnavailable(
+            getattr(user_session.auth, 'auth_url', 'Keystone'),
+            what='the identity service', detail=str(e)) from e
 
 
 def service_user_id(conf):

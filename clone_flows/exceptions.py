@@ -97,6 +97,23 @@ class NotAuthenticated(CloneError):
         super().__init__(msg)
 
 
+class ServiceNotConfigured(CloneError):
+    def __init__(self, group):
+        super().__init__(
+            f"the clone service user is not configured: set auth_type, "
+            f"auth_url, username, password and project_name in the "
+            f"[{group}] section of glance-clone.conf (pass it with "
+            f"--config-file)")
+
+
+class CredentialsRefused(CloneError):
+    def __init__(self, detail=''):
+        msg = "Keystone refused your credentials (the OS_* variables)"
+        if detail:
+            msg += f": {detail}"
+        super().__init__(msg)
+
+
 class Cancelled(CloneError):
     def __init__(self):
         super().__init__("cancelled by user")

@@ -30,8 +30,8 @@ def new_store(conf, user_session, request):
     ``request``: source_region, source_image_id, target_region and optional
     name, visibility, properties, tags, strategy.
     """
-    access = user_session.auth.get_access(user_session)
     trustee = auth.service_user_id(conf)
+    access = auth.user_access(user_session)
     trust_id = auth.create_trust(user_session, trustee, access.project_id,
                                  access.role_names,
                                  conf.clone.trust_expiration_hours)
