@@ -6,8 +6,11 @@
 INTRO: this is one story, read top to bottom.  It uploads a random image to
 RegionOne of the local cloud (``tools/localcloud``; the ``LOCALCLOUD_*``
 variables choose which one, and it is brought up if it is not running), then
-copies it into RegionTwo three ways, interleaved round by round (a, b, c,
-a, b, c, ...) so that the machine's noise falls on all three alike:
+copies it into RegionTwo four ways, interleaved round by round in
+balanced orders (a Williams square: in four rounds each method runs once
+in each position and once right after each other method), with the disk
+flushed (``sync``, untimed) before each copy, so that the machine's noise
+and whatever one copy leaves for the next fall on all of them alike:
 
   (a) this product: ``clone-manage clone --no-progress --json`` as user
       ``demo``, with the configuration ``tools/write-clone-conf`` writes.
@@ -379,6 +382,14 @@ def run_bare_stream(src_region, dst_region, source, name, chunk_size):
 
 # -- 4. The story ------------------------------------------------------------
 
+def round_order(r):
+    """The methods in round ``r`` (1-based): rows of a 4x4 Williams square,
+    each method preceded by each other one once in four rounds."""
+    square = ((0, 1, 3, 2), (1, 2, 0, 3), (2, 3, 1, 0), (3, 0, 2, 1))
+    methods = list(METHODS)
+    return [methods[i] for i in square[(r - 1) % len(square)]]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--size-mib', type=int, default=1024,
@@ -444,10 +455,17 @@ def main():
         size = args.size_mib * MiB
         source = upload_random(one, size)
 
-        # Round-robin: a, b, c, a, b, c, ...
+        # Round by round, each method once, in the orders of a Williams
+        # square: over four rounds every method runs once in each position
+        # and right after each other method once.  (A copy runs measurably
+        # faster right after some methods than after others; a fixed or
+        # merely rotated order would hand that to the same method every
+        # round.)  The disk is flushed before each copy (untimed), so that
+        # none pays for the writeback of the gigabyte written before it.
         for r in range(1, args.rounds + 1):
-            for m in METHODS:
+            for m in round_order(r):
                 name = f'{RUN}-{m}{r}'
+                os.sync()
                 say(f'round {r}/{args.rounds} ({m}) {METHODS[m]} ...')
                 seconds, copy_id, extra = copiers[m](source, name)
                 copy = two.get(copy_id)

@@ -280,8 +280,9 @@ class LeanSavesConnection(CachedTablesConnection):
     same columns with one ``UPDATE`` and proves existence by its row count.
 
     ``update_flow_details`` likewise updates the flow row, then inserts the
-    atoms the database lacks and rewrites the others (batched, one
-    ``executemany`` each) -- the same rows as TaskFlow's code.  Atoms that
+    atoms the database lacks and rewrites the others that changed (batched,
+    one ``executemany`` each) -- the same rows as TaskFlow's code, which
+    rewrites every atom of the flow on every flow save.  Atoms that
     only the database has (another process added them) are read and
     returned with the flow detail, as TaskFlow does.
 
@@ -318,6 +319,7 @@ class LeanSavesConnection(CachedTablesConnection):
 
     def update_flow_details(self, flow_detail):
         st = self._backend.statements
+        written = self._backend.written
         try:
             with self._engine.begin() as conn:
                 r = conn.execute(st.update_flow, {
@@ -332,7 +334,9 @@ class LeanSavesConnection(CachedTablesConnection):
                 rows = {ad.uuid: _atom_params(ad) for ad in flow_detail}
                 new = [_new_atom_params(ad, rows[ad.uuid], flow_detail.uuid)
                        for ad in flow_detail if ad.uuid not in stored]
-                old = [p for u, p in rows.items() if u in stored]
+                snapshots = {u: written.snapshot(p) for u, p in rows.items()}
+                old = [p for u, p in rows.items() if u in stored and
+                       written.get(u)[1] != snapshots[u]]
                 if new:
                     conn.execute(st.insert_atom, new)
                 if old:
@@ -344,9 +348,8 @@ class LeanSavesConnection(CachedTablesConnection):
                                             {'b_uuids': sorted(theirs)}):
                         e_fd.add(self._converter.convert_atom_detail(
                             row._mapping))
-            written = self._backend.written     # committed: what rows hold
-            for u, p in rows.items():
-                written.put(u, p['state'], written.snapshot(p))
+            for u, p in rows.items():           # committed: what rows hold
+                written.put(u, p['state'], snapshots[u])
             return e_fd
         except sa_exc.SQLAlchemyError:
             tf_exc.raise_with_cause(

@@ -568,6 +568,43 @@ def test_lean_save_after_a_nested_change_is_written(tmp_path):
         b.close()
 
 
+def test_lean_flow_save_rewrites_only_the_atoms_that_changed(tmp_path):
+    b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean'))
+    book = models.LogBook('b')
+    fd = models.FlowDetail('f', uuid=str(uuid.uuid4()))
+    tds = [models.TaskDetail(f't{i}', uuid=str(uuid.uuid4())) for i in range(3)]
+    for td in tds:
+        fd.add(td)
+    book.add(fd)
+    rewritten = []
+
+    def count_update(conn, cursor, statement, params, context, many):
+        if statement.startswith('UPDATE atomdetails'):
+            rewritten.extend(p[-1] for p in (params if many else [params]))
+
+    sa.event.listen(b.engine, 'before_cursor_execute', count_update)
+    try:
+        with contextlib.closing(b.get_connection()) as conn:
+            conn.save_logbook(book)
+            conn.update_flow_details(fd)        # all three: never written
+            assert sorted(rewritten) == sorted(td.uuid for td in tds)
+            del rewritten[:]
+            fd.state = states.RUNNING
+            tds[1].state = states.SUCCESS
+            tds[1].results = {'size': 1}
+            conn.update_flow_details(fd)
+            assert rewritten == [tds[1].uuid]
+            del rewritten[:]
+            conn.update_flow_details(fd)        # nothing changed
+            assert rewritten == []
+            got = conn.get_logbook(book.uuid).find(fd.uuid)
+            assert got.state == states.RUNNING
+            assert {a.name: (a.state, a.results) for a in got} == {
+                a.name: (a.state, a.results) for a in tds}
+    finally:
+        b.close()
+
+
 @pytest.mark.parametrize('synchronous, code', [('NORMAL', 1), ('FULL', 2)])
 def test_sqlite_file_is_wal_with_the_configured_synchronous(
         tmp_path, synchronous, code):
