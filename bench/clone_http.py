@@ -38,10 +38,13 @@ the gap between it and (c) the data path's.
 Every copy is checked against the source's size and sha512 after its clock
 stops (so (c) did not win by being wrong), and deleted at once.  Then it
 prints the medians, the ratios a/b and a/c against their targets, and the
-peak RSS of the clone process for each of ``--rss-sizes``: its ``VmHWM``
-from ``/proc``, polled while it runs.  (Not ``ru_maxrss`` from ``wait4``: a
-child's counts the parent's RSS at the fork, and this script is as big as
-the clone.)  Every image it made, in both regions, is
+peak RSS of the process that copies, for each of ``--rss-sizes``: for
+(a) the ``VmHWM`` of clone-manage from ``/proc``, polled while it runs (not
+``ru_maxrss`` from ``wait4``: a child's counts the parent's RSS at the
+fork, and this script is as big as the clone); for (a2) the conductor's
+``VmHWM`` once started and after the clones of each size (it only grows, so
+a bigger image that leaves it unchanged did not grow it).  Every image it
+made, in both regions, is
 deleted at the end, even when it fails or is interrupted.
 """
 import argparse
@@ -320,7 +323,15 @@ class WarmConductor:
         if not out.succeeded:
             raise RuntimeError(f'clone failed: {out.message}')
         return seconds, out.result['image_id'], {
-            'copy_step_s': copy_step_seconds(self.conf, clone_id)}
+            'copy_step_s': copy_step_seconds(self.conf, clone_id),
+            'conductor_rss_mib': self.peak_rss_mib()}
+
+    def peak_rss_mib(self):
+        """The conductor's peak RSS since it started (``VmHWM``): its
+        imports and every clone it has run so far."""
+        with open(f'/proc/{self.proc.pid}/status') as f:
+            return next(int(line.split()[1]) for line in f
+                        if line.startswith('VmHWM:')) / 1024
 
     def close(self):
         self.poster.close()
@@ -437,6 +448,8 @@ def main():
         f.write(f'\n[jobboard]\npath = /glance-clone-bench/{RUN}\n')
     conf = opts.new_conf(['--config-file', conf_file], log=False)
     warm = WarmConductor(conf, session, workdir)
+    time.sleep(3)                            # started and watching
+    conductor_idle_mib = warm.peak_rss_mib()
     chunk_size = conf.http_stream.chunk_size
     say(f'clone configuration: {conf_file} (chunk_size {chunk_size})')
 
@@ -450,6 +463,7 @@ def main():
     times = {m: [] for m in METHODS}
     copy_steps = {'a': [], 'a2': []}         # their copy steps, seconds
     rss = {}                                 # size MiB -> [peak RSS MiB]
+    conductor_rss = {}                       # size MiB -> its VmHWM after
     failed, leftovers = False, []
     try:
         size = args.size_mib * MiB
@@ -475,6 +489,8 @@ def main():
                 times[m].append(seconds)
                 if 'rss_mib' in extra:
                     rss.setdefault(args.size_mib, []).append(extra['rss_mib'])
+                if 'conductor_rss_mib' in extra:
+                    conductor_rss[args.size_mib] = extra['conductor_rss_mib']
                 if 'copy_step_s' in extra:
                     copy_steps[m].append(extra['copy_step_s'])
                 say(f'round {r}/{args.rounds} ({m}) {seconds:.1f} s, '
@@ -482,22 +498,28 @@ def main():
                         f', {k} {v:.1f}' for k, v in extra.items()))
         one.delete(source['id'])
 
-        # Peak RSS of the clone at other sizes: one clone each.
+        # Peak RSS at other sizes: one clone each, by (a) and by (a2).  The
+        # conductor's VmHWM only ever grows, so a bigger image that leaves
+        # it where the smaller one did has not grown it.
         for size_mib in rss_sizes:
             if size_mib in rss:
                 continue
             say(f'peak RSS at {size_mib} MiB ...')
             source = upload_random(one, size_mib * MiB)
-            seconds, copy_id, extra = copiers['a'](source,
-                                                   f'{RUN}-rss{size_mib}')
-            copy = two.get(copy_id)
-            two.delete(copy_id)
+            for m in ('a', 'a2'):
+                seconds, copy_id, extra = copiers[m](
+                    source, f'{RUN}-rss{size_mib}{m}')
+                copy = two.get(copy_id)
+                two.delete(copy_id)
+                if not same_bits(source, copy):
+                    raise RuntimeError(f'({m}) made a wrong copy: {copy}')
+                if m == 'a':
+                    rss[size_mib] = [extra['rss_mib']]
+                else:
+                    conductor_rss[size_mib] = extra['conductor_rss_mib']
+                say(f'{size_mib} MiB cloned by ({m}) in {seconds:.1f} s, '
+                    f'peak RSS ' + f"{extra.get('rss_mib') or extra['conductor_rss_mib']:.1f} MiB")
             one.delete(source['id'])
-            if not same_bits(source, copy):
-                raise RuntimeError(f'(a) made a wrong copy: {copy}')
-            rss[size_mib] = [extra['rss_mib']]
-            say(f'{size_mib} MiB cloned in {seconds:.1f} s, peak RSS '
-                f"{extra['rss_mib']:.1f} MiB")
     except BaseException:
         failed = True
         raise
@@ -563,6 +585,12 @@ def main():
         sizes = sorted(peaks)
         print(f'RSS growth {sizes[0]} -> {sizes[-1]} MiB image: '
               f'{peaks[sizes[-1]] - peaks[sizes[0]]:+.1f} MiB')
+    print(f'peak RSS of the conductor (a2): {conductor_idle_mib:.1f} MiB '
+          f'started, before any clone')
+    for size_mib, peak in sorted(conductor_rss.items()):
+        print(f'peak RSS of the conductor (a2) after the {size_mib} MiB '
+              f'clones: {peak:.1f} MiB (target <= {TARGETS["rss_mib"]}: '
+              f"{'met' if peak <= TARGETS['rss_mib'] else 'MISSED'})")
     if leftovers:
         print(f'images left behind: {leftovers}')
         return 1
