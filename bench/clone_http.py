@@ -1,6 +1,6 @@
 """Benchmark: cloning an image RegionOne -> RegionTwo over HTTP, side by side.
 
-    .venv/bin/python bench/clone_http.py [--size-mib 1024] [--rounds 3]
+    .venv/bin/python bench/clone_http.py [--size-mib 1024] [--rounds 4]
                                          [--rss-sizes 1024,4096]
 
 INTRO: this is one story, read top to bottom.  It uploads a random image to
@@ -405,8 +405,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--size-mib', type=int, default=1024,
                    help='image size for the timed rounds (default 1024)')
-    p.add_argument('--rounds', type=int, default=3,
-                   help='rounds of a, b, c (default 3, at least 3)')
+    p.add_argument('--rounds', type=int, default=4,
+                   help='rounds of each method (default 4: one Williams '
+                        'square; at least 3)')
     p.add_argument('--rss-sizes', default='1024,4096',
                    help='image sizes (MiB) whose clone peak RSS is measured '
                         '(default 1024,4096; "" for none)')
