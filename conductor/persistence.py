@@ -48,6 +48,7 @@ empty database do not trip over each other's ``CREATE TABLE``.
 """
 import collections
 import contextlib
+import logging
 import os
 import pickle
 import threading
@@ -62,6 +63,8 @@ from taskflow import exceptions as tf_exc
 from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
 from taskflow.persistence import models
+
+LOG = logging.getLogger(__name__)
 
 persistence_opts = [
     cfg.StrOpt('state_path', default='/var/lib/glance-clone',
@@ -90,6 +93,13 @@ persistence_group_opts = [
                      'UPDATE (TaskFlow reads the row first, then rewrites '
                      'it) and a flow detail with batched statements. The '
                      'rows written are the same.'),
+    cfg.FloatOpt('running_write_delay', default=0.5, min=0,
+                 help='With lean_saves: write that a step started RUNNING '
+                      'only once it has run this many seconds (or reports '
+                      'progress); most steps end sooner, and their end is '
+                      'written anyway. A crash loses nothing: a step whose '
+                      'start was not written is run again on resume, as '
+                      'one whose start was. 0 writes every start at once.'),
     cfg.IntOpt('max_pool_size', default=5, min=1,
                help='Database connections kept open per process. Keep it at '
                     'least [conductor] max_concurrent_clones + 1: a storage '
@@ -169,6 +179,10 @@ class _Statements:
         self.insert_atom = sa.insert(ad).values(
             {k: sa.bindparam(k) for k in
              _AD_COLUMNS + ('uuid', 'parent_uuid', 'atom_type')})
+        self.update_atom_if_state = (
+            sa.update(ad).where(ad.c.uuid == sa.bindparam('b_uuid'),
+                                ad.c.state == sa.bindparam('b_state'))
+            .values({k: sa.bindparam(k) for k in _AD_COLUMNS}))
         self.update_flow = (
             sa.update(fd).where(fd.c.uuid == sa.bindparam('b_uuid'))
             .values({k: sa.bindparam(k) for k in _FD_COLUMNS}))
@@ -218,40 +232,137 @@ def _fold_engine_progress(ad, params, last_state):
     return dict(params, meta=meta)
 
 
+class _Deferred:
+    """A row write held back: a step's move into RUNNING."""
+
+    __slots__ = ('params', 'snapshot', 'state', 'expect', 'due')
+
+    def __init__(self, params, snapshot, expect, due):
+        self.params, self.snapshot = params, snapshot
+        self.state, self.expect, self.due = params['state'], expect, due
+
+
 class _WrittenRows:
-    """What this process last wrote to each atom row, as a snapshot.
+    """What this process last wrote to each atom row, as a snapshot, and
+    the RUNNING states it has not written yet.
 
     Bounded (least recently written dropped first); an atom that is not
     here is simply written.  Kept as pickled bytes, not objects, so that a
     change the caller makes later to a dict it passed cannot alter the
     record (equal rows pickle alike, or at worst are written again).
+
+    Deferred RUNNING writes (:meth:`defer`): most steps of a clone end
+    within tens of milliseconds of starting, and their end is written
+    anyway, so writing that they started is a commit nobody reads.  A
+    step's RUNNING is written only once it has run ``delay`` seconds (by a
+    thread of this record, :meth:`_flush_loop`), or with its first progress
+    report, or not at all if the step ended first.  A crash loses nothing:
+    on resume TaskFlow runs a step whose row says PENDING exactly as one
+    that says RUNNING (again: steps are idempotent).  The flush is a
+    conditional ``UPDATE ... WHERE state = <the state this process last
+    wrote>``: if the step's end was written meanwhile, it changes nothing.
     """
 
-    def __init__(self, size=4096):
+    def __init__(self, size=4096, write_deferred=None, delay=0.0):
         self._rows = collections.OrderedDict()
         self._size = size
-        self._lock = threading.Lock()
+        self._pending = {}
+        self._write_deferred = write_deferred
+        self._delay = delay
+        self._cond = threading.Condition(threading.Lock())
+        self._flusher = None
+        self._stopping = False
 
     @staticmethod
     def snapshot(params):
         return pickle.dumps(params, protocol=pickle.HIGHEST_PROTOCOL)
 
     def get(self, uuid):
-        """(state, snapshot) last written, or (None, None)."""
-        with self._lock:
+        """(state, snapshot) the row holds or is about to hold (a deferred
+        RUNNING), or (None, None)."""
+        with self._cond:
+            deferred = self._pending.get(uuid)
+            if deferred is not None:
+                return deferred.state, deferred.snapshot
             return self._rows.get(uuid, (None, None))
 
     def put(self, uuid, state, snapshot):
-        with self._lock:
-            self._rows[uuid] = (state, snapshot)
-            self._rows.move_to_end(uuid)
-            while len(self._rows) > self._size:
-                self._rows.popitem(last=False)
+        """Record a committed write (it supersedes a deferred one)."""
+        with self._cond:
+            self._pending.pop(uuid, None)
+            self._record(uuid, state, snapshot)
+
+    def _record(self, uuid, state, snapshot):
+        self._rows[uuid] = (state, snapshot)
+        self._rows.move_to_end(uuid)
+        while len(self._rows) > self._size:
+            self._rows.popitem(last=False)
 
     def forget(self, uuids):
-        with self._lock:
+        with self._cond:
             for uuid in uuids:
                 self._rows.pop(uuid, None)
+                self._pending.pop(uuid, None)
+
+    def defer(self, uuid, params, snapshot):
+        """Hold back writing ``params`` (a move into RUNNING); False if it
+        must be written now (deferring is off, or this process does not
+        know what the row holds)."""
+        if self._delay <= 0 or self._write_deferred is None:
+            return False
+        with self._cond:
+            committed = self._rows.get(uuid)
+            if committed is None or self._stopping:
+                return False
+            self._pending[uuid] = _Deferred(
+                params, snapshot, committed[0],
+                time.monotonic() + self._delay)
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, daemon=True,
+                    name='glance-clone-deferred-running')
+                self._flusher.start()
+            self._cond.notify()
+        return True
+
+    def _flush_loop(self):
+        while True:
+            with self._cond:
+                while True:
+                    now = time.monotonic()
+                    due = [(u, d) for u, d in self._pending.items()
+                           if self._stopping or d.due <= now]
+                    if due or (self._stopping and not self._pending):
+                        break
+                    wait = min((d.due for d in self._pending.values()),
+                               default=now + 60) - now
+                    self._cond.wait(max(wait, 0.001))
+                if not due:
+                    return
+            for uuid, deferred in due:
+                self._flush(uuid, deferred)
+
+    def _flush(self, uuid, deferred):
+        try:
+            written = self._write_deferred(deferred.params, deferred.expect)
+        except Exception:
+            LOG.warning('Could not write the RUNNING state of atom %s (it '
+                        'is written when the step ends)', uuid, exc_info=True)
+            written = False
+        with self._cond:
+            if self._pending.get(uuid) is deferred:
+                del self._pending[uuid]
+                if written:
+                    self._record(uuid, deferred.state, deferred.snapshot)
+
+    def close(self):
+        """Write what is still deferred, and stop the flushing thread."""
+        with self._cond:
+            self._stopping = True
+            flusher = self._flusher
+            self._cond.notify()
+        if flusher is not None:
+            flusher.join(timeout=30)
 
 
 class _ForgettingAlchemist(impl_sqlalchemy._Alchemist):
@@ -300,6 +411,9 @@ class LeanSavesConnection(CachedTablesConnection):
         snapshot = written.snapshot(params)
         if snapshot == last:
             return atom_detail
+        if (params['state'] == 'RUNNING' and last_state != 'RUNNING'
+                and written.defer(atom_detail.uuid, params, snapshot)):
+            return atom_detail
         try:
             with self._engine.begin() as conn:
                 r = conn.execute(self._backend.statements.update_atom, params)
@@ -316,6 +430,14 @@ class LeanSavesConnection(CachedTablesConnection):
                 tf_exc.StorageFailure,
                 "Failed updating atom details with uuid '%s'"
                 % atom_detail.uuid)
+
+    def write_deferred(self, params, expect_state):
+        """Write a deferred RUNNING if the row still holds ``expect_state``
+        (the step's end was not written meanwhile); True if written."""
+        with self._engine.begin() as conn:
+            r = conn.execute(self._backend.statements.update_atom_if_state,
+                             dict(params, b_state=expect_state))
+        return r.rowcount == 1
 
     def update_flow_details(self, flow_detail):
         st = self._backend.statements
@@ -365,17 +487,28 @@ class CachedTablesBackend(impl_sqlalchemy.SQLAlchemyBackend):
     :class:`CachedTablesConnection`, TaskFlow's code on cached tables).
     """
 
-    def __init__(self, conf, engine=None, lean_saves=True):
+    def __init__(self, conf, engine=None, lean_saves=True,
+                 running_write_delay=0.0):
         super().__init__(conf, engine=engine)
         self.metadata = sa.MetaData()
         self.tables = tf_tables.fetch(self.metadata)
         self.statements = _Statements(self.tables)
-        self.written = _WrittenRows()
+        self.written = _WrittenRows(
+            write_deferred=self._write_deferred,
+            delay=running_write_delay if lean_saves else 0.0)
         self.converter = (_ForgettingAlchemist(self.tables, self.written)
                           if lean_saves else
                           impl_sqlalchemy._Alchemist(self.tables))
         self._connection_cls = (LeanSavesConnection if lean_saves
                                 else CachedTablesConnection)
+
+    def _write_deferred(self, params, expect_state):
+        with contextlib.closing(self.get_connection()) as conn:
+            return conn.write_deferred(params, expect_state)
+
+    def close(self):
+        self.written.close()
+        super().close()
 
     def get_connection(self):
         # As SQLAlchemyBackend.get_connection, with the cached tables.
@@ -434,7 +567,8 @@ def make_backend(conf):
     _ensure_sqlite_dir(url)
     if conf.persistence.cache_table_metadata:
         backend = CachedTablesBackend(
-            backend_conf(conf), lean_saves=conf.persistence.lean_saves)
+            backend_conf(conf), lean_saves=conf.persistence.lean_saves,
+            running_write_delay=conf.persistence.running_write_delay)
     else:
         backend = impl_sqlalchemy.SQLAlchemyBackend(backend_conf(conf))
     if _is_sqlite_file(url):

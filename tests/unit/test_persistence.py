@@ -12,6 +12,8 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import threading
+import time
 import tracemalloc
 import uuid
 
@@ -500,7 +502,8 @@ def test_processes_share_one_sqlite_file(tmp_path):
 @pytest.mark.parametrize('fail', [False, True], ids=['success', 'reverted'])
 def test_lean_saves_skip_exactly_the_engines_progress_saves(
         tmp_path, monkeypatch, fail):
-    b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean'))
+    b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean',
+                                          running_write_delay=0))
     atom_saves, engine_progress, updates = [0], [0], [0]
     in_atom_save = [False]
     get_connection = b.get_connection
@@ -542,6 +545,142 @@ def test_lean_saves_skip_exactly_the_engines_progress_saves(
     # the progress a task reports itself (Produce's 0.5) is written.
     assert engine_progress[0] >= 6
     assert updates[0] == atom_saves[0] - engine_progress[0]
+
+
+class Slow(task.Task):
+    def execute(self, seconds):
+        time.sleep(seconds)
+
+
+def _running_rows(engine):
+    """Atom names whose row says RUNNING, read by a connection of its own."""
+    with engine.connect() as conn:
+        return {r.name for r in conn.exec_driver_sql(
+            "SELECT name FROM atomdetails WHERE state = 'RUNNING'")}
+
+
+def _run_flow(backend, flow, store=None):
+    book = models.LogBook('b')
+    fd = models.FlowDetail('f', uuid=str(uuid.uuid4()))
+    book.add(fd)
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.save_logbook(book)
+    engine = engines.load(flow, book=book, flow_detail=fd, backend=backend,
+                          store=store or {}, engine='serial')
+    engine.run()
+    return book
+
+
+def _states_written(tmp_path, delay):
+    """States of the atom rows a lean backend writes for the deterministic
+    flow, in order; and the rows it stores."""
+    b = persistence.get_backend(make_conf(sqlite_url(tmp_path, f'd{delay}'),
+                                          'lean', running_write_delay=delay))
+    written = []
+
+    def record(conn, cursor, statement, params, context, many):
+        if statement.startswith('UPDATE atomdetails'):
+            for p in (params if many else [params]):
+                written.append(next(v for v in p if v in (
+                    states.PENDING, states.RUNNING, states.SUCCESS,
+                    states.FAILURE, states.REVERTING, states.REVERTED,
+                    states.RETRYING)))
+
+    sa.event.listen(b.engine, 'before_cursor_execute', record)
+    try:
+        rows, _ = run_deterministic(b, fail=False)
+    finally:
+        b.close()
+    return written, rows
+
+
+def test_a_short_steps_running_state_is_not_written(tmp_path):
+    at_once, _ = _states_written(tmp_path, 0)
+    deferred, rows = _states_written(tmp_path, 30)
+    # produce, the retry, flaky twice: each start written at once ...
+    assert at_once.count('RUNNING') >= 4
+    # ... and deferred, only Produce's start, with the progress it reports.
+    assert deferred.count('RUNNING') == 1
+    assert [s for s in at_once if s != 'RUNNING'] == [
+        s for s in deferred if s != 'RUNNING']
+    # What is stored at the end is what TaskFlow's own backend stores.
+    stock = persistence.get_backend(make_conf(sqlite_url(tmp_path, 'stock'),
+                                              'stock'))
+    try:
+        stock_rows, _ = run_deterministic(stock, fail=False)
+    finally:
+        stock.close()
+    assert rows == stock_rows
+
+
+def test_a_long_steps_running_state_is_written_after_the_delay(tmp_path):
+    b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean',
+                                          running_write_delay=0.2))
+    seen = []
+    flow = linear_flow.Flow('slow').add(
+        Slow('quick', inject={'seconds': 0}),
+        Slow('long', inject={'seconds': 1.5}))
+
+    def watch():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not seen:
+            if 'long' in _running_rows(b.engine):
+                seen.append(time.monotonic())
+            time.sleep(0.02)
+    try:
+        watcher = threading.Thread(target=watch)
+        started = time.monotonic()
+        watcher.start()
+        _run_flow(b, flow)
+        watcher.join()
+    finally:
+        b.close()
+    assert seen, "the long step's RUNNING was never written"
+    assert seen[0] - started < 1.5
+
+
+def _row(engine, uuid_):
+    """(state, results) of an atom row, read without the backend."""
+    with engine.connect() as conn:
+        return tuple(conn.exec_driver_sql(
+            'SELECT state, results FROM atomdetails WHERE uuid = ?',
+            (uuid_,)).one())
+
+
+def test_a_deferred_running_never_overwrites_the_steps_end(tmp_path):
+    b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean',
+                                          running_write_delay=30))
+    book = models.LogBook('b')
+    fd = models.FlowDetail('f', uuid=str(uuid.uuid4()))
+    td = models.TaskDetail('t', uuid=str(uuid.uuid4()))
+    td2 = models.TaskDetail('t2', uuid=str(uuid.uuid4()))
+    for d in (td, td2):
+        d.state = states.PENDING
+        fd.add(d)
+    book.add(fd)
+    try:
+        with contextlib.closing(b.get_connection()) as conn:
+            conn.save_logbook(book)
+            conn.update_flow_details(fd)                # PENDING, recorded
+            td.state = states.RUNNING
+            conn.update_atom_details(td)                # deferred
+            assert _row(b.engine, td.uuid)[0] == states.PENDING
+            pending = b.written._pending[td.uuid]
+            td.state = states.SUCCESS
+            td.results = 'done'
+            conn.update_atom_details(td)                # the step's end
+            assert td.uuid not in b.written._pending
+            # A flusher that took the RUNNING write just before must not
+            # land it over the step's end.
+            assert b.written._write_deferred(pending.params,
+                                             pending.expect) is False
+            assert _row(b.engine, td.uuid) == (states.SUCCESS, '"done"')
+            td2.state = states.RUNNING
+            conn.update_atom_details(td2)               # deferred
+            assert _row(b.engine, td2.uuid)[0] == states.PENDING
+    finally:
+        b.close()                                       # writes it
+    assert _row(b.engine, td2.uuid)[0] == states.RUNNING
 
 
 def test_lean_save_after_a_nested_change_is_written(tmp_path):
