@@ -34,6 +34,21 @@ def _failures(fd):
 GAVE_UP = 'gave_up'
 
 
+def _with_copy_plan(result, plan):
+    if result is not None and isinstance(plan, dict):
+        # which store strategy copied the data, and why that one
+        result = dict(result, copy={'strategy': plan.get('strategy'),
+                                    'reason': plan.get('reason')})
+    return result
+
+
+def success(clone_id, activated, plan):
+    """The outcome of a clone that ended SUCCESS, from the results of its
+    Activate and PlanCopy steps (as :func:`from_flow_detail` reads them)."""
+    return Outcome(clone_id=clone_id, state=states.SUCCESS, succeeded=True,
+                   result=_with_copy_plan(activated, plan))
+
+
 def from_flow_detail(fd):
     gave_up = (fd.meta or {}).get(GAVE_UP)
     if gave_up:
@@ -45,10 +60,7 @@ def from_flow_detail(fd):
             result = ad.results
     plan = next((ad.results for ad in fd if ad.name == c.PLAN_COPY and
                  ad.state == states.SUCCESS), None)
-    if result is not None and isinstance(plan, dict):
-        # which store strategy copied the data, and why that one
-        result = dict(result, copy={'strategy': plan.get('strategy'),
-                                    'reason': plan.get('reason')})
+    result = _with_copy_plan(result, plan)
     succeeded = fd.state == states.SUCCESS
     step, message, cleanup_failed = None, '', False
     if not succeeded:

@@ -131,6 +131,12 @@ def run(engine, backend, clone_id):
         engine.run()
     except Exception:  # the failure is persisted; the outcome reads it
         LOG.info('Clone %s ended with a failure', clone_id, exc_info=True)
+    else:
+        if engine.storage.get_flow_state() == states.SUCCESS:
+            # Saved before run() returned (the engine saves every state it
+            # reaches): no need to read the whole flow back.
+            return outcome.success(clone_id, engine.storage.get(c.ACTIVATE),
+                                   engine.storage.get(c.PLAN_COPY))
     fd = load_flow(backend, clone_id)[1]
     out = outcome.from_flow_detail(fd)
     if out.cleanup_failed:

@@ -32,6 +32,7 @@ from taskflow.types import failure
 
 from clone_flows import constants as c
 from conductor import opts
+from conductor import outcome
 from conductor import persistence
 from conductor import runner
 from tests.unit import fakes
@@ -257,6 +258,9 @@ def check_clone_succeeds(conf, backend):
     _, fd = runner.load_flow(backend, store[c.CLONE_ID])
     assert fd.state == states.SUCCESS
     assert {ad.state for ad in fd} == {states.SUCCESS}
+    # The outcome the runner made from the engine is the persisted one.
+    assert out == outcome.from_flow_detail(fd)
+    assert out.result['copy']['strategy'] == 'http'
     return out
 
 
