@@ -515,11 +515,12 @@ def main():
                 if not same_bits(source, copy):
                     raise RuntimeError(f'({m}) made a wrong copy: {copy}')
                 if m == 'a':
-                    rss[size_mib] = [extra['rss_mib']]
+                    peak = extra['rss_mib']
+                    rss[size_mib] = [peak]
                 else:
-                    conductor_rss[size_mib] = extra['conductor_rss_mib']
+                    peak = conductor_rss[size_mib] = extra['conductor_rss_mib']
                 say(f'{size_mib} MiB cloned by ({m}) in {seconds:.1f} s, '
-                    f'peak RSS ' + f"{extra.get('rss_mib') or extra['conductor_rss_mib']:.1f} MiB")
+                    f'peak RSS {peak:.1f} MiB')
             one.delete(source['id'])
     except BaseException:
         failed = True

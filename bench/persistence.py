@@ -9,16 +9,18 @@ clone graph in-process (``conductor.runner``: save the logbook, build and
 prepare the engine, run the nine tasks and the retry, read the outcome)
 against the fake Glance regions of ``tests/unit/fakes.py``, so what is
 measured is TaskFlow's engine, its persistence and the little work the
-tasks themselves do against the fakes (no network).  Each persistence backend -- a sqlite file, MariaDB
-(127.0.0.1:3306, root) and PostgreSQL (127.0.0.1:5432, postgres); each in a
-database of its own made for this run and dropped at the end -- is measured
-in three variants, by ``[persistence]`` options of ``conductor.persistence``:
+tasks themselves do against the fakes (no network).  Each persistence
+backend -- a sqlite file, MariaDB (127.0.0.1:3306, root) and PostgreSQL
+(127.0.0.1:5432, postgres); each in a database of its own made for this run
+and dropped at the end -- is measured in three variants, by
+``[persistence]`` options of ``conductor.persistence``:
 
   stock   TaskFlow 6.5's backend as it is (``cache_table_metadata = false``):
           table metadata rebuilt on every storage call;
   cached  the fix: table metadata built once per backend, TaskFlow's code
           otherwise (``lean_saves = false``);
-  lean    the default: cached tables and one-statement saves.
+  lean    the default: cached tables, one-statement saves, no-op saves
+          skipped and steps' RUNNING states deferred.
 
 plus ``memory``: TaskFlow's in-memory backend (no copies), i.e. the engine
 alone, the floor any database backend adds to; and ``tasks``: no TaskFlow

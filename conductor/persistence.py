@@ -218,8 +218,9 @@ def _fold_engine_progress(ad, params, last_state):
     """Write a task's state change with the progress the engine sets next.
 
     TaskFlow saves a task twice per state change: the state (and result),
-    then the progress it starts or ends at -- 18 of a clone's 48 commits.  The first write already carries that progress, so the second
-    one changes nothing in the row and :meth:`LeanSavesConnection.
+    then the progress it starts or ends at -- 18 of a clone's 48 commits.
+    The first write already carries that progress, so the second one
+    changes nothing in the row and :meth:`LeanSavesConnection.
     update_atom_details` skips it.  Only on a state change: a progress the
     task reports while it runs (the copy's bytes) is written as it comes.
     """
@@ -400,7 +401,8 @@ class LeanSavesConnection(CachedTablesConnection):
     A save that would write exactly what this process last wrote to the
     row is skipped: with :func:`_fold_engine_progress` that is the engine's
     progress save after each task state change (48 -> 30 commits per
-    clone).  The row still ends as TaskFlow's code leaves it.
+    clone); a step's move into RUNNING is deferred (:class:`_WrittenRows`,
+    30 -> 19).  The row still ends as TaskFlow's code leaves it.
     """
 
     def update_atom_details(self, atom_detail):
@@ -454,11 +456,12 @@ class LeanSavesConnection(CachedTablesConnection):
                 stored = set(conn.execute(
                     st.atom_uuids, {'b_parent': flow_detail.uuid}).scalars())
                 rows = {ad.uuid: _atom_params(ad) for ad in flow_detail}
-                new = [_new_atom_params(ad, rows[ad.uuid], flow_detail.uuid)
-                       for ad in flow_detail if ad.uuid not in stored]
                 snapshots = {u: written.snapshot(p) for u, p in rows.items()}
-                old = [p for u, p in rows.items() if u in stored and
-                       written.get(u)[1] != snapshots[u]]
+                changed = [ad for ad in flow_detail if ad.uuid not in stored
+                           or written.get(ad.uuid)[1] != snapshots[ad.uuid]]
+                new = [_new_atom_params(ad, rows[ad.uuid], flow_detail.uuid)
+                       for ad in changed if ad.uuid not in stored]
+                old = [rows[ad.uuid] for ad in changed if ad.uuid in stored]
                 if new:
                     conn.execute(st.insert_atom, new)
                 if old:
@@ -470,8 +473,9 @@ class LeanSavesConnection(CachedTablesConnection):
                                             {'b_uuids': sorted(theirs)}):
                         e_fd.add(self._converter.convert_atom_detail(
                             row._mapping))
-            for u, p in rows.items():           # committed: what rows hold
-                written.put(u, p['state'], snapshots[u])
+            for ad in changed:                  # committed: what rows hold
+                written.put(ad.uuid, rows[ad.uuid]['state'],
+                            snapshots[ad.uuid])
             return e_fd
         except sa_exc.SQLAlchemyError:
             tf_exc.raise_with_cause(

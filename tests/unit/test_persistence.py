@@ -682,6 +682,12 @@ def test_a_deferred_running_never_overwrites_the_steps_end(tmp_path):
             td2.state = states.RUNNING
             conn.update_atom_details(td2)               # deferred
             assert _row(b.engine, td2.uuid)[0] == states.PENDING
+            # A flow save that finds td2 as its deferred write leaves that
+            # write pending, not recorded as done.
+            td2.meta = {'progress': 0.0}
+            conn.update_atom_details(td2)               # still deferred
+            conn.update_flow_details(fd)
+            assert _row(b.engine, td2.uuid)[0] == states.PENDING
     finally:
         b.close()                                       # writes it
     assert _row(b.engine, td2.uuid)[0] == states.RUNNING
