@@ -149,9 +149,9 @@ def _child(args):
         if args.variant == 'tasks':
             _tasks_alone(runner.FACTORY(**factory_kwargs), store, services)
         else:
-            book, fd = runner.save_new_flow(conf, backend, store)
-            engine = runner.prepare_engine(conf, backend, book, fd,
-                                           store=store, services=services)
+            book, fd, flow = runner.save_new_flow(conf, backend, store)
+            engine = runner.prepare_engine(conf, backend, book, fd, flow=flow,
+                                           services=services)
             out = runner.run(engine, backend, store[c.CLONE_ID])
             if not out.succeeded:
                 raise SystemExit(f'clone failed: {out.message}')

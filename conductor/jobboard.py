@@ -67,7 +67,7 @@ def job_details(store, task=None):
 
 def post(board, backend, conf, store, project_id=None):
     """Save the clone's flow to persistence, then post its job."""
-    book, _fd = runner.save_new_flow(conf, backend, store)
+    book, _fd, _flow = runner.save_new_flow(conf, backend, store)
     details = job_details(store)
     if project_id:
         details['project_id'] = project_id

@@ -8,11 +8,16 @@ import contextlib
 import logging
 import uuid
 
+from oslo_utils import uuidutils
 import taskflow.engines
 from taskflow import exceptions as tf_exc
+from taskflow import flow as tf_flow
+from taskflow import retry as tf_retry
 from taskflow import states
+from taskflow import storage as tf_storage
 from taskflow import task as tf_task
 from taskflow.persistence import models
+from taskflow.utils import misc as tf_misc
 
 from clone_flows import auth
 from clone_flows import constants as c
@@ -59,17 +64,64 @@ def build_store(conf, trust_id, request):
 
 
 def save_new_flow(conf, backend, store):
-    """Logbook + flow detail for a new clone (both named by the clone id)."""
+    """Logbook + flow detail for a new clone (both named by the clone id),
+    saved with the detail of every step and the store already in it.
+
+    An engine would add those itself, each in a flow save of its own (the
+    store, then the steps) on the conductor that first runs the clone; made
+    here (:func:`add_atom_details`), they are written with the flow detail
+    in one transaction, by the process that posts the clone.
+
+    Returns ``(book, fd, flow)``: the graph built for it, which an engine in
+    this process can run (:func:`prepare_engine`) without building it again.
+    """
     clone_id = store[c.CLONE_ID]
     kwargs = clone_flow_mod.factory_kwargs(conf)
+    flow = FACTORY(**kwargs)
     book = models.LogBook(f'clone-{clone_id}', uuid=clone_id)
     fd = models.FlowDetail(c.CLONE_FLOW, uuid=clone_id)
     fd.meta['store'] = dict(store)     # ids only: for the sweep and operators
     book.add(fd)
     taskflow.engines.save_factory_details(fd, FACTORY, [], kwargs)
+    add_atom_details(fd, flow, store)
     with contextlib.closing(backend.get_connection()) as conn:
         conn.save_logbook(book)
-    return book, fd
+    return book, fd, flow
+
+
+def add_atom_details(fd, flow, store):
+    """Add to a new flow detail what an engine's storage would add before
+    its first run: the store (``Storage.inject``: a task detail named
+    ``Storage.injector_name``, SUCCESS, holding it) and a PENDING detail of
+    each task and retry (``Storage.ensure_atoms``).  A unit test compares
+    them with the details TaskFlow's storage makes itself."""
+    injector = models.TaskDetail(tf_storage.Storage.injector_name,
+                                 uuidutils.generate_uuid())
+    injector.results = dict(store)
+    injector.state = states.SUCCESS
+    fd.add(injector)
+    for atom in _atoms(flow):
+        kind = (models.RetryDetail if isinstance(atom, tf_retry.Retry)
+                else models.TaskDetail)
+        ad = kind(atom.name, uuidutils.generate_uuid())
+        ad.state = states.PENDING
+        ad.version = tf_misc.get_version_string(atom)
+        fd.add(ad)
+
+
+def _atoms(flow):
+    """Every task and retry of a graph."""
+    if flow.retry is not None:
+        yield flow.retry
+    for node, _ in flow.iter_nodes():
+        if isinstance(node, tf_flow.Flow):
+            yield from _atoms(node)
+        else:
+            yield node
+
+
+def _holds_store(fd):
+    return any(ad.name == tf_storage.Storage.injector_name for ad in fd)
 
 
 def load_flow(backend, clone_id):
@@ -85,9 +137,17 @@ def load_flow(backend, clone_id):
 
 
 def prepare_engine(conf, backend, book, fd, store=None, services=None,
-                   on_progress=None):
-    """An engine for the clone, new or resumed, with transient inputs set."""
-    flow = taskflow.engines.flow_from_detail(fd)
+                   on_progress=None, flow=None):
+    """An engine for the clone, new or resumed, with transient inputs set.
+
+    ``store`` is saved only into a flow detail that lacks it (one saved
+    before :func:`save_new_flow` put it there); ``flow``: the graph
+    :func:`save_new_flow` built, else it is rebuilt from the flow detail.
+    """
+    if flow is None:
+        flow = taskflow.engines.flow_from_detail(fd)
+    if _holds_store(fd):
+        store = None
     engine = taskflow.engines.load(flow, store=store, book=book,
                                    flow_detail=fd, backend=backend,
                                    engine='serial')

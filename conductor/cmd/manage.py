@@ -135,11 +135,11 @@ def cmd_clone(conf, args):
         except exceptions.CloneError as e:
             print(f'clone-manage: {e}', file=sys.stderr)
             return 1
-        book, fd = runner.save_new_flow(conf, backend, store)
+        book, fd, flow = runner.save_new_flow(conf, backend, store)
         clone_id = store['clone_id']
         print(f'clone {clone_id}: {args.source_region}/{args.image} -> '
               f'{args.target_region}', file=sys.stderr)
-        engine = runner.prepare_engine(conf, backend, book, fd, store=store,
+        engine = runner.prepare_engine(conf, backend, book, fd, flow=flow,
                                        on_progress=bar)
     return _report(args, clone_id, runner.run(engine, backend, clone_id), bar)
 

@@ -32,10 +32,10 @@ def _store(image_id, **overrides):
 
 def _clone(conf, cloud, store, services=None):
     backend = persistence.get_backend(conf)
-    book, fd = runner.save_new_flow(conf, backend, store)
+    book, fd, flow = runner.save_new_flow(conf, backend, store)
     services = services or fakes.FakeServices(conf, cloud)
     progress = []
-    engine = runner.prepare_engine(conf, backend, book, fd, store=store,
+    engine = runner.prepare_engine(conf, backend, book, fd, flow=flow,
                                    services=services,
                                    on_progress=progress.append)
     out = runner.run(engine, backend, store[c.CLONE_ID])

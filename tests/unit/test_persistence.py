@@ -241,8 +241,8 @@ def new_store(image_id):
 
 
 def clone(conf, backend, cloud, store):
-    book, fd = runner.save_new_flow(conf, backend, store)
-    engine = runner.prepare_engine(conf, backend, book, fd, store=store,
+    book, fd, flow = runner.save_new_flow(conf, backend, store)
+    engine = runner.prepare_engine(conf, backend, book, fd, flow=flow,
                                    services=fakes.FakeServices(conf, cloud))
     return runner.run(engine, backend, store[c.CLONE_ID])
 
@@ -718,27 +718,37 @@ def test_lean_save_after_a_nested_change_is_written(tmp_path):
 
 
 def test_lean_flow_save_rewrites_only_the_atoms_that_changed(tmp_path):
-    b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean'))
+    conf = make_conf(sqlite_url(tmp_path), 'lean')
+    b = persistence.get_backend(conf)
+    other = persistence.get_backend(conf)   # as another process would
     book = models.LogBook('b')
     fd = models.FlowDetail('f', uuid=str(uuid.uuid4()))
     tds = [models.TaskDetail(f't{i}', uuid=str(uuid.uuid4())) for i in range(3)]
     for td in tds:
         fd.add(td)
     book.add(fd)
-    rewritten = []
+    rewritten, statements = [], []
 
     def count_update(conn, cursor, statement, params, context, many):
+        statements.append(statement.split()[0:3])
         if statement.startswith('UPDATE atomdetails'):
             rewritten.extend(p[-1] for p in (params if many else [params]))
 
-    sa.event.listen(b.engine, 'before_cursor_execute', count_update)
+    for backend in (b, other):
+        sa.event.listen(backend.engine, 'before_cursor_execute',
+                        count_update)
     try:
         with contextlib.closing(b.get_connection()) as conn:
-            conn.save_logbook(book)
+            conn.save_logbook(book)             # the atoms, as they are
+            del statements[:]
+            fd.state = states.RUNNING
+            conn.update_flow_details(fd)        # no atom changed: one UPDATE
+            assert rewritten == []
+            assert statements == [['UPDATE', 'flowdetails', 'SET']]
+        with contextlib.closing(other.get_connection()) as conn:
             conn.update_flow_details(fd)        # all three: never written
             assert sorted(rewritten) == sorted(td.uuid for td in tds)
             del rewritten[:]
-            fd.state = states.RUNNING
             tds[1].state = states.SUCCESS
             tds[1].results = {'size': 1}
             conn.update_flow_details(fd)
@@ -752,6 +762,7 @@ def test_lean_flow_save_rewrites_only_the_atoms_that_changed(tmp_path):
                 a.name: (a.state, a.results) for a in tds}
     finally:
         b.close()
+        other.close()
 
 
 @pytest.mark.parametrize('synchronous, code', [('NORMAL', 1), ('FULL', 2)])
