@@ -9,6 +9,7 @@ tests/unit/test_persistence.py.
 """
 import contextlib
 import os
+import time
 import uuid
 
 import pytest
@@ -155,3 +156,86 @@ def test_processes_share_one_database(databases):
     # Three processes start together on an empty database (schema creation
     # races), then clone at the same time.
     tp.check_processes_share_database(databases.new(), processes=3)
+
+
+# -- the connection pools ----------------------------------------------------
+
+def _kill_connections(databases, url):
+    """End, on the server, every connection to the database of ``url``."""
+    name = sa.engine.make_url(url).database
+    with databases._admin.connect() as conn:
+        if databases.kind == 'postgresql':
+            conn.exec_driver_sql(
+                'SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+            return
+        ids = conn.exec_driver_sql(
+            'SELECT id FROM information_schema.processlist '
+            f"WHERE db = '{name}' AND id <> CONNECTION_ID()").scalars().all()
+        for i in ids:
+            conn.exec_driver_sql(f'KILL {int(i)}')
+
+
+@pytest.mark.parametrize('kind', ['mysql', 'postgresql'])
+def test_a_dead_idle_connection_is_replaced_before_use(kind, tmp_path):
+    """Connections are checked only after idling ([persistence]
+    ping_idle_after); one the server closed meanwhile is replaced before a
+    save uses it, so the clone does not notice."""
+    dbs = Databases(kind, tmp_path)
+    try:
+        url = dbs.new()
+        conf = tp.make_conf(url, 'lean', ping_idle_after=0.2)
+        backend = persistence.get_backend(conf)
+        replaced, failed = [], []
+        try:
+            tp.check_clone_succeeds(conf, backend)      # fills both pools
+            for engine in (backend.engine, backend._autocommit):
+                sa.event.listen(engine, 'invalidate',
+                                lambda *a: replaced.append(a))
+                sa.event.listen(engine, 'handle_error',
+                                lambda ctx: failed.append(ctx))
+            _kill_connections(dbs, url)
+            time.sleep(0.5)
+            tp.check_clone_succeeds(conf, backend)
+        finally:
+            backend.close()
+        assert replaced, 'no dead connection was found and replaced'
+        assert [ctx.original_exception for ctx in failed] == []
+    finally:
+        dbs.close()
+
+
+def test_pymysql_connection_is_rolled_back_only_when_a_transaction_is_open(
+        tmp_path):
+    """SQLAlchemy rolls back every connection it takes back into the pool;
+    on MariaDB that is a round trip even after a commit.  Only a connection
+    with a transaction still open is rolled back now."""
+    dbs = Databases('mysql', tmp_path)
+    try:
+        url = dbs.new()
+        conf = tp.make_conf(url, 'lean', max_pool_size=1)
+        backend = persistence.get_backend(conf)
+        logbooks = backend.tables.logbooks
+
+        def session_rollbacks(conn):
+            return int(conn.exec_driver_sql(
+                "SHOW SESSION STATUS LIKE 'Com_rollback'").first()[1])
+        try:
+            with backend.engine.connect() as conn:
+                before = session_rollbacks(conn)
+                conn.commit()
+            for i in range(3):          # committed, then returned
+                with backend.engine.begin() as conn:
+                    conn.execute(sa.insert(logbooks).values(
+                        uuid=f'committed-{i}', name='x'))
+            with backend.engine.connect() as conn:   # left open: rolled back
+                conn.execute(sa.insert(logbooks).values(uuid='open', name='x'))
+            with backend.engine.connect() as conn:   # the same session
+                assert session_rollbacks(conn) == before + 1
+                got = set(conn.execute(sa.select(logbooks.c.uuid)).scalars())
+                conn.commit()
+        finally:
+            backend.close()
+        assert got == {f'committed-{i}' for i in range(3)}
+    finally:
+        dbs.close()

@@ -467,6 +467,30 @@ def test_round_trip(backend):
     check_round_trip(backend)
 
 
+def test_a_new_flow_holds_what_an_engine_would_add(tmp_path):
+    """save_new_flow makes the store's and every step's detail itself (so
+    they are written with the flow, in one transaction): the same details
+    TaskFlow's engine adds to an empty flow detail before its first run."""
+    conf = make_conf(sqlite_url(tmp_path))
+    store = new_store('image-1')
+
+    def details(fd):
+        return {ad.name: (type(ad).__name__,
+                          {k: v for k, v in ad.to_dict().items()
+                           if k != 'uuid'}) for ad in fd}
+    ours = models.FlowDetail(c.CLONE_FLOW, uuid=store[c.CLONE_ID])
+    flow = runner.FACTORY(**runner.clone_flow_mod.factory_kwargs(conf))
+    runner.add_atom_details(ours, flow, store)
+
+    theirs = models.FlowDetail(c.CLONE_FLOW, uuid=store[c.CLONE_ID])
+    engine = engines.load(runner.FACTORY(), store=store, flow_detail=theirs,
+                          engine='serial')
+    engine.compile()
+    engine.prepare()
+    assert len(theirs) == 12            # the store, 9 tasks and 2 retries
+    assert details(ours) == details(theirs)
+
+
 def test_clone_flow_succeeds(tmp_path, variant, backend):
     check_clone_succeeds(make_conf(sqlite_url(tmp_path), variant), backend)
 
