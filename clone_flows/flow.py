@@ -17,6 +17,7 @@ from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows.tasks import activate
 from clone_flows.tasks import authorize
+from clone_flows.tasks import common
 from clone_flows.tasks import copy_data
 from clone_flows.tasks import hold_trust
 from clone_flows.tasks import plan_copy
@@ -55,7 +56,7 @@ def _last_failures(history):
         else []
 
 
-class RetryWhenUnavailable(retry.Times):
+class RetryWhenUnavailable(common.ArgMappingOnce, retry.Times):
     """Tries the copy again when a region stopped answering.
 
     A reserved image still busy with an earlier attempt is left to the
@@ -82,7 +83,7 @@ class RetryWhenUnavailable(retry.Times):
         return decision
 
 
-class RetryWithFreshImage(retry.Times):
+class RetryWithFreshImage(common.ArgMappingOnce, retry.Times):
     """Replaces a reserved image that an earlier, paused attempt still
     writes into: ReserveImage's revert deletes it, the next try reserves a
     fresh one.  Anything else reverts the whole clone."""

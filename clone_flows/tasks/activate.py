@@ -1,16 +1,15 @@
 import logging
 
-from taskflow import task
-
 from clone_flows import constants as c
 from clone_flows import glance
 from clone_flows import metadata
 from clone_flows import utils
+from clone_flows.tasks import common
 
 LOG = logging.getLogger(__name__)
 
 
-class Activate(task.Task):
+class Activate(common.Task):
     """Reveals the proven copy: the user's visibility, hidden and protected.
 
     Provides the result the user sees.  Reversion strategy: hide it again,

@@ -1,11 +1,10 @@
 import logging
 import uuid
 
-from taskflow import task
-
 from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows import glance
+from clone_flows.tasks import common
 
 LOG = logging.getLogger(__name__)
 
@@ -18,7 +17,7 @@ def check_image_id(image_id):
         raise exceptions.InvalidImageId(image_id)
 
 
-class Authorize(task.Task):
+class Authorize(common.Task):
     """The user may read the (active) source image; both regions exist.
 
     Provides the source image's metadata as seen now; later steps compare

@@ -6,11 +6,12 @@ from taskflow import task
 from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows.stores import base
+from clone_flows.tasks import common
 
 LOG = logging.getLogger(__name__)
 
 
-class CopyData(task.Task):
+class CopyData(common.Task):
     """Moves the image's bytes with the planned store strategy.
 
     Reports progress (bytes done/total, rate) through TaskFlow's progress

@@ -1,9 +1,8 @@
-from taskflow import task
-
 from clone_flows import constants as c
+from clone_flows.tasks import common
 
 
-class HoldTrust(task.Task):
+class HoldTrust(common.Task):
     """Proves the service can act for the user through their trust.
 
     Reversion strategy: the clone is over; revoke the trust (it also expires

@@ -1,15 +1,14 @@
 import logging
 
-from taskflow import task
-
 from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows.stores import base
+from clone_flows.tasks import common
 
 LOG = logging.getLogger(__name__)
 
 
-class PlanCopy(task.Task):
+class PlanCopy(common.Task):
     """Chooses the store strategy and says why.
 
     ``auto`` tries the strategies in the configured order of preference and

@@ -1,9 +1,8 @@
-from taskflow import task
-
 from clone_flows import constants as c
+from clone_flows.tasks import common
 
 
-class ReleaseTrust(task.Task):
+class ReleaseTrust(common.Task):
     """The clone succeeded: revoke the trust that let the service act.
 
     Reversion strategy: nothing to undo (this is the last step; a trust that

@@ -1,6 +1,5 @@
 import logging
 
-from taskflow import task
 from taskflow.types import failure as tf_failure
 
 from clone_flows import constants as c
@@ -8,6 +7,7 @@ from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows import metadata
 from clone_flows import utils
+from clone_flows.tasks import common
 
 LOG = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def find_reserved(target, clone_id):
         target.find_images(**{metadata.PROVENANCE_CLONE: clone_id})
 
 
-class ReserveImage(task.Task):
+class ReserveImage(common.Task):
     """Creates the target image, queued, private and hidden, with provenance.
 
     Idempotent: an image this clone already reserved is reused, so a re-run

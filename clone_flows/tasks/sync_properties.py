@@ -1,14 +1,13 @@
 import logging
 
-from taskflow import task
-
 from clone_flows import constants as c
 from clone_flows import metadata
+from clone_flows.tasks import common
 
 LOG = logging.getLogger(__name__)
 
 
-class SyncProperties(task.Task):
+class SyncProperties(common.Task):
     """Copies the source's appropriate metadata once (the metadata policy).
 
     Idempotent: it sets values, so a re-run sets the same values again.

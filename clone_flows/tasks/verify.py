@@ -1,11 +1,10 @@
-from taskflow import task
-
 from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows import glance
+from clone_flows.tasks import common
 
 
-class Verify(task.Task):
+class Verify(common.Task):
     """The copy's size, checksum and hash equal the source's.
 
     Also re-reads the source: an image deleted or deactivated during the copy
