@@ -491,6 +491,27 @@ def test_a_new_flow_holds_what_an_engine_would_add(tmp_path):
     assert details(ours) == details(theirs)
 
 
+def test_clone_engines_storage_uses_the_reentrant_lock(tmp_path):
+    conf = make_conf(sqlite_url(tmp_path))
+    backend = persistence.get_backend(conf)
+    try:
+        book, fd, flow = runner.save_new_flow(conf, backend,
+                                              new_store('image-1'))
+        engine = runner.prepare_engine(conf, backend, book, fd, flow=flow,
+                                       services=object())
+        lock = engine.storage.lock          # what TaskFlow's code takes
+        assert isinstance(lock, runner.ReentrantStorageLock)
+        with lock.write_lock(), lock.read_lock():       # reentrant
+            held = threading.Thread(target=lambda: lock.read_lock().acquire(
+                blocking=False) and out.append('got'))
+            out = []
+            held.start()
+            held.join()
+            assert out == []            # exclusive: no other thread gets in
+    finally:
+        backend.close()
+
+
 def test_clone_flow_succeeds(tmp_path, variant, backend):
     check_clone_succeeds(make_conf(sqlite_url(tmp_path), variant), backend)
 
