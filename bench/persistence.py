@@ -133,8 +133,13 @@ def _child(args):
     commits = [0]       # transactions the database committed
     if args.variant not in ('memory', 'tasks'):
         import sqlalchemy as sa
-        sa.event.listen(backend.engine, 'commit',
-                        lambda conn: commits.__setitem__(0, commits[0] + 1))
+
+        def count(*args):
+            commits[0] += 1
+        sa.event.listen(backend.engine, 'commit', count)
+        autocommit = getattr(backend, '_autocommit', None)
+        if autocommit is not None:      # each statement commits by itself
+            sa.event.listen(autocommit, 'before_cursor_execute', count)
 
     cloud = {'R1': fakes.FakeGlanceRegion('R1'),
              'R2': fakes.FakeGlanceRegion('R2')}

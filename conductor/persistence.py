@@ -91,8 +91,13 @@ persistence_group_opts = [
     cfg.BoolOpt('lean_saves', default=True,
                 help='With cache_table_metadata: save an atom detail with one '
                      'UPDATE (TaskFlow reads the row first, then rewrites '
-                     'it) and a flow detail with batched statements. The '
-                     'rows written are the same.'),
+                     'it), a flow detail and a new logbook with batched '
+                     'statements, and skip saves that change nothing; on '
+                     'MariaDB and PostgreSQL, single-statement saves use a '
+                     'second, autocommit connection pool (up to '
+                     'max_pool_size more connections), and pooled '
+                     'connections are checked only after ping_idle_after. '
+                     'The rows written are the same.'),
     cfg.FloatOpt('running_write_delay', default=0.5, min=0,
                  help='With lean_saves: write that a step started RUNNING '
                       'only once it has run this many seconds (or reports '
@@ -101,8 +106,9 @@ persistence_group_opts = [
                       'start was not written is run again on resume, as '
                       'one whose start was. 0 writes every start at once.'),
     cfg.FloatOpt('ping_idle_after', default=30.0, min=0,
-                 help='Seconds a pooled database connection may sit unused '
-                      'before it is checked (a "SELECT 1") on its next use; '
+                 help='With lean_saves, on MariaDB and PostgreSQL: seconds a '
+                      'pooled database connection may sit unused before it '
+                      'is checked (a "SELECT 1") on its next use; '
                       'connections used more recently are trusted. Keep it '
                       'below any idle timeout between the conductors and '
                       'the database (a proxy\'s, the server\'s '
@@ -111,7 +117,9 @@ persistence_group_opts = [
                       'saves again on a new one. 0 checks every use, as '
                       'TaskFlow does on MariaDB.'),
     cfg.IntOpt('max_pool_size', default=5, min=1,
-               help='Database connections kept open per process. Keep it at '
+               help='Database connections kept open per process and pool '
+                    '(with lean_saves, MariaDB and PostgreSQL get two pools: '
+                    'transactions and single statements). Keep it at '
                     'least [conductor] max_concurrent_clones + 1: a storage '
                     'call beyond it opens and closes a connection of its own '
                     '(with PyMySQL that alone costs ~40 ms of CPU: it builds '
@@ -313,11 +321,12 @@ class _WrittenRows:
         while len(self._rows) > self._size:
             self._rows.popitem(last=False)
 
-    def forget(self, uuids):
+    def observed(self, uuid, state, snapshot):
+        """Record what a row was just read to hold (unless this process
+        holds a RUNNING of its own back for it: that write still stands)."""
         with self._cond:
-            for uuid in uuids:
-                self._rows.pop(uuid, None)
-                self._pending.pop(uuid, None)
+            if uuid not in self._pending:
+                self._record(uuid, state, snapshot)
 
     def defer(self, uuid, params, snapshot):
         """Hold back writing ``params`` (a move into RUNNING); False if it
@@ -380,10 +389,12 @@ class _WrittenRows:
             flusher.join(timeout=30)
 
 
-class _ForgettingAlchemist(impl_sqlalchemy._Alchemist):
-    """TaskFlow's row converter; an atom read from the database is
-    forgotten by :class:`_WrittenRows` (another process may have written
-    it since), so its next save is written whatever it holds."""
+class _RecordingAlchemist(impl_sqlalchemy._Alchemist):
+    """TaskFlow's row converter; an atom read from the database is recorded
+    in :class:`_WrittenRows` as what its row holds, so a save that would
+    write it back unchanged is skipped (a conductor resuming a clone reads
+    every atom, then saves the flow: one ``UPDATE`` of the flow row instead
+    of every atom rewritten)."""
 
     def __init__(self, tables, written):
         super().__init__(tables)
@@ -391,7 +402,9 @@ class _ForgettingAlchemist(impl_sqlalchemy._Alchemist):
 
     def convert_atom_detail(self, row):
         ad = super().convert_atom_detail(row)
-        self._written.forget((ad.uuid,))
+        params = _atom_params(ad)
+        self._written.observed(ad.uuid, params['state'],
+                               self._written.snapshot(params))
         return ad
 
 
@@ -572,7 +585,7 @@ class CachedTablesBackend(impl_sqlalchemy.SQLAlchemyBackend):
         self.written = _WrittenRows(
             write_deferred=self._write_deferred,
             delay=running_write_delay if lean_saves else 0.0)
-        self.converter = (_ForgettingAlchemist(self.tables, self.written)
+        self.converter = (_RecordingAlchemist(self.tables, self.written)
                           if lean_saves else
                           impl_sqlalchemy._Alchemist(self.tables))
         self._connection_cls = (LeanSavesConnection if lean_saves
@@ -713,12 +726,20 @@ def _pymysql_reset(dbapi_conn, record, reset_state):
         dbapi_conn.rollback()
 
 
+def _lean(conf):
+    return conf.persistence.cache_table_metadata and conf.persistence.lean_saves
+
+
 def backend_conf(conf):
     """The TaskFlow backend configuration for ``[persistence]``.
 
     A sqlite file gets a connection pool (TaskFlow uses none: every storage
     call would open the file and parse its schema again) and write-ahead
     logging, so that processes sharing the file read while one writes.
+    With ``lean_saves``, MariaDB and PostgreSQL connections are checked only
+    after idling (:func:`_watch_idle`, not on every checkout) and PyMySQL's
+    are rolled back on return only with a transaction open
+    (:func:`_pymysql_reset`).
     """
     url = conf.persistence.connection
     size = conf.persistence.max_pool_size
@@ -728,10 +749,10 @@ def backend_conf(conf):
                                   'pool_size': size}
     elif not url.startswith('sqlite'):
         tf_conf['max_pool_size'] = size
-        # Pooled connections are checked only after idling (_watch_idle).
-        tf_conf['checkout_ping'] = False
-        if _is_pymysql(url):
-            tf_conf['engine_args'] = {'pool_reset_on_return': None}
+        if _lean(conf):
+            tf_conf['checkout_ping'] = False
+            if _is_pymysql(url):
+                tf_conf['engine_args'] = {'pool_reset_on_return': None}
     return tf_conf
 
 
@@ -752,14 +773,12 @@ def make_backend(conf):
     if _is_sqlite_file(url):
         sa.event.listen(backend.engine, 'connect', _sqlite_pragmas(
             conf.persistence.sqlite_synchronous))
-    elif not url.startswith('sqlite'):
+    elif not url.startswith('sqlite') and _lean(conf):
         _watch_idle(backend.engine, conf.persistence.ping_idle_after)
         if _is_pymysql(url):
             sa.event.listen(backend.engine, 'reset', _pymysql_reset)
-        if conf.persistence.cache_table_metadata and \
-                conf.persistence.lean_saves:
-            backend.use_autocommit_pool(conf.persistence.max_pool_size,
-                                        conf.persistence.ping_idle_after)
+        backend.use_autocommit_pool(conf.persistence.max_pool_size,
+                                    conf.persistence.ping_idle_after)
     return backend
 
 

@@ -805,6 +805,25 @@ def test_lean_flow_save_rewrites_only_the_atoms_that_changed(tmp_path):
             assert got.state == states.RUNNING
             assert {a.name: (a.state, a.results) for a in got} == {
                 a.name: (a.state, a.results) for a in tds}
+        # A process that read the flow (a conductor resuming the clone)
+        # knows what its atoms' rows hold.
+        resumer = persistence.get_backend(conf)
+        sa.event.listen(resumer.engine, 'before_cursor_execute', count_update)
+        with contextlib.closing(resumer.get_connection()) as conn:
+            read = conn.get_logbook(book.uuid).find(fd.uuid)
+            del statements[:]
+            read.meta['attempts'] = 1
+            conn.update_flow_details(read)
+            assert statements == [['UPDATE', 'flowdetails', 'SET']]
+            del rewritten[:]
+            for ad in read:
+                conn.update_atom_details(ad)        # as read: skipped
+            assert rewritten == []
+            changed = read.find(tds[2].uuid)
+            changed.state = states.RUNNING
+            conn.update_flow_details(read)
+            assert rewritten == [tds[2].uuid]
+        resumer.close()
     finally:
         b.close()
         other.close()
