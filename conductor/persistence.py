@@ -505,7 +505,9 @@ class LeanSavesConnection(CachedTablesConnection):
         written = self._backend.written
         rows = {ad.uuid: _atom_params(ad) for ad in flow_detail}
         snapshots = {u: written.snapshot(p) for u, p in rows.items()}
-        if all(written.get(u)[1] == snapshots[u] for u in rows):
+        # (A flow detail without atoms may be one loaded lazily: the full
+        # save reads the atoms the database has back into it.)
+        if rows and all(written.get(u)[1] == snapshots[u] for u in rows):
             return self._update_flow_row(flow_detail)
         try:
             with self._engine.begin() as conn:

@@ -829,6 +829,28 @@ def test_lean_flow_save_rewrites_only_the_atoms_that_changed(tmp_path):
         other.close()
 
 
+def test_lean_flow_save_of_a_lazily_loaded_flow_returns_its_atoms(tmp_path):
+    """A flow detail loaded without its atoms is saved the full way, which
+    reads the stored atoms back into it (TaskFlow's storage would otherwise
+    take them for missing and make new ones)."""
+    conf = make_conf(sqlite_url(tmp_path), 'lean')
+    b = persistence.get_backend(conf)
+    try:
+        book = models.LogBook('b')
+        fd = models.FlowDetail('f', uuid=str(uuid.uuid4()))
+        fd.add(models.TaskDetail('t', uuid=str(uuid.uuid4())))
+        book.add(fd)
+        with contextlib.closing(b.get_connection()) as conn:
+            conn.save_logbook(book)
+            lazy = conn.get_logbook(book.uuid, lazy=True)
+            bare = models.FlowDetail('f', uuid=fd.uuid)
+            assert len(lazy) == 0 and len(bare) == 0
+            saved = conn.update_flow_details(bare)
+        assert [ad.name for ad in saved] == ['t']
+    finally:
+        b.close()
+
+
 @pytest.mark.parametrize('synchronous, code', [('NORMAL', 1), ('FULL', 2)])
 def test_sqlite_file_is_wal_with_the_configured_synchronous(
         tmp_path, synchronous, code):
