@@ -390,5 +390,6 @@ def main():
           f'{floor["cpu_ms"]:.1f} ms CPU per clone, '
           f'{floor["cpu_ms"] - work:.1f} ms of it orchestration.')
 
+
 if __name__ == '__main__':
     main()

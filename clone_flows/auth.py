@@ -10,7 +10,6 @@ import logging
 
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import loading as ks_loading
-from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
 from clone_flows import exceptions

@@ -171,7 +171,6 @@ class ClaimGuard:
         if not reverting and cond.records.cancel_requested(self._clone_id):
             raise exceptions.Cancelled()
 
-
     def _owner(self, cond):
         """The claim's owner; a read that fails because the connection
         blinked waits for the session to come back and reads again."""

@@ -47,7 +47,7 @@ class ArgMappingOnce:
             mappings = cls.__dict__.get('_arg_mappings')
             if mappings is None:
                 mappings = {}
-                cls._arg_mappings = mappings    # this class's own, not a base's
+                cls._arg_mappings = mappings    # this class's, not a base's
             found = mappings.get(key)
         if found is None:
             found = build()

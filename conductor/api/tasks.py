@@ -10,7 +10,6 @@ import logging
 import urllib.parse
 import uuid
 
-import webob
 from oslo_policy import policy as oslo_policy
 
 from conductor.api import policies

@@ -4,7 +4,6 @@ Clones survive kill -9, pauses past the session timeout, ZooKeeper
 restarts and leader failover; poison jobs end; nothing runs twice.
 """
 import contextlib
-import json
 import os
 import pathlib
 import signal

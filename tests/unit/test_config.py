@@ -1,5 +1,4 @@
 """Configuration: one list_opts, a sample file kept honest."""
-import os
 import pathlib
 import subprocess
 import sys

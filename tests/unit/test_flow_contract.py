@@ -42,9 +42,9 @@ def test_every_task_that_changes_the_world_has_its_own_revert():
     from taskflow import task
     changes = {c.HOLD_TRUST, c.RESERVE_IMAGE, c.COPY_DATA, c.SYNC_PROPERTIES,
                c.ACTIVATE}
-    for atom in _atoms(flow.clone_flow()):
-        if atom.name in changes:
-            assert type(atom).revert is not task.Task.revert, atom.name
+    for a in _atoms(flow.clone_flow()):
+        if a.name in changes:
+            assert type(a).revert is not task.Task.revert, a.name
 
 
 def test_factory_is_reimportable_by_its_dotted_name():

@@ -9,7 +9,6 @@ import hashlib
 import json
 import contextlib
 import os
-import pwd
 import secrets
 import shlex
 import shutil

@@ -7,7 +7,6 @@ import pytest
 
 from conductor.api import schemas
 from conductor.db import api as db_api
-from tests.unit.api.conftest import ALT
 
 IMAGE = '6f1d2a3b-1111-4c4c-8d8d-0123456789ab'
 
