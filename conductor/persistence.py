@@ -729,7 +729,8 @@ def _pymysql_reset(dbapi_conn, record, reset_state):
 
 
 def _lean(conf):
-    return conf.persistence.cache_table_metadata and conf.persistence.lean_saves
+    p = conf.persistence
+    return p.cache_table_metadata and p.lean_saves
 
 
 def backend_conf(conf):
