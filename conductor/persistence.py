@@ -642,6 +642,20 @@ class CachedTablesBackend(impl_sqlalchemy.SQLAlchemyBackend):
         return conn
 
 
+def flow_details(backend):
+    """Every stored flow detail, without its atoms.
+
+    One query on our backend; TaskFlow's API would load every logbook with
+    every flow and atom (the periodic sweep looks at all of them).
+    """
+    if not isinstance(backend, CachedTablesBackend):
+        with contextlib.closing(backend.get_connection()) as conn:
+            return [fd for book in conn.get_logbooks() for fd in book]
+    with backend.engine.connect() as conn:
+        return [backend.converter.convert_flow_detail(row._mapping)
+                for row in conn.execute(sa.select(backend.tables.flowdetails))]
+
+
 def _ensure_sqlite_dir(url):
     if url.startswith('sqlite:///'):
         path = url[len('sqlite:///'):]

@@ -14,6 +14,7 @@ from clone_flows import auth
 from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows.tasks import reserve_image
+from conductor import persistence
 
 LOG = logging.getLogger(__name__)
 
@@ -28,13 +29,13 @@ def mark(backend, fd, reason):
 
 
 def pending(backend):
-    """Flow details marked for the sweep and not swept yet."""
-    with contextlib.closing(backend.get_connection()) as conn:
-        for book in conn.get_logbooks():
-            for fd in book:
-                meta = fd.meta or {}
-                if meta.get(NEEDS_SWEEP) and not meta.get(SWEPT):
-                    yield fd
+    """Flow details marked for the sweep and not swept yet (without their
+    atoms: the sweep reads only the flow's meta, and the periodic sweep
+    looks at every clone stored)."""
+    for fd in persistence.flow_details(backend):
+        meta = fd.meta or {}
+        if meta.get(NEEDS_SWEEP) and not meta.get(SWEPT):
+            yield fd
 
 
 def sweep_one(conf, backend, fd, services=None):

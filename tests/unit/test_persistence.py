@@ -35,6 +35,7 @@ from conductor import opts
 from conductor import outcome
 from conductor import persistence
 from conductor import runner
+from conductor import sweep
 from tests.unit import fakes
 
 VARIANTS = {
@@ -847,6 +848,39 @@ def test_lean_flow_save_of_a_lazily_loaded_flow_returns_its_atoms(tmp_path):
             assert len(lazy) == 0 and len(bare) == 0
             saved = conn.update_flow_details(bare)
         assert [ad.name for ad in saved] == ['t']
+    finally:
+        b.close()
+
+
+@pytest.mark.parametrize('variant', ['stock', 'lean'])
+def test_sweep_finds_marked_flows_without_reading_their_atoms(
+        tmp_path, variant):
+    conf = make_conf(sqlite_url(tmp_path), variant)
+    b = persistence.get_backend(conf)
+    loaded = []
+    if variant == 'lean':
+        convert = b.converter.convert_atom_detail
+        b.converter.convert_atom_detail = lambda row: loaded.append(row) or \
+            convert(row)
+    try:
+        fds = []
+        for name in ('clean', 'marked', 'swept'):
+            book = models.LogBook(name)
+            fd = models.FlowDetail(name, uuid=str(uuid.uuid4()))
+            fd.add(models.TaskDetail('t', uuid=str(uuid.uuid4())))
+            book.add(fd)
+            with contextlib.closing(b.get_connection()) as conn:
+                conn.save_logbook(book)
+            fds.append(fd)
+        sweep.mark(b, fds[1], 'revert failed')
+        sweep.mark(b, fds[2], 'revert failed')
+        fds[2].meta[sweep.SWEPT] = 1.0
+        with contextlib.closing(b.get_connection()) as conn:
+            conn.update_flow_details(fds[2])
+        found = list(sweep.pending(b))
+        assert [fd.name for fd in found] == ['marked']
+        assert found[0].meta[sweep.NEEDS_SWEEP] == 'revert failed'
+        assert loaded == []
     finally:
         b.close()
 
