@@ -86,15 +86,12 @@ def _tasks_alone(flow, store, services):
     """Each task's ``execute`` called in the graph's order, its arguments
     wired by hand: the work of the tasks themselves, without TaskFlow."""
     from clone_flows import constants as c
+    from conductor import runner
+    from taskflow import retry as tf_retry
     values = dict(store, **{c.SERVICES: services, c.COPY_CHECKPOINT: None})
-
-    def tasks(f):
-        for node, _ in f.iter_nodes():
-            if hasattr(node, 'iter_nodes'):
-                yield from tasks(node)
-            else:
-                yield node
-    for t in tasks(flow):
+    for t in runner.atoms(flow):
+        if isinstance(t, tf_retry.Retry):
+            continue
         result = t.execute(**{arg: values.get(name)
                               for arg, name in t.rebind.items()})
         for name, index in t.save_as.items():

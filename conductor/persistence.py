@@ -428,13 +428,18 @@ class LeanSavesConnection(CachedTablesConnection):
     one ``executemany`` each) -- the same rows as TaskFlow's code, which
     rewrites every atom of the flow on every flow save.  Atoms that
     only the database has (another process added them) are read and
-    returned with the flow detail, as TaskFlow does.
+    returned with the flow detail, as TaskFlow does; a flow save that
+    changes no atom is one ``UPDATE`` of the flow row
+    (:meth:`_update_flow_row`).  ``save_logbook`` inserts a new logbook
+    with its flows and atoms in batches.
 
-    A save that would write exactly what this process last wrote to the
-    row is skipped: with :func:`_fold_engine_progress` that is the engine's
-    progress save after each task state change (48 -> 30 commits per
-    clone); a step's move into RUNNING is deferred (:class:`_WrittenRows`,
-    30 -> 19).  The row still ends as TaskFlow's code leaves it.
+    A save that would write exactly what the row holds (what this process
+    last wrote or read there) is skipped: with :func:`_fold_engine_progress`
+    that is the engine's progress save after each task state change; a
+    step's move into RUNNING is deferred (:class:`_WrittenRows`).  The row
+    still ends as TaskFlow's code leaves it.  Single-statement saves run on
+    the backend's autocommit pool where it has one
+    (:meth:`CachedTablesBackend.single_statement`).
     """
 
     def save_logbook(self, book):
@@ -453,12 +458,12 @@ class LeanSavesConnection(CachedTablesConnection):
                              for fd in book]
                     if flows:
                         conn.execute(st.insert_flow, flows)
-                    new = {ad.uuid: (_atom_params(ad), fd.uuid, ad)
-                           for fd in book for ad in fd}
+                    new = [(ad, _atom_params(ad), fd.uuid)
+                           for fd in book for ad in fd]
                     if new:
                         conn.execute(st.insert_atom, [
                             _new_atom_params(ad, params, parent)
-                            for params, parent, ad in new.values()])
+                            for ad, params, parent in new])
         except sa_exc.SQLAlchemyError:
             tf_exc.raise_with_cause(
                 tf_exc.StorageFailure,
@@ -466,8 +471,8 @@ class LeanSavesConnection(CachedTablesConnection):
         if new is None:
             return super().save_logbook(book)
         written = self._backend.written
-        for uuid, (params, _, _) in new.items():
-            written.put(uuid, params['state'], written.snapshot(params))
+        for ad, params, _ in new:
+            written.put(ad.uuid, params['state'], written.snapshot(params))
         return book
 
     def update_atom_details(self, atom_detail):
@@ -605,8 +610,8 @@ class CachedTablesBackend(impl_sqlalchemy.SQLAlchemyBackend):
 
         An atom's save is one ``UPDATE``; in a transaction it costs a
         ``COMMIT`` round trip more (and a ``BEGIN`` with psycopg2): 15 of
-        a clone's 19 commits.  Flow and logbook saves, several statements
-        each, stay transactions on TaskFlow's engine.
+        a clone's 16 commits.  Flow and logbook saves of several
+        statements stay transactions on TaskFlow's engine.
         """
         engine = sa.create_engine(
             self.engine.url, isolation_level='AUTOCOMMIT',
@@ -696,7 +701,7 @@ def _watch_idle(engine, ping_after):
     than ``ping_after`` seconds.
 
     TaskFlow pings every MariaDB checkout (``SELECT 1``): one round trip per
-    storage call, 19 per clone, on connections used milliseconds earlier.
+    transaction, on connections used milliseconds earlier.
     A connection that has been busy is trusted; one that idled is checked
     and, if dead, replaced (``DisconnectionError``: the pool invalidates it
     and checks out another).  A connection that dies between the check and

@@ -101,7 +101,7 @@ def add_atom_details(fd, flow, store):
     injector.results = dict(store)
     injector.state = states.SUCCESS
     fd.add(injector)
-    for atom in _atoms(flow):
+    for atom in atoms(flow):
         kind = (models.RetryDetail if isinstance(atom, tf_retry.Retry)
                 else models.TaskDetail)
         ad = kind(atom.name, uuidutils.generate_uuid())
@@ -110,13 +110,13 @@ def add_atom_details(fd, flow, store):
         fd.add(ad)
 
 
-def _atoms(flow):
-    """Every task and retry of a graph."""
+def atoms(flow):
+    """Every task and retry of a graph, in its order."""
     if flow.retry is not None:
         yield flow.retry
     for node, _ in flow.iter_nodes():
         if isinstance(node, tf_flow.Flow):
-            yield from _atoms(node)
+            yield from atoms(node)
         else:
             yield node
 
@@ -202,14 +202,12 @@ def inject_transients(conf, engine, services=None):
 
 def attach_progress(flow, callback):
     """Call ``callback(details)`` on every progress event of the copy."""
-    for atom, _ in flow.iter_nodes():
-        if hasattr(atom, 'iter_nodes'):
-            attach_progress(atom, callback)
-        elif atom.name == c.COPY_DATA:
-            def relay(event_type, details):
-                # The engine's own start/end events carry no byte counts.
-                if 'bytes_done' in details:
-                    callback(dict(details))
+    def relay(event_type, details):
+        # The engine's own start/end events carry no byte counts.
+        if 'bytes_done' in details:
+            callback(dict(details))
+    for atom in atoms(flow):
+        if atom.name == c.COPY_DATA:
             atom.notifier.register(tf_task.EVENT_UPDATE_PROGRESS, relay)
 
 

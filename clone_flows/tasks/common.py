@@ -10,7 +10,6 @@ TaskFlow's own code once per class and those arguments, and gives each new
 atom a copy of its own.
 """
 import collections
-import threading
 
 from taskflow import task
 from taskflow.types import sets
@@ -27,9 +26,11 @@ def _frozen(value):
 
 
 class ArgMappingOnce:
-    """Mixin for a TaskFlow atom class (put it before ``Task``/``Retry``)."""
+    """Mixin for a TaskFlow atom class (put it before ``Task``/``Retry``).
 
-    _arg_mappings_lock = threading.Lock()
+    Two threads building the same class's first atom at once may both
+    compute its mapping (one result is kept): harmless, so no lock.
+    """
 
     def _build_arg_mapping(self, executor, requires=None, rebind=None,
                            auto_extract=True, ignore_list=None):
@@ -43,16 +44,12 @@ class ArgMappingOnce:
         except TypeError:       # an argument with no hashable form
             return build()
         cls = type(self)
-        with self._arg_mappings_lock:
-            mappings = cls.__dict__.get('_arg_mappings')
-            if mappings is None:
-                mappings = {}
-                cls._arg_mappings = mappings    # this class's, not a base's
-            found = mappings.get(key)
+        mappings = cls.__dict__.get('_arg_mappings')
+        if mappings is None:
+            mappings = cls._arg_mappings = {}   # this class's, not a base's
+        found = mappings.get(key)
         if found is None:
-            found = build()
-            with self._arg_mappings_lock:
-                mappings[key] = found
+            found = mappings[key] = build()
         rebind_map, required, optional = found
         return (collections.OrderedDict(rebind_map),
                 sets.OrderedSet(required), sets.OrderedSet(optional))
