@@ -32,6 +32,13 @@ class SourceImageNotFound(CloneError):
         super().__init__(f"image {image_id} is not visible to you in {region}")
 
 
+class SourceNotDownloadable(CloneError):
+    def __init__(self, image_id, region):
+        super().__init__(
+            f"you may not download image {image_id} in {region} (the image "
+            f"service's download policy refuses it), so it cannot be cloned")
+
+
 class SourceImageNotActive(CloneError):
     def __init__(self, image_id, region, status):
         super().__init__(

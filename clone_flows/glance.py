@@ -48,6 +48,16 @@ def _patch_path(key):
     return '/' + key.replace('~', '~0').replace('/', '~1')
 
 
+def transport_detail(exc):
+    """A few words for a connection-level failure, without the library's
+    exception name or the URL (those go to the operator's log)."""
+    if isinstance(exc, ksa_exc.ConnectTimeout):
+        return 'the connection timed out'
+    if isinstance(exc, ksa_exc.ConnectFailure):
+        return 'the connection was refused or lost'
+    return 'the connection failed'
+
+
 class GlanceRegion:
     """Image API v2 of one region, as seen by one keystoneauth session."""
 
@@ -64,9 +74,11 @@ class GlanceRegion:
             url = self._api.get_endpoint()
         except ksa_exc.EndpointNotFound:
             url = None
-        except ksa_exc.ConnectFailure as e:
-            raise exceptions.ServiceUnavailable(self.region, 'the identity service',
-                                                str(e))
+        except (ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout) as e:
+            LOG.warning('The identity service did not answer for %s\'s '
+                        'endpoint: %s', self.region, e)
+            raise exceptions.ServiceUnavailable(
+                self.region, 'the identity service', transport_detail(e))
         if not url:
             raise exceptions.RegionNotFound(self.region)
         return url
@@ -95,9 +107,13 @@ class GlanceRegion:
             raise exceptions.RegionNotFound(self.region)
         except (ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout,
                 ksa_exc.RetriableConnectionFailure) as e:
-            raise exceptions.ServiceUnavailable(self.region, detail=type(e).__name__)
+            LOG.warning('%s %s in %s: %s', method, url, self.region, e)
+            raise exceptions.ServiceUnavailable(self.region,
+                                                detail=transport_detail(e))
         except ksa_exc.Unauthorized as e:
-            raise exceptions.NotAuthenticated(str(e))
+            LOG.warning('%s %s in %s: Keystone refused the delegation: %s',
+                        method, url, self.region, e)
+            raise exceptions.NotAuthenticated()
         if resp.status_code not in ok:
             if resp.status_code == 401:
                 raise exceptions.NotAuthenticated(
@@ -151,6 +167,21 @@ class GlanceRegion:
         resp = self._request('GET', f'/v2/images/{image_id}/file',
                              ok=(200, 204), stream=True)
         return resp
+
+    def may_download(self, image_id):
+        """Whether Glance lets this session download the image's data.
+
+        Asks for its first byte only (``Range: bytes=0-0``), so Glance's own
+        ``download_image`` policy decides, as it would for the user.
+        """
+        try:
+            resp = self._request('GET', f'/v2/images/{image_id}/file',
+                                 ok=(200, 204, 206, 416), stream=True,
+                                 headers={'Range': 'bytes=0-0'})
+        except Forbidden:
+            return False
+        resp.close()
+        return True
 
     def upload_data(self, image_id, chunks):
         """PUT an iterable of byte chunks as the image's data (chunked)."""

@@ -83,7 +83,11 @@ class HttpStreamStrategy(base.StoreStrategy):
         total = int(job.source_image.get('size') or 0)
         chunk_size = self.conf.http_stream.chunk_size
         counter = _Counter(total, progress)
-        src = job.source.open_data(job.source_image['id'])
+        try:
+            src = job.source.open_data(job.source_image['id'])
+        except glance.Forbidden as e:
+            raise exceptions.SourceNotDownloadable(
+                job.source_image['id'], job.source.region) from e
         try:
             job.target.upload_data(
                 image_id, counter.chunks(src.iter_content(chunk_size)))
@@ -91,8 +95,11 @@ class HttpStreamStrategy(base.StoreStrategy):
             if counter.source_error is not None:
                 raise counter.source_error from e
             if isinstance(e, glance.GlanceError):
+                LOG.warning('Clone %s: the upload into %s was refused: %s',
+                            job.clone_id, job.target.region, e)
                 raise exceptions.ServiceUnavailable(
-                    job.target.region, detail=f'upload refused: {e}') from e
+                    job.target.region,
+                    detail=f'it refused the upload (HTTP {e.status})') from e
             raise
         finally:
             src.close()
@@ -127,8 +134,9 @@ class _Counter:
                     self._progress(self.done, self.total)
                     yield chunk
         except Exception as e:  # the source broke while streaming
+            LOG.warning('The source data stream broke: %r', e)
             self.source_error = exceptions.ServiceUnavailable(
                 'the source region', what='the image data stream',
-                detail=f'{type(e).__name__}')
+                detail='the connection broke mid-copy')
             raise
         self._progress(self.done, self.total)

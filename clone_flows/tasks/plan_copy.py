@@ -55,7 +55,8 @@ class PlanCopy(common.Task):
             except Exception as e:   # a broken plugin must not stop clones
                 LOG.exception('Strategy %s could not tell whether it applies',
                               name)
-                ok, reason = False, f'could not check ({type(e).__name__})'
+                ok, reason = False, ('could not check (the operator finds '
+                                     'why in the clone\'s log)')
             if ok:
                 plan = strategy.plan(job)
                 plan.reason = '; '.join(f'{n}: {r}' for n, r in rejected.items()) \

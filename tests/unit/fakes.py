@@ -36,6 +36,7 @@ class FakeGlanceRegion:
         self.down = False
         self.fail_upload_times = 0
         self.fail_source_after = None
+        self.refuse_download = False     # Glance's download_image policy
         self.calls = []
 
     def _check(self):
@@ -105,8 +106,16 @@ class FakeGlanceRegion:
         self.data.pop(image_id, None)
         return True
 
+    def may_download(self, image_id):
+        self._check()
+        if image_id not in self.images:
+            raise glance.NotFound(self.region, 'GET', image_id, 404, '')
+        return not self.refuse_download
+
     def open_data(self, image_id):
         self._check()
+        if self.refuse_download:
+            raise glance.Forbidden(self.region, 'GET', image_id, 403, '')
         return FakeResponse(self.data[image_id], self.fail_source_after)
 
     def upload_data(self, image_id, chunks):
