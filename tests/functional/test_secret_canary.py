@@ -1,0 +1,211 @@
+"""No secret reaches anything a user can read or an operator stores.
+
+Successful and failed clones run through the real clone-api and a real
+conductor (so the task database, the persistence database, ZooKeeper and
+every log are written as in a deployment), over every installed strategy
+that applies here.  Then every surface is searched for every secret the
+local cloud holds: each Keystone user's password (the clone service user's,
+Glance's own, the users'), the token the user called clone-api with, and any
+Keystone token at all (Fernet tokens start with ``gAAAAA``: trust-scoped
+tokens the conductor obtained are unknown to the test, the shape finds
+them).  Each secret is looked for as is, URL-quoted and base64-encoded.
+
+Surfaces a user can read: task show and list, the copy and the source
+(image show, members, ``GET /v2/images/{id}/tasks`` in both regions).
+Surfaces an operator stores: every file the services wrote (sqlite
+databases of tasks and flows with their WAL files, logs; not the
+configuration files, which must hold the service's own credentials), the
+local cloud's logs, every ZooKeeper node's data, and the command line of
+every process on the machine.  The bar is zero hits; a hit names its
+surface.
+"""
+import base64
+import json
+import os
+import pathlib
+import re
+import time
+import urllib.parse
+
+import pytest
+import requests
+from kazoo import client as kazoo_client
+
+from tests.functional.conftest import user_session
+from tests.functional.test_api import running_api
+from tests.functional.test_clone_http import upload
+
+FERNET = re.compile(rb'gAAAAA[A-Za-z0-9_\-=]{60,}')
+
+
+def _forms(secret):
+    raw = secret.encode()
+    return {raw, urllib.parse.quote(secret, safe='').encode(),
+            base64.b64encode(raw), base64.urlsafe_b64encode(raw)}
+
+
+class Canary:
+    """The secrets to look for, and the hits found so far by surface."""
+
+    def __init__(self, secrets):
+        self.secrets = {name: _forms(value) for name, value in secrets.items()
+                        if value}
+        self.hits = []
+        self.kinds = set()           # the kinds of surface searched
+        self.count = 0
+
+    def scan(self, kind, where, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.kinds.add(kind)
+        self.count += 1
+        surface = f'{kind}: {where}'
+        for name, forms in self.secrets.items():
+            if any(form in data for form in forms):
+                self.hits.append(f'{surface}: {name}')
+        for token in FERNET.findall(data):
+            self.hits.append(f'{surface}: a Keystone token '
+                             f'({token[:12].decode()}...)')
+
+
+def _files(root, skip_suffixes=('.conf',)):
+    for path in sorted(pathlib.Path(root).rglob('*')):
+        if path.is_file() and not path.name.endswith(skip_suffixes) and \
+                'venv' not in path.parts:
+            yield path
+
+
+def _zookeeper_data(hosts, auth_data=None):
+    zk = kazoo_client.KazooClient(hosts=hosts, auth_data=auth_data or None,
+                                  timeout=10)
+    zk.start(timeout=15)
+    try:
+        out, todo = [], ['/']
+        while todo:
+            path = todo.pop()
+            data, _ = zk.get(path)
+            out.append((path, data or b''))
+            todo.extend(path.rstrip('/') + '/' + child
+                        for child in zk.get_children(path))
+        return out
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def _api_get(api, token, path):
+    r = requests.get(api['url'] + path, headers={'X-Auth-Token': token},
+                     timeout=30)
+    assert r.status_code == 200, (path, r.status_code, r.text)
+    return r.text
+
+
+def _post_clone(api, token, **input_):
+    input_.setdefault('source_region', 'RegionOne')
+    r = requests.post(api['url'] + '/v2/tasks', timeout=60,
+                      headers={'X-Auth-Token': token},
+                      json={'type': 'clone', 'input': input_})
+    assert r.status_code == 201, r.text
+    return r.json()['id']
+
+
+def _wait_ended(api, token, task_id, timeout=300):
+    deadline = time.monotonic() + timeout
+    while True:
+        task = json.loads(_api_get(api, token, f'/v2/tasks/{task_id}'))
+        if task['status'] in ('success', 'failure') or \
+                time.monotonic() > deadline:
+            return task
+        time.sleep(1)
+
+
+def _glance_reads(cloud, region, image_id):
+    """What demo and demo_reader can read of an image in ``region``."""
+    out = []
+    for user in ('demo', 'demo_reader'):
+        sess = user_session(cloud, user)
+        for path in (f'/v2/images/{image_id}', f'/v2/images/{image_id}/tasks',
+                     f'/v2/images/{image_id}/members'):
+            r = sess.get(path, raise_exc=False, endpoint_filter={
+                'service_type': 'image', 'region_name': region,
+                'interface': 'public'})
+            out.append((f'{region} GET {path} as {user} '
+                        f'({r.status_code})', r.text))
+    return out
+
+
+@pytest.fixture(scope='module')
+def api(cloud, tmp_path_factory):
+    with running_api(cloud, tmp_path_factory.mktemp('canary')) as running:
+        yield running
+
+
+def test_no_secret_reaches_any_surface_after_good_and_failed_clones(
+        cloud, api):
+    demo_token = user_session(cloud, 'demo').get_token()
+    secrets = {f'password of {name}': user['password']
+               for name, user in cloud['users'].items()}
+    secrets['the token demo called clone-api with'] = demo_token
+    canary = Canary(secrets)
+
+    src = upload(cloud, os.urandom(3 * 1024 * 1024), name='canary-src',
+                 hw_canary='yes')
+    tasks = {
+        'http, success': _post_clone(api, demo_token, source_image_id=src.id,
+                                     strategy='http', name='canary-copy'),
+        'auto, success': _post_clone(api, demo_token, source_image_id=src.id,
+                                     name='canary-copy-auto'),
+        'failure: no such image': _post_clone(
+            api, demo_token,
+            source_image_id='6f1d2a3b-2222-4c4c-8d8d-0123456789ab'),
+    }
+    ended = {what: _wait_ended(api, demo_token, tid)
+             for what, tid in tasks.items()}
+    assert ended['http, success']['status'] == 'success', ended
+    assert ended['auto, success']['status'] == 'success', ended
+    assert ended['failure: no such image']['status'] == 'failure', ended
+
+    # what the user reads
+    canary.scan('clone-api', 'task list', _api_get(api, demo_token,
+                                                   '/v2/tasks?type=clone'))
+    for what, tid in tasks.items():
+        canary.scan('clone-api', f'task show ({what})',
+                    _api_get(api, demo_token, f'/v2/tasks/{tid}'))
+        copy_id = (ended[what].get('result') or {}).get('image_id')
+        if copy_id:
+            for where, text in _glance_reads(cloud, 'RegionTwo', copy_id):
+                canary.scan('Glance', where, text)
+    for where, text in _glance_reads(cloud, 'RegionOne', src.id):
+        canary.scan('Glance', where, text)
+
+    # what the operator stores
+    for path in _files(api['dir']):
+        canary.scan('clone services file', path.name, path.read_bytes())
+    for path in _files(pathlib.Path(cloud['state_dir']) / 'logs'):
+        canary.scan('local cloud log', path.name, path.read_bytes())
+    conf_text = pathlib.Path(api['conf']).read_text()
+    digest = re.search(r'^auth_data\s*=\s*(\S+)', conf_text, re.M)
+    for path, data in _zookeeper_data(
+            cloud['zookeeper'],
+            [('digest', digest.group(1))] if digest else None):
+        canary.scan('ZooKeeper node', path, data)
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            cmdline = pathlib.Path(f'/proc/{pid}/cmdline').read_bytes()
+        except OSError:
+            continue
+        canary.scan('command line', f'pid {pid}', cmdline)
+
+    # the detector works: the configuration (not searched: it must hold the
+    # service's credentials) is found to hold the service user's password
+    control = Canary(secrets)
+    control.scan('control', 'clone-api configuration', conf_text)
+    assert control.hits == ['control: clone-api configuration: password of '
+                            'glance-clone']
+
+    print(f'secret canary: {canary.count} surfaces searched for '
+          f'{len(canary.secrets)} secrets and any Keystone token')
+    assert canary.kinds == {'clone-api', 'Glance', 'clone services file',
+                            'local cloud log', 'ZooKeeper node',
+                            'command line'}
+    assert canary.hits == []
