@@ -18,6 +18,7 @@ SERVICES = 'services'
 
 # -- provided as the graph runs ----------------------------------------------
 SOURCE_IMAGE = 'source_image'      # the source image's metadata
+MAPPED_PROPERTIES = 'mapped_properties'  # references, as the target knows them
 COPY_PLAN = 'copy_plan'            # strategy, reason, bytes_total
 TARGET_IMAGE_ID = 'target_image_id'
 COPY_RESULT = 'copy_result'
@@ -30,6 +31,7 @@ COPY_CHECKPOINT = 'checkpoint'     # handed back to CopyData on resume
 CLONE_FLOW = 'glance-clone'
 HOLD_TRUST = 'clone-hold-trust'
 AUTHORIZE = 'clone-authorize'
+CHECK_METADATA = 'clone-check-metadata'
 PLAN_COPY = 'clone-plan-copy'
 RESERVE_IMAGE = 'clone-reserve-image'
 RESERVE_FLOW = 'clone-reserve-and-copy'
@@ -46,6 +48,7 @@ RELEASE_TRUST = 'clone-release-trust'
 STEP_NAMES = {
     HOLD_TRUST: 'acting for you',
     AUTHORIZE: 'checking access',
+    CHECK_METADATA: "checking the image's metadata",
     PLAN_COPY: 'planning the copy',
     RESERVE_IMAGE: 'reserving the target image',
     COPY_DATA: 'copying data',

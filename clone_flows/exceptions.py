@@ -54,6 +54,32 @@ class SourceImageVanished(CloneError):
             f"copy was removed")
 
 
+class EncryptedImage(CloneError):
+    def __init__(self, image_id, region):
+        super().__init__(
+            f"image {image_id} in {region} is encrypted and its key lives in "
+            f"{region}'s key manager; this cloud does not clone encrypted "
+            f"images between regions")
+
+
+class VolumeSnapshotImage(CloneError):
+    def __init__(self, image_id, region):
+        super().__init__(
+            f"image {image_id} is a snapshot of a volume-backed server: its "
+            f"data are volume snapshots in {region}, which another region "
+            f"cannot use")
+
+
+class UnresolvedReferences(CloneError):
+    def __init__(self, image_id, source_region, target_region, refs):
+        named = ' and '.join(f'{key} {ref}' for key, ref in refs)
+        super().__init__(
+            f"image {image_id} refers to {named} in {source_region}, which "
+            f"{'has' if len(refs) == 1 else 'have'} no verified copy in your "
+            f"project in {target_region}; clone "
+            f"{'it' if len(refs) == 1 else 'them'} first")
+
+
 class TargetNotAuthorized(CloneError):
     def __init__(self, region, detail=''):
         msg = f"you are not allowed to create images in {region}"

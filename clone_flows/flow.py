@@ -1,6 +1,6 @@
 """The clone graph (DESIGN.md section 2), built by a module-level factory.
 
-    hold trust -> authorize -> plan copy
+    hold trust -> authorize -> check metadata -> plan copy
         -> [retry with a fresh image: reserve image -> [retry: copy data]]
         -> verify -> sync properties -> activate -> release trust
 
@@ -17,6 +17,7 @@ from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows.tasks import activate
 from clone_flows.tasks import authorize
+from clone_flows.tasks import check_metadata
 from clone_flows.tasks import common
 from clone_flows.tasks import copy_data
 from clone_flows.tasks import hold_trust
@@ -113,6 +114,7 @@ def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0):
     return linear_flow.Flow(c.CLONE_FLOW).add(
         hold_trust.HoldTrust(),
         authorize.Authorize(),
+        check_metadata.CheckMetadata(),
         plan_copy.PlanCopy(),
         reserve_and_copy,
         verify.Verify(),

@@ -41,6 +41,25 @@ HANDLED = {
     'min_ram': 'copied as an attribute',
 }
 
+#: Properties that point into the source region: never copied verbatim.
+#: The CheckMetadata step maps them (or refuses the image) before any data
+#: moves; the values it maps are what the copy receives.
+REFERENCES = {
+    'kernel_id': 'an image id in the source region: mapped to its verified '
+                 'copy in the target project, else the clone is refused',
+    'ramdisk_id': 'an image id in the source region: mapped to its verified '
+                  'copy in the target project, else the clone is refused',
+    'cinder_encryption_key_id': "a key in the source region's key manager: "
+                                'the clone is refused unless the operator '
+                                'declares the key manager shared, then '
+                                'copied',
+    'cinder_encryption_key_deletion_policy': 'forced to do_not_delete on a '
+                                             'copy of an encrypted image',
+    'block_device_mapping': 'Cinder snapshots in the source region: the '
+                            'clone is refused',
+    'bdm_v2': 'marks a volume-backed snapshot: the clone is refused',
+}
+
 #: Provenance properties the copy carries (outside the reserved os_glance_*).
 PROVENANCE_REGION = 'clone_source_region'
 PROVENANCE_IMAGE = 'clone_source_image_id'
@@ -61,6 +80,13 @@ metadata_opts = [
     cfg.BoolOpt('target_verifies_signatures', default=False,
                 help='Copy image signature properties (the target region '
                      'has the key manager and certificates to verify them).'),
+    cfg.BoolOpt('shared_key_manager', default=False,
+                help='Every region uses one key manager (Barbican), so an '
+                     'encrypted image\'s key id means the same key in the '
+                     'target: encrypted images are cloned with their key '
+                     'id and the copy\'s key deletion policy forced to '
+                     'do_not_delete (deleting the copy never deletes the '
+                     'source\'s key).  False: encrypted images are refused.'),
     cfg.StrOpt('default_visibility', default='private',
                choices=['private', 'shared', 'community', 'public'],
                help='Visibility of a copy when the request names none.'),
@@ -99,6 +125,8 @@ class MetadataPolicy:
             return 'skip', SOURCE_OWNED[key]
         if key in HANDLED:
             return 'handled', HANDLED[key]
+        if key in REFERENCES:
+            return 'mapped', REFERENCES[key]
         if key in PROVENANCE_KEYS:
             return 'skip', 'provenance is written anew for each copy'
         if any(fnmatch.fnmatchcase(key, p) for p in self._skip):
@@ -123,15 +151,23 @@ class MetadataPolicy:
         fields.update(provenance)
         return fields
 
-    def properties(self, source, overrides):
-        """(attributes to set, tags, skipped {key: reason})."""
+    def properties(self, source, overrides, mapped=None):
+        """(attributes to set, tags, skipped {key: reason}).
+
+        ``mapped``: the values CheckMetadata gave the source's references
+        in the target region; a reference it did not map is not copied.
+        """
         to_set, skipped = {}, {}
+        mapped = mapped or {}
         for key, value in source.items():
             action, reason = self.decide(key)
             if action == 'copy':
                 to_set[key] = value
             elif action == 'skip':
                 skipped[key] = reason
+            elif action == 'mapped' and key not in mapped:
+                skipped[key] = reason
+        to_set.update(mapped)
         for key in ('min_disk', 'min_ram'):
             if source.get(key) is not None:
                 to_set[key] = source[key]

@@ -8,7 +8,8 @@ LOG = logging.getLogger(__name__)
 
 
 class SyncProperties(common.Task):
-    """Copies the source's appropriate metadata once (the metadata policy).
+    """Copies the source's appropriate metadata once (the metadata policy),
+    with the references CheckMetadata mapped into the target region.
 
     Idempotent: it sets values, so a re-run sets the same values again.
     Reversion strategy: nothing of its own to undo; the image that received
@@ -19,13 +20,14 @@ class SyncProperties(common.Task):
         super().__init__(
             name=c.SYNC_PROPERTIES, provides=c.SYNCED_PROPERTIES,
             requires=[c.SERVICES, c.TARGET_REGION, c.SOURCE_IMAGE,
-                      c.TARGET_IMAGE_ID, c.OVERRIDES])
+                      c.TARGET_IMAGE_ID, c.OVERRIDES, c.MAPPED_PROPERTIES])
 
     def execute(self, services, target_region, source_image, target_image_id,
-                overrides):
+                overrides, mapped_properties):
         services.proceed()
         policy = metadata.MetadataPolicy.from_conf(services.conf)
-        to_set, tags, skipped = policy.properties(source_image, overrides)
+        to_set, tags, skipped = policy.properties(source_image, overrides,
+                                                  mapped_properties)
         to_set['tags'] = tags
         services.glance(target_region).update_image(target_image_id, to_set)
         return {'copied': sorted(to_set), 'skipped': skipped}

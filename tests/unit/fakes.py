@@ -164,6 +164,9 @@ class FakeServices:
     def get_token(self):
         return 'not-a-real-token'
 
+    def get_project_id(self):
+        return 'p1'          # FakeGlanceRegion's default project
+
     def glance(self, region):
         if region not in self.regions:
             raise exceptions.RegionNotFound(region)

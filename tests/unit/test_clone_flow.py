@@ -122,6 +122,56 @@ def test_source_stream_breaking_names_no_library_exception(conf, cloud):
     assert 'Error' not in out.message and 'http' not in out.message
 
 
+@pytest.mark.parametrize('fields,expected', [
+    ({'cinder_encryption_key_id': 'key-1'}, 'is encrypted'),
+    ({'block_device_mapping': '[{"snapshot_id": "s-1"}]', 'bdm_v2': 'True'},
+     'snapshot of a volume-backed server'),
+    ({'kernel_id': str(uuid.uuid4())}, 'has no verified copy in your project'),
+])
+def test_images_pointing_into_the_source_region_are_refused_before_copying(
+        conf, cloud, fields, expected):
+    src = cloud['R1'].add_image(b'abc', **fields)
+    store = _store(src['id'])
+    out, services, _ = _clone(conf, cloud, store)
+    assert not out.succeeded
+    assert out.failed_step == c.CHECK_METADATA
+    assert expected in out.message
+    assert not [call for call in cloud['R2'].calls if call[0] == 'create']
+
+
+def test_kernel_and_ramdisk_map_to_their_verified_copies(conf, cloud):
+    kernel = cloud['R1'].add_image(b'kernel')
+    ramdisk = cloud['R1'].add_image(b'ramdisk')
+    copied = {}
+    for ref in (kernel, ramdisk):
+        out, _, _ = _clone(conf, cloud, _store(ref['id']))
+        assert out.succeeded, out.message
+        copied[ref['id']] = out.result['image_id']
+    # a copy of the kernel with other bits (not verified) is never chosen
+    cloud['R2'].add_image(b'evil', **{metadata.PROVENANCE_REGION: 'R1',
+                                      metadata.PROVENANCE_IMAGE: kernel['id'],
+                                      'created_at': '9999'})
+    src = cloud['R1'].add_image(b'disk', kernel_id=kernel['id'],
+                                ramdisk_id=ramdisk['id'])
+    out, _, _ = _clone(conf, cloud, _store(src['id']))
+    assert out.succeeded, out.message
+    new = cloud['R2'].images[out.result['image_id']]
+    assert new['kernel_id'] == copied[kernel['id']]
+    assert new['ramdisk_id'] == copied[ramdisk['id']]
+
+
+def test_shared_key_manager_keeps_the_key_and_never_deletes_it(conf, cloud):
+    conf.set_override('shared_key_manager', True, group='metadata')
+    src = cloud['R1'].add_image(
+        b'secret', cinder_encryption_key_id='key-1',
+        cinder_encryption_key_deletion_policy='on_image_deletion')
+    out, _, _ = _clone(conf, cloud, _store(src['id']))
+    assert out.succeeded, out.message
+    new = cloud['R2'].images[out.result['image_id']]
+    assert new['cinder_encryption_key_id'] == 'key-1'
+    assert new['cinder_encryption_key_deletion_policy'] == 'do_not_delete'
+
+
 def test_unknown_target_region_is_named(conf, cloud):
     src = cloud['R1'].add_image(b'abc')
     store = dict(_store(src['id']), target_region='Nowhere')

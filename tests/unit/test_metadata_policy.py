@@ -34,6 +34,35 @@ def test_core_attributes_are_handled_by_their_own_step(key):
     assert metadata.MetadataPolicy().decide(key)[0] == 'handled'
 
 
+MAPPED = ['kernel_id', 'ramdisk_id', 'cinder_encryption_key_id',
+          'cinder_encryption_key_deletion_policy', 'block_device_mapping',
+          'bdm_v2']
+
+
+@pytest.mark.parametrize('key', MAPPED)
+def test_references_into_the_source_region_are_never_copied_verbatim(key):
+    policy = metadata.MetadataPolicy()
+    action, reason = policy.decide(key)
+    assert action == 'mapped' and reason
+    to_set, _, skipped = policy.properties({key: 'source-value'}, {})
+    assert key not in to_set and skipped[key] == reason
+
+
+def test_mapped_references_are_written_with_their_target_values():
+    to_set, _, skipped = metadata.MetadataPolicy().properties(
+        {'kernel_id': 'k-src', 'ramdisk_id': 'r-src'}, {},
+        mapped={'kernel_id': 'k-dst'})
+    assert to_set['kernel_id'] == 'k-dst' and 'ramdisk_id' not in to_set
+    assert 'ramdisk_id' in skipped
+
+
+def test_user_cannot_override_a_reference():
+    to_set, _, skipped = metadata.MetadataPolicy().properties(
+        {}, {'properties': {'kernel_id': 'anything'}})
+    assert 'kernel_id' not in to_set
+    assert skipped['kernel_id'].startswith('override refused')
+
+
 def test_signatures_are_copied_only_when_the_target_verifies_them():
     policy = metadata.MetadataPolicy(copy_signatures=True)
     assert policy.decide('img_signature')[0] == 'copy'
