@@ -98,6 +98,16 @@ class ServiceUnavailable(CloneError):
         super().__init__(msg)
 
 
+class TargetRefusedSize(CloneError):
+    """Glance answered 413: a project quota, or the region's size cap."""
+
+    def __init__(self, region, quota=True, detail=''):
+        why = 'project quota exceeded' if quota else \
+            'the image is larger than the region accepts'
+        super().__init__(f"{region} refused the image: {why}"
+                         f"{f' ({detail})' if detail else ''}")
+
+
 class TargetImageBusy(CloneError):
     """The reserved image is still 'saving' data from an earlier attempt
     (a paused or partitioned conductor): it is replaced by a fresh one."""

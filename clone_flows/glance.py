@@ -5,6 +5,7 @@ buffering it, and turns HTTP answers into :mod:`clone_flows.exceptions`.
 """
 import json
 import logging
+import re
 import time
 
 from keystoneauth1 import adapter
@@ -46,6 +47,24 @@ _BY_STATUS = {404: NotFound, 403: Forbidden, 409: Conflict}
 
 def _patch_path(key):
     return '/' + key.replace('~', '~0').replace('/', '~1')
+
+
+_UNIFIED_LIMIT = re.compile(r'Resource (\w+) is over limit of (\d+) due to '
+                            r'current usage (\d+)')
+_STORAGE_QUOTA = re.compile(r'(-?\d+) bytes remaining')
+
+
+def _over_limit(body):
+    """(quota?, detail) from the text of Glance's 413 answer: whether a
+    project quota refused (unified limits or user_storage_quota, else a size
+    cap) and the figures it gave, in a few words."""
+    m = _UNIFIED_LIMIT.search(body)
+    if m:
+        return True, f'{m.group(1)}: limit {m.group(2)}, in use {m.group(3)}'
+    m = _STORAGE_QUOTA.search(body)
+    if m:
+        return True, f'{max(int(m.group(1)), 0)} bytes of storage left'
+    return 'quota' in body.lower() or 'limit' in body.lower(), ''
 
 
 def transport_detail(exc):
@@ -121,6 +140,11 @@ class GlanceRegion:
             if resp.status_code in (502, 503, 504):
                 raise exceptions.ServiceUnavailable(
                     self.region, detail=f"HTTP {resp.status_code}")
+            if resp.status_code == 413:
+                LOG.warning('%s %s in %s answered 413: %s', method, url,
+                            self.region, (resp.text or '')[:500])
+                raise exceptions.TargetRefusedSize(
+                    self.region, *_over_limit(resp.text or ''))
             cls = _BY_STATUS.get(resp.status_code, GlanceError)
             raise cls(self.region, method, url, resp.status_code, resp.text or '')
         return resp
@@ -209,6 +233,16 @@ class GlanceRegion:
             return []
         return sorted(body.get('tasks', []),
                       key=lambda t: t.get('created_at') or '', reverse=True)
+
+    def usage(self):
+        """The project's quota usage where Glance reports it (unified
+        limits: ``{name: {'usage': n, 'limit': n}}``, sizes in MiB), else
+        ``{}``."""
+        try:
+            body = self._request('GET', '/v2/info/usage').json()
+        except (NotFound, Forbidden):
+            return {}
+        return body.get('usage') or {}
 
     def default_store(self):
         """Id of the store new images go to (multi-store), or None."""

@@ -8,8 +8,29 @@ from clone_flows.tasks import common
 LOG = logging.getLogger(__name__)
 
 
+MiB = 1024 * 1024
+
+
+def check_headroom(target, size):
+    """Refuse at once a copy the target project's quota cannot take, where
+    Glance reports usage (unified limits); a limit below 0 is unlimited."""
+    usage = target.usage()
+    needs = {'image_size_total': -(-size // MiB), 'image_count_total': 1}
+    for name, more in needs.items():
+        u = usage.get(name) or {}
+        limit, used = u.get('limit'), u.get('usage')
+        if limit is None or used is None or limit < 0:
+            continue
+        if used + more > limit:
+            unit = ' MiB' if name == 'image_size_total' else ''
+            raise exceptions.TargetRefusedSize(
+                target.region, True, f'{name}: limit {limit}{unit}, in use '
+                f'{used}{unit}, the copy needs {more}{unit}')
+
+
 class PlanCopy(common.Task):
-    """Chooses the store strategy and says why.
+    """Chooses the store strategy and says why, once the target project's
+    quota has room for the copy (where Glance reports usage).
 
     ``auto`` tries the strategies in the configured order of preference and
     takes the first that applies; HTTP stream always does.  Reversion
@@ -25,6 +46,8 @@ class PlanCopy(common.Task):
     def execute(self, services, clone_id, source_region, target_region,
                 source_image, strategy_name):
         services.proceed()
+        check_headroom(services.glance(target_region),
+                       int(source_image.get('size') or 0))
         strategies = services.strategies()
         job = base.CopyJob(source=services.glance(source_region),
                            target=services.glance(target_region),

@@ -37,6 +37,18 @@ def cloud():
         localcloud('down', check=False)
 
 
+def restart_glance(region):
+    """Stop and start one region's Glance (it reads its configuration and
+    policy anew)."""
+    localcloud('stop', f'glance-{region}')
+    localcloud('start', f'glance-{region}')
+
+
+def glance_etc(cloud, region):
+    """The directory of a region's Glance configuration files."""
+    return pathlib.Path(cloud['state_dir']) / f'glance-{region}' / 'etc'
+
+
 def user_session(cloud, user):
     u = cloud['users'][user]
     auth = v3.Password(auth_url=cloud['auth_url'], username=user,

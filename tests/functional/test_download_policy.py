@@ -7,12 +7,11 @@ image is reserved in RegionTwo; store-native strategies never read through
 Glance, so the check has to be Glance's own answer to the user's delegation.
 The policy file is restored and RegionOne's Glance restarted afterwards.
 """
-import pathlib
 import time
 
 import pytest
 
-from tests.functional.conftest import localcloud, user_session
+from tests.functional.conftest import glance_etc, restart_glance, user_session
 from tests.functional.test_clone_http import clone, copies_of, upload
 
 
@@ -38,8 +37,7 @@ def _wait_for_status(cloud, image_id, wanted, seconds=20):
 def licensed_image(cloud):
     """An image demo may see but, by RegionOne's policy, not download."""
     src = upload(cloud, b'licensed bits ' * 100, name='licensed')
-    policy = pathlib.Path(cloud['state_dir']) / 'glance-RegionOne' / 'etc' / \
-        'policy.yaml'
+    policy = glance_etc(cloud, 'RegionOne') / 'policy.yaml'
     original = policy.read_text()
     try:
         policy.write_text(original.replace(
@@ -50,8 +48,7 @@ def licensed_image(cloud):
         policy.write_text(original)
         # oslo.policy keeps an overridden rule when the file goes back to
         # {}: a restart gives Glance its defaults again
-        localcloud('stop', 'glance-RegionOne')
-        localcloud('start', 'glance-RegionOne')
+        restart_glance('RegionOne')
         assert _wait_for_status(cloud, src.id, (200, 206)) == 206
 
 

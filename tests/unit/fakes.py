@@ -37,6 +37,7 @@ class FakeGlanceRegion:
         self.fail_upload_times = 0
         self.fail_source_after = None
         self.refuse_download = False     # Glance's download_image policy
+        self.quota_usage = {}            # GET /v2/info/usage (unified limits)
         self.calls = []
 
     def _check(self):
@@ -105,6 +106,10 @@ class FakeGlanceRegion:
         del self.images[image_id]
         self.data.pop(image_id, None)
         return True
+
+    def usage(self):
+        self._check()
+        return self.quota_usage
 
     def may_download(self, image_id):
         self._check()

@@ -172,6 +172,23 @@ def test_shared_key_manager_keeps_the_key_and_never_deletes_it(conf, cloud):
     assert new['cinder_encryption_key_deletion_policy'] == 'do_not_delete'
 
 
+def test_target_quota_without_room_refuses_before_anything_is_made(
+        conf, cloud):
+    src = cloud['R1'].add_image(os.urandom(3 * 1024 * 1024))
+    cloud['R2'].quota_usage = {
+        'image_size_total': {'usage': 8, 'limit': 10},
+        'image_count_total': {'usage': 1, 'limit': -1}}
+    out, _, _ = _clone(conf, cloud, _store(src['id']))
+    assert not out.succeeded and out.failed_step == c.PLAN_COPY
+    assert out.message == ('R2 refused the image: project quota exceeded '
+                           '(image_size_total: limit 10 MiB, in use 8 MiB, '
+                           'the copy needs 3 MiB)')
+    assert not [call for call in cloud['R2'].calls if call[0] == 'create']
+    cloud['R2'].quota_usage['image_size_total']['limit'] = 11
+    out, _, _ = _clone(conf, cloud, _store(src['id']))
+    assert out.succeeded, out.message
+
+
 def test_unknown_target_region_is_named(conf, cloud):
     src = cloud['R1'].add_image(b'abc')
     store = dict(_store(src['id']), target_region='Nowhere')
