@@ -88,6 +88,13 @@ class TargetNotAuthorized(CloneError):
         super().__init__(msg)
 
 
+class TargetRefused(CloneError):
+    """Glance refused (403) something the clone must do for the user."""
+
+    def __init__(self, region, what):
+        super().__init__(f"{region} does not let you {what}")
+
+
 class ServiceUnavailable(CloneError):
     retryable = True
 

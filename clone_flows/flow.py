@@ -1,8 +1,13 @@
 """The clone graph (DESIGN.md section 2), built by a module-level factory.
 
     hold trust -> authorize -> check metadata -> plan copy
-        -> [retry with a fresh image: reserve image -> [retry: copy data]]
-        -> verify -> sync properties -> activate -> release trust
+        -> [retry with a fresh image: reserve image -> sync properties
+                                      -> [retry: copy data]]
+        -> verify -> activate -> release trust
+
+Everything the target may refuse (creating the image, revealing it as
+asked, each property) is tried on the reserved, hidden image before any
+byte moves.
 
 A conductor in another process rebuilds it from this module's dotted name
 and the factory's JSON arguments, so the factory takes plain values only.
@@ -110,6 +115,7 @@ def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0):
     reserve_and_copy = linear_flow.Flow(
         c.RESERVE_FLOW, retry=RetryWithFreshImage()).add(
         reserve_image.ReserveImage(),
+        sync_properties.SyncProperties(),
         copy)
     return linear_flow.Flow(c.CLONE_FLOW).add(
         hold_trust.HoldTrust(),
@@ -118,7 +124,6 @@ def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0):
         plan_copy.PlanCopy(),
         reserve_and_copy,
         verify.Verify(),
-        sync_properties.SyncProperties(),
         activate.Activate(),
         release_trust.ReleaseTrust(),
     )

@@ -1,6 +1,7 @@
 import logging
 
 from clone_flows import constants as c
+from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows import metadata
 from clone_flows import utils
@@ -26,8 +27,15 @@ class Activate(common.Task):
                 target_image_id, overrides, verified_hash):
         services.proceed()
         policy = metadata.MetadataPolicy.from_conf(services.conf)
-        image = services.glance(target_region).update_image(
-            target_image_id, policy.activation(source_image, overrides))
+        activation = policy.activation(source_image, overrides)
+        try:
+            image = services.glance(target_region).update_image(
+                target_image_id, activation)
+        except glance.Forbidden as e:
+            raise exceptions.TargetRefused(
+                target_region, f"make the copy {activation['visibility']}"
+                f"{' and protected' if activation['protected'] else ''}"
+                ) from e
         LOG.info('Clone %s: image %s is now %s in %s', clone_id,
                  target_image_id, image.get('visibility'), target_region)
         return {

@@ -19,8 +19,39 @@ def find_reserved(target, clone_id):
         target.find_images(**{metadata.PROVENANCE_CLONE: clone_id})
 
 
+#: Glance's policy behind each visibility a member may be refused.
+VISIBILITY_POLICY = {'public': 'publicize_image',
+                     'community': 'communitize_image'}
+
+
+def prove_reveal(target, image_id, activation):
+    """Glance lets the user reveal the copy as asked: the reserved image
+    (queued, empty, hidden) takes the visibility and protection it will get
+    at activation, then goes back to private and unprotected.  Raises
+    :class:`exceptions.TargetRefused` naming what Glance refused."""
+    visibility = activation.get('visibility')
+    if visibility and visibility != 'private':
+        try:
+            target.update_image(image_id, {'visibility': visibility})
+        except glance.Forbidden as e:
+            policy = VISIBILITY_POLICY.get(visibility, 'modify_image')
+            raise exceptions.TargetRefused(
+                target.region, f"make images {visibility} (Glance's "
+                f"{policy} policy)") from e
+    if activation.get('protected'):
+        try:
+            target.update_image(image_id, {'protected': True})
+        except glance.Forbidden as e:
+            raise exceptions.TargetRefused(target.region,
+                                           'protect images') from e
+    target.update_image(image_id, {'visibility': 'private',
+                                   'protected': False})
+
+
 class ReserveImage(common.Task):
-    """Creates the target image, queued, private and hidden, with provenance.
+    """Creates the target image, queued, private and hidden, with provenance,
+    and proves Glance will let it be revealed as the user asked (visibility,
+    protection), before any data moves.
 
     Idempotent: an image this clone already reserved is reused, so a re-run
     after a crash never makes a second one.  Reversion strategy: delete every
@@ -52,9 +83,11 @@ class ReserveImage(common.Task):
         try:
             image = target.create_image(**fields)
         except glance.Forbidden as e:
-            raise exceptions.TargetNotAuthorized(target_region, 'Glance answered 403') from e
+            raise exceptions.TargetNotAuthorized(target_region) from e
         LOG.info('Clone %s: reserved image %s in %s', clone_id, image['id'],
                  target_region)
+        prove_reveal(target, image['id'],
+                     policy.activation(source_image, overrides))
         return image['id']
 
     def revert(self, services, clone_id, target_region, result=None, **kwargs):

@@ -1,6 +1,8 @@
 import logging
 
 from clone_flows import constants as c
+from clone_flows import exceptions
+from clone_flows import glance
 from clone_flows import metadata
 from clone_flows.tasks import common
 
@@ -9,7 +11,9 @@ LOG = logging.getLogger(__name__)
 
 class SyncProperties(common.Task):
     """Copies the source's appropriate metadata once (the metadata policy),
-    with the references CheckMetadata mapped into the target region.
+    with the references CheckMetadata mapped into the target region, onto
+    the reserved image before any data moves: a property the target refuses
+    fails the clone before the copy.
 
     Idempotent: it sets values, so a re-run sets the same values again.
     Reversion strategy: nothing of its own to undo; the image that received
@@ -29,7 +33,15 @@ class SyncProperties(common.Task):
         to_set, tags, skipped = policy.properties(source_image, overrides,
                                                   mapped_properties)
         to_set['tags'] = tags
-        services.glance(target_region).update_image(target_image_id, to_set)
+        try:
+            services.glance(target_region).update_image(target_image_id,
+                                                        to_set)
+        except glance.Forbidden as e:
+            LOG.warning('Setting %s on image %s refused: %s', sorted(to_set),
+                        target_image_id, e)
+            raise exceptions.TargetRefused(
+                target_region, f"set these properties on your image: "
+                f"{', '.join(sorted(to_set))}") from e
         return {'copied': sorted(to_set), 'skipped': skipped}
 
     def revert(self, *args, **kwargs):

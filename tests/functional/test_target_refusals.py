@@ -43,3 +43,24 @@ def test_quota_refusal_is_one_sentence_and_not_retried(
                           'exceeded (0 bytes of storage left)')
     assert out['message'].endswith('bytes of storage left)'), out
     assert _refused_uploads(cloud) - before == 1
+
+
+def test_public_copy_asked_by_a_member_is_refused_before_any_byte_moves(
+        cloud, clone_conf_file):
+    src = upload(cloud, os.urandom(1024 * 1024), name='wants-public')
+    rc, out, err = clone(cloud, clone_conf_file, src.id,
+                         '--visibility', 'public')
+    assert_failed_cleanly(cloud, rc, out, err, src.id,
+                          "RegionTwo does not let you make images public "
+                          "(Glance's publicize_image policy)")
+    assert out['failed_step'] == 'clone-reserve-image'
+
+
+def test_admin_may_publish_and_the_copy_is_revealed_only_at_the_end(
+        cloud, clone_conf_file):
+    src = upload(cloud, os.urandom(1024 * 1024), user='admin',
+                 name='admin-public')
+    rc, out, err = clone(cloud, clone_conf_file, src.id,
+                         '--visibility', 'public', user='admin')
+    assert rc == 0, err
+    assert out['result']['visibility'] == 'public'

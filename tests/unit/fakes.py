@@ -38,6 +38,7 @@ class FakeGlanceRegion:
         self.fail_source_after = None
         self.refuse_download = False     # Glance's download_image policy
         self.quota_usage = {}            # GET /v2/info/usage (unified limits)
+        self.refuse_visibility = set()   # e.g. {'public'}: publicize_image
         self.calls = []
 
     def _check(self):
@@ -92,6 +93,8 @@ class FakeGlanceRegion:
         self._check()
         if image_id not in self.images:
             raise glance.NotFound(self.region, 'PATCH', image_id, 404, '')
+        if (replace or {}).get('visibility') in self.refuse_visibility:
+            raise glance.Forbidden(self.region, 'PATCH', image_id, 403, '')
         self.images[image_id].update(replace or {})
         for k in remove:
             self.images[image_id].pop(k, None)

@@ -189,6 +189,38 @@ def test_target_quota_without_room_refuses_before_anything_is_made(
     assert out.succeeded, out.message
 
 
+def test_visibility_the_target_refuses_fails_before_any_byte_moves(
+        conf, cloud):
+    src = cloud['R1'].add_image(os.urandom(10_000))
+    cloud['R2'].refuse_visibility = {'public'}
+    store = _store(src['id'], visibility='public')
+    out, _, progress = _clone(conf, cloud, store)
+    assert not out.succeeded and out.failed_step == c.RESERVE_IMAGE
+    assert out.message == ("R2 does not let you make images public "
+                           "(Glance's publicize_image policy)")
+    assert progress == []            # no data moved
+    assert fakes.leftovers(cloud['R2'], store[c.CLONE_ID]) == []
+
+
+def test_reserved_image_stays_private_after_proving_it_may_be_revealed(
+        conf, cloud):
+    src = cloud['R1'].add_image(b'abc')
+    store = _store(src['id'], visibility='public', protected=True)
+    seen = {}
+    upload = cloud['R2'].upload_data
+
+    def spy(image_id, chunks):
+        seen.update(cloud['R2'].images[image_id])
+        return upload(image_id, chunks)
+    cloud['R2'].upload_data = spy
+    out, _, _ = _clone(conf, cloud, store)
+    assert out.succeeded, out.message
+    assert (seen['visibility'], seen['protected'], seen['os_hidden']) == \
+        ('private', False, True)
+    new = cloud['R2'].images[out.result['image_id']]
+    assert (new['visibility'], new['protected']) == ('public', True)
+
+
 def test_unknown_target_region_is_named(conf, cloud):
     src = cloud['R1'].add_image(b'abc')
     store = dict(_store(src['id']), target_region='Nowhere')

@@ -35,9 +35,9 @@ def test_flow_provides_the_data_of_each_step():
 def test_atoms_run_in_the_documented_order_with_stable_names():
     names = [a.name for a in _atoms(flow.clone_flow())]
     assert names == [c.HOLD_TRUST, c.AUTHORIZE, c.CHECK_METADATA,
-                     c.PLAN_COPY, c.RESERVE_IMAGE,
+                     c.PLAN_COPY, c.RESERVE_IMAGE, c.SYNC_PROPERTIES,
                      c.COPY_DATA, c.COPY_RETRY, c.RESERVE_RETRY, c.VERIFY,
-                     c.SYNC_PROPERTIES, c.ACTIVATE, c.RELEASE_TRUST]
+                     c.ACTIVATE, c.RELEASE_TRUST]
 
 
 def test_every_task_that_changes_the_world_has_its_own_revert():
