@@ -161,7 +161,8 @@ class Services:
             self._glances[region] = glance.GlanceRegion(
                 self.session, region,
                 interface=self.conf.clone.endpoint_interface,
-                timeout=self.conf.clone.glance_timeout)
+                timeout=self.conf.clone.glance_timeout,
+                retry_seconds=self.conf.clone.glance_retry_seconds)
         return self._glances[region]
 
     def strategies(self):

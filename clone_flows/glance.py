@@ -6,14 +6,33 @@ buffering it, and turns HTTP answers into :mod:`clone_flows.exceptions`.
 import json
 import logging
 import re
-import time
 
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ksa_exc
+from oslo_config import cfg
 
 from clone_flows import exceptions
+from clone_flows import utils
 
 LOG = logging.getLogger(__name__)
+
+glance_opts = [
+    cfg.FloatOpt('glance_retry_seconds', default=60.0, min=0,
+                 help='How long a step keeps retrying a Glance call that '
+                      'can be sent again (reads, property updates, '
+                      'deletions) while the region does not answer '
+                      '(connection refused or lost, timeouts, 5xx), with '
+                      'backoff from 0.5 to 8 s; then it fails the step.  '
+                      'Covers a Glance restart between two steps.'),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(glance_opts, group='clone')
+
+
+def list_opts():
+    return [('clone', glance_opts)]
 
 # Attributes Glance computes or owns: never sent back in a create or patch.
 READ_ONLY = frozenset((
@@ -80,12 +99,14 @@ def transport_detail(exc):
 class GlanceRegion:
     """Image API v2 of one region, as seen by one keystoneauth session."""
 
-    def __init__(self, session, region, interface='public', timeout=60):
+    def __init__(self, session, region, interface='public', timeout=60,
+                 retry_seconds=60.0):
         self.region = region
         self._api = adapter.Adapter(
             session, service_type='image', region_name=region,
             interface=interface, raise_exc=False)
         self._timeout = timeout
+        self._retry_seconds = retry_seconds
 
     # -- plumbing ---------------------------------------------------------
     def endpoint(self):
@@ -102,21 +123,21 @@ class GlanceRegion:
             raise exceptions.RegionNotFound(self.region)
         return url
 
-    #: Requests safe to send again when Glance answers 5xx (a busy
-    #: database, a restarting worker); uploads and creates are not.
+    #: Requests safe to send again when Glance does not answer or answers
+    #: 5xx (a busy database, a restarting server); uploads and creates are
+    #: not (the steps that send them decide).
     IDEMPOTENT = ('GET', 'HEAD', 'PATCH', 'DELETE')
 
     def _request(self, method, url, ok=(200,), **kwargs):
-        attempts = 4 if method in self.IDEMPOTENT and \
-            not kwargs.get('stream') else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._request_once(method, url, ok, **kwargs)
-            except GlanceError as e:
-                if e.status < 500 or attempt == attempts:
-                    raise
-                LOG.warning('%s; trying again (%d/%d)', e, attempt, attempts - 1)
-                time.sleep(0.5 * 2 ** (attempt - 1))
+        if method not in self.IDEMPOTENT or kwargs.get('stream'):
+            return self._request_once(method, url, ok, **kwargs)
+        return utils.keep_trying(
+            lambda: self._request_once(method, url, ok, **kwargs),
+            f'{method} {url} in {self.region}', self._retry_seconds,
+            max_delay=8.0,
+            retry_on=(GlanceError, exceptions.ServiceUnavailable),
+            retry_if=lambda e: not isinstance(e, GlanceError) or
+            e.status >= 500)
 
     def _request_once(self, method, url, ok, **kwargs):
         kwargs.setdefault('timeout', self._timeout)

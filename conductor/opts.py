@@ -12,7 +12,8 @@ from oslo_log import log as oslo_logging
 
 # What a clone run in-process reads: the flow, its tasks and strategies,
 # and the persistence backend.
-CLONE = ('clone_flows.auth', 'clone_flows.flow', 'clone_flows.metadata',
+CLONE = ('clone_flows.auth', 'clone_flows.flow', 'clone_flows.glance',
+         'clone_flows.metadata',
          'clone_flows.stores.http', 'clone_flows.stores.swift',
          'conductor.persistence')
 # The services add the jobboard, the conductor and the tasks API.

@@ -68,13 +68,27 @@ class ReserveImage(common.Task):
                 target_region, overrides):
         services.proceed()
         target = services.glance(target_region)
+        policy = metadata.MetadataPolicy.from_conf(services.conf)
+        # A create cut off by a blink may have made the image or not: each
+        # try looks for it first, so a retried create never makes a second.
+        image_id = utils.keep_trying(
+            lambda: self._reserve(target, policy, clone_id, source_region,
+                                  source_image, overrides),
+            f'Reserving the image of clone {clone_id} in {target_region}',
+            services.conf.clone.glance_retry_seconds, max_delay=8.0)
+        prove_reveal(target, image_id,
+                     policy.activation(source_image, overrides))
+        return image_id
+
+    @staticmethod
+    def _reserve(target, policy, clone_id, source_region, source_image,
+                 overrides):
         existing = {i['id']: i for i in find_reserved(target, clone_id)}
         if existing:
             image_id = sorted(existing)[0]
             LOG.info('Clone %s: reusing reserved image %s in %s', clone_id,
-                     image_id, target_region)
+                     image_id, target.region)
             return image_id
-        policy = metadata.MetadataPolicy.from_conf(services.conf)
         fields = policy.reservation(source_image, overrides, {
             metadata.PROVENANCE_REGION: source_region,
             metadata.PROVENANCE_IMAGE: source_image['id'],
@@ -83,11 +97,9 @@ class ReserveImage(common.Task):
         try:
             image = target.create_image(**fields)
         except glance.Forbidden as e:
-            raise exceptions.TargetNotAuthorized(target_region) from e
+            raise exceptions.TargetNotAuthorized(target.region) from e
         LOG.info('Clone %s: reserved image %s in %s', clone_id, image['id'],
-                 target_region)
-        prove_reveal(target, image['id'],
-                     policy.activation(source_image, overrides))
+                 target.region)
         return image['id']
 
     def revert(self, services, clone_id, target_region, result=None, **kwargs):

@@ -205,12 +205,31 @@ def big_image(cloud):
     return data
 
 
-def test_target_glance_stopped_mid_copy(cloud, clone_conf_file, big_image):
-    src = upload(cloud, big_image, name='target-stops')
+def test_target_glance_restarted_mid_copy_copies_again(cloud, clone_conf_file,
+                                                       big_image):
+    src = upload(cloud, big_image, name='target-restarts')
     proc = _start_clone_and_wait_for_saving(cloud, clone_conf_file, src.id)
     localcloud('stop', 'glance-RegionTwo')
     try:
-        time.sleep(8)   # longer than the copy's retries: the clone must fail
+        time.sleep(8)   # the next attempt waits for the region to answer
+    finally:
+        localcloud('start', 'glance-RegionTwo')
+    rc, out, err = _finish(proc)
+    assert rc == 0, err
+    assert out['result']['os_hash_value'] == src.os_hash_value
+    assert len(copies_of(cloud, src.id)) == 1
+
+
+def test_target_glance_stopped_for_good_fails_cleanly(cloud, clone_conf_file,
+                                                      big_image, tmp_path):
+    conf = tmp_path / 'short-retries.conf'
+    conf.write_text(clone_conf_file.read_text() +
+                    '\n[clone]\nglance_retry_seconds = 2\n')
+    src = upload(cloud, big_image, name='target-stops')
+    proc = _start_clone_and_wait_for_saving(cloud, conf, src.id)
+    localcloud('stop', 'glance-RegionTwo')
+    try:
+        time.sleep(10)  # longer than every retry: the clone must fail
     finally:
         localcloud('start', 'glance-RegionTwo')
     rc, out, err = _finish(proc)
@@ -252,7 +271,7 @@ def test_revert_that_cannot_finish_is_left_to_the_sweep(cloud, clone_conf_file,
     conf.write_text(clone_conf_file.read_text().replace(
         'revert_timeout = 60', 'revert_timeout = 2').replace(
         'copy_retry_delay = 1', 'copy_retry_delay = 0') +
-        '\n[clone]\ncopy_attempts = 1\n')
+        '\n[clone]\ncopy_attempts = 1\nglance_retry_seconds = 1\n')
     src = upload(cloud, big_image, name='revert-fails')
     proc = _start_clone_and_wait_for_saving(cloud, conf, src.id)
     localcloud('stop', 'glance-RegionTwo', '--kill')
