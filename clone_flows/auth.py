@@ -139,16 +139,18 @@ class Services:
         self._guard = guard
         self._glances = {}
 
-    def proceed(self, reverting=False, in_step=False):
+    def proceed(self, reverting=False, in_step=False, cancellable=True):
         """Called before a step changes the world (and, with ``in_step``,
         often during long copies).
 
         The runner's guard raises :class:`exceptions.Interrupted` when this
         process no longer owns the clone, and :class:`exceptions.Cancelled`
-        (not while reverting) when the user cancelled it.
+        when the user cancelled it, unless the step is past cancelling
+        (``cancellable=False``: the copy is revealed) or reverting.
         """
         if self._guard is not None:
-            self._guard(reverting=reverting, in_step=in_step)
+            self._guard(reverting=reverting, in_step=in_step,
+                        cancellable=cancellable)
 
     @property
     def session(self):

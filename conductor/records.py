@@ -3,6 +3,7 @@
 The conductor maps engine events onto it; a clone posted without a record
 (for example by tests or by an operator) simply has none to update.
 """
+import datetime
 import logging
 import time
 
@@ -11,9 +12,20 @@ from clone_flows import constants as c
 LOG = logging.getLogger(__name__)
 
 
+CANCEL_TOO_LATE = ('the cancel came too late: the copy had already been '
+                   'revealed, so it stays')
+
+
 class TaskRecords:
+    """One conductor's writes to the task records, fenced: each clone's
+    writes apply only while the attempt this conductor began is the latest
+    and the task has not ended, so a paused or partitioned conductor that
+    comes back can change neither a newer owner's progress nor an outcome.
+    """
+
     def __init__(self, conf):
         self._conf = conf
+        self._attempts = {}       # clone id -> the attempt this process runs
 
     def _api(self):
         from conductor.db import api
@@ -21,8 +33,9 @@ class TaskRecords:
 
     def _update(self, clone_id, **values):
         api = self._api()
+        fence = self._attempts.get(clone_id, True)
         try:
-            return api.update_task(self._conf, clone_id, **values)
+            return api.update_task(self._conf, clone_id, fence=fence, **values)
         except api.TaskNotFound:
             return None
         except Exception:
@@ -48,25 +61,62 @@ class TaskRecords:
         return bool(task and task.get('cancel_requested'))
 
     def processing(self, clone_id):
-        return self._update(clone_id, status='processing')
+        """This conductor begins an attempt at the clone (None: the task has
+        ended or there is no record)."""
+        try:
+            attempt = self._api().begin_attempt(self._conf, clone_id)
+        except Exception:
+            LOG.exception('Could not record the start of %s', clone_id)
+            return None
+        if attempt is not None:
+            self._attempts[clone_id] = attempt
+        return attempt
 
     def progress(self, clone_id, details):
         keys = ('bytes_done', 'bytes_total', 'percent', 'rate_bytes_per_s',
                 'strategy')
-        return self._update(clone_id, result={
-            'progress': {k: details.get(k) for k in keys}})
+        progress = {k: details.get(k) for k in keys}
+        if clone_id in self._attempts:
+            progress['attempt'] = self._attempts[clone_id]
+        return self._update(clone_id, result={'progress': progress})
 
     def finished(self, clone_id, outcome, started=None):
-        if outcome.succeeded:
-            result = dict(outcome.result or {})
-            if started is not None:
-                result['duration_s'] = round(time.time() - started, 3)
-            return self._update(clone_id, status='success', message='',
-                                result=result)
-        return self._update(clone_id, status='failure',
-                            message=outcome.message or 'the clone failed',
-                            result={'failed_step': c.STEP_NAMES.get(
-                                outcome.failed_step, outcome.failed_step)})
+        task = self.get(clone_id) or {}
+        try:
+            if outcome.succeeded:
+                result = dict(outcome.result or {})
+                if task.get('created_at'):
+                    result['duration_s'] = round(time.time() - _epoch(
+                        task['created_at']), 3)
+                if started is not None:
+                    result['attempt_duration_s'] = round(
+                        time.time() - started, 3)
+                if task.get('attempts'):
+                    result['attempts'] = task['attempts']
+                return self._update(
+                    clone_id, status='success', result=result,
+                    message=CANCEL_TOO_LATE if task.get('cancel_requested')
+                    else '')
+            return self._update(clone_id, status='failure',
+                                message=outcome.message or 'the clone failed',
+                                result={'failed_step': c.STEP_NAMES.get(
+                                    outcome.failed_step,
+                                    outcome.failed_step)})
+        finally:
+            self._attempts.pop(clone_id, None)
 
     def failed(self, clone_id, message):
-        return self._update(clone_id, status='failure', message=message)
+        try:
+            return self._update(clone_id, status='failure', message=message)
+        finally:
+            self._attempts.pop(clone_id, None)
+
+    def forget(self, clone_id):
+        """This conductor no longer runs the clone (claim lost)."""
+        self._attempts.pop(clone_id, None)
+
+
+def _epoch(stamp):
+    """Seconds since the epoch of a task's ISO 8601 UTC time."""
+    return datetime.datetime.fromisoformat(stamp.rstrip('Z')).replace(
+        tzinfo=datetime.timezone.utc).timestamp()

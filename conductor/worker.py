@@ -151,7 +151,7 @@ class ClaimGuard:
         self._recheck = recheck
         self._checked_at = 0.0
 
-    def __call__(self, reverting=False, in_step=False):
+    def __call__(self, reverting=False, in_step=False, cancellable=True):
         cond = self._conductor
         if cond.stopping:
             raise exceptions.Interrupted('conductor is stopping')
@@ -168,7 +168,8 @@ class ClaimGuard:
         owner = self._owner(cond)
         if owner != cond.name:
             raise exceptions.Interrupted(f'claim now held by {owner!r}')
-        if not reverting and cond.records.cancel_requested(self._clone_id):
+        if cancellable and not reverting and \
+                cond.records.cancel_requested(self._clone_id):
             raise exceptions.Cancelled()
 
     def _owner(self, cond):
@@ -333,6 +334,7 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
                         'conductor', clone_id, self.name, e)
             if not self.stopping:
                 self._lost.add(job.uuid)    # nothing to release: not ours
+            self.records.forget(clone_id)
             return False
         if clone_id and consume:
             self._record_end(clone_id, started)

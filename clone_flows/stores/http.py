@@ -127,16 +127,21 @@ class _Counter:
         return time.monotonic() - self._start
 
     def chunks(self, source_chunks):
-        try:
-            for chunk in source_chunks:
-                if chunk:
-                    self.done += len(chunk)
-                    self._progress(self.done, self.total)
-                    yield chunk
-        except Exception as e:  # the source broke while streaming
-            LOG.warning('The source data stream broke: %r', e)
-            self.source_error = exceptions.ServiceUnavailable(
-                'the source region', what='the image data stream',
-                detail='the connection broke mid-copy')
-            raise
+        source = iter(source_chunks)
+        while True:
+            try:
+                chunk = next(source)
+            except StopIteration:
+                break
+            except Exception as e:  # the source broke while streaming
+                LOG.warning('The source data stream broke: %r', e)
+                self.source_error = exceptions.ServiceUnavailable(
+                    'the source region', what='the image data stream',
+                    detail='the connection broke mid-copy')
+                raise
+            if chunk:
+                self.done += len(chunk)
+                # may raise to stop the copy (cancelled, claim lost)
+                self._progress(self.done, self.total)
+                yield chunk
         self._progress(self.done, self.total)

@@ -293,10 +293,16 @@ def get_task(conf, task_id):
         return _to_dict(row) if row is not None else None
 
 
-def update_task(conf, task_id, **values):
+def update_task(conf, task_id, fence=None, **values):
     """Change a task; refreshes ``updated_at``.  A task that becomes
     success/failure gets ``expires_at = now + [api] task_ttl_hours`` unless
-    it already has one.  Raises :class:`TaskNotFound`."""
+    it already has one.  Raises :class:`TaskNotFound`.
+
+    ``fence``: a conductor's write, made only while the task has not ended
+    and, when ``fence`` is an int, only while ``attempts`` still equals it
+    (the attempt this conductor began: a later one by another conductor
+    wins).  A fenced write that does not apply changes nothing.
+    """
     unknown = set(values) - set(models.COLUMNS)
     if unknown:
         raise TypeError(f'unknown task fields: {sorted(unknown)}')
@@ -311,12 +317,16 @@ def update_task(conf, task_id, **values):
             'expires_at' not in values:
         values['expires_at'] = sa.func.coalesce(models.CloneTask.expires_at,
                                                 now + _ttl(conf))
+    where = [models.CloneTask.id == task_id]
+    if fence is not None:
+        where.append(models.CloneTask.status.notin_(models.FINISHED_STATUSES))
+        if fence is not True:
+            where.append(models.CloneTask.attempts == fence)
     # One UPDATE first (it takes the write lock at once, also on sqlite),
     # then read the row back in the same transaction.
     with _session(conf) as session:
         session.execute(
-            sa.update(models.CloneTask)
-            .where(models.CloneTask.id == task_id).values(**values)
+            sa.update(models.CloneTask).where(*where).values(**values)
             .execution_options(synchronize_session=False))
         row = session.get(models.CloneTask, task_id, populate_existing=True)
         if row is None:     # (rowcount is no proof: MySQL counts changes)
@@ -325,6 +335,27 @@ def update_task(conf, task_id, **values):
         task = _to_dict(row)
         session.commit()
         return task
+
+
+def begin_attempt(conf, task_id):
+    """A conductor starts running a task: ``processing``, ``attempts`` + 1.
+    Returns the new attempt number (the fence of this conductor's later
+    writes), or None when the task has ended or does not exist."""
+    with _session(conf) as session:
+        session.execute(
+            sa.update(models.CloneTask)
+            .where(models.CloneTask.id == task_id,
+                   models.CloneTask.status.notin_(models.FINISHED_STATUSES))
+            .values(status='processing', updated_at=_now(),
+                    attempts=models.CloneTask.attempts + 1)
+            .execution_options(synchronize_session=False))
+        row = session.get(models.CloneTask, task_id, populate_existing=True)
+        if row is None or row.status in models.FINISHED_STATUSES:
+            session.rollback()
+            return None
+        attempt = row.attempts
+        session.commit()
+        return attempt
 
 
 def request_cancel(conf, task_id):

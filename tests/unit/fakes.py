@@ -161,9 +161,10 @@ class FakeServices:
         self._strategies = strategies
         self._guard = guard
 
-    def proceed(self, reverting=False, in_step=False):
+    def proceed(self, reverting=False, in_step=False, cancellable=True):
         if self._guard is not None:
-            self._guard(reverting=reverting)
+            self._guard(reverting=reverting, in_step=in_step,
+                        cancellable=cancellable)
 
     @property
     def session(self):

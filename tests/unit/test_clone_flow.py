@@ -113,6 +113,27 @@ def test_source_store_locations_are_not_persisted(conf, cloud):
     assert not {'direct_url', 'locations', 'file', 'self'} & set(saved)
 
 
+def test_cancel_during_the_stream_is_a_cancel_not_a_broken_source(
+        conf, cloud):
+    from clone_flows import exceptions
+    src = cloud['R1'].add_image(os.urandom(300_000))
+    attempts = []
+    upload = cloud['R2'].upload_data
+
+    def counted(image_id, chunks):
+        attempts.append(image_id)
+        return upload(image_id, chunks)
+    cloud['R2'].upload_data = counted
+
+    def guard(reverting=False, in_step=False, **_):
+        if in_step and not reverting:
+            raise exceptions.Cancelled()
+    out, _, _ = _clone(conf, cloud, _store(src['id']),
+                       services=fakes.FakeServices(conf, cloud, guard=guard))
+    assert out.message == 'cancelled by user'
+    assert len(attempts) == 1                # not retried as a broken stream
+
+
 def test_source_stream_breaking_names_no_library_exception(conf, cloud):
     src = cloud['R1'].add_image(os.urandom(20_000))
     cloud['R1'].fail_source_after = 8192
@@ -326,7 +347,7 @@ def test_cancel_during_copy_reverts_and_says_so(conf, cloud):
     store = _store(src['id'])
     calls = {'n': 0}
 
-    def guard(reverting=False):
+    def guard(reverting=False, **_):
         calls['n'] += 1
         if not reverting and calls['n'] > 6:   # cancelled while copying
             raise exceptions.Cancelled()
@@ -337,13 +358,54 @@ def test_cancel_during_copy_reverts_and_says_so(conf, cloud):
     assert fakes.leftovers(cloud['R2'], store[c.CLONE_ID]) == []
 
 
+def _checks_before_each_step(conf, cloud):
+    """How many times a clone asks whether it may go on (not in a step)."""
+    src = cloud['R1'].add_image(b'count')
+    asked = []
+    _clone(conf, cloud, _store(src['id']), services=fakes.FakeServices(
+        conf, cloud, guard=lambda reverting=False, **_: asked.append(
+            reverting)))
+    return len(asked)
+
+
+@pytest.mark.parametrize('at', range(1, 12))
+def test_cancel_at_any_step_never_destroys_a_revealed_copy(conf, cloud, at):
+    """A cancel read at the at-th check: before the copy is revealed the
+    clone reverts and says it was cancelled; once revealed it ends success
+    and the copy stays."""
+    from clone_flows import exceptions
+    assert _checks_before_each_step(conf, cloud) >= 11
+    src = cloud['R1'].add_image(os.urandom(1000))
+    store = _store(src['id'])
+    seen = {'n': 0, 'revealed': None}
+
+    def guard(reverting=False, in_step=False, cancellable=True):
+        if reverting:
+            return
+        seen['n'] += 1
+        if seen['n'] >= at and seen['revealed'] is None:
+            copies = fakes.leftovers(cloud['R2'], store[c.CLONE_ID])
+            seen['revealed'] = bool(copies) and not copies[0]['os_hidden']
+        if seen['revealed'] is not None and cancellable:
+            raise exceptions.Cancelled()      # asked once, read every time
+    out, _, _ = _clone(conf, cloud, store,
+                       services=fakes.FakeServices(conf, cloud, guard=guard))
+    left = fakes.leftovers(cloud['R2'], store[c.CLONE_ID])
+    if seen['revealed']:
+        assert out.succeeded, out.message
+        assert len(left) == 1 and not left[0]['os_hidden']
+    else:
+        assert not out.succeeded and out.message == 'cancelled by user'
+        assert left == []
+
+
 def test_lost_claim_stops_without_reverting(conf, cloud):
     from clone_flows import exceptions
     src = cloud['R1'].add_image(os.urandom(40_000))
     store = _store(src['id'])
     calls = {'n': 0}
 
-    def guard(reverting=False):
+    def guard(reverting=False, **_):
         calls['n'] += 1
         if calls['n'] > 6:
             raise exceptions.Interrupted('claim now held by someone else')

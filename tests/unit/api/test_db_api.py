@@ -178,3 +178,34 @@ def test_purge_removes_only_expired_tasks(db_conf):
     far = datetime.datetime(2999, 1, 1)
     assert db_api.purge_expired(db_conf, now=far) == 1
     assert db_api.get_task(db_conf, running['id']) is not None
+
+
+def test_a_paused_conductors_writes_never_land_over_a_newer_attempt(db_conf):
+    task = new(db_conf)
+    first = db_api.begin_attempt(db_conf, task['id'])
+    db_api.update_task(db_conf, task['id'], fence=first,
+                       result={'progress': {'percent': 53.4}})
+    second = db_api.begin_attempt(db_conf, task['id'])      # new owner
+    assert (first, second) == (1, 2)
+    db_api.update_task(db_conf, task['id'], fence=second,
+                       result={'progress': {'percent': 60.0}})
+    db_api.update_task(db_conf, task['id'], fence=first,    # stale
+                       result={'progress': {'percent': 46.4}})
+    got = db_api.get_task(db_conf, task['id'])
+    assert got['result'] == {'progress': {'percent': 60.0}}
+    assert got['attempts'] == 2 and got['status'] == 'processing'
+
+
+def test_an_ended_task_is_final_for_every_conductor(db_conf):
+    task = new(db_conf)
+    attempt = db_api.begin_attempt(db_conf, task['id'])
+    db_api.update_task(db_conf, task['id'], fence=attempt, status='success',
+                       result={'image_id': 'copy'})
+    db_api.update_task(db_conf, task['id'], fence=attempt,
+                       result={'progress': {'percent': 99.0}})
+    db_api.update_task(db_conf, task['id'], fence=True, status='failure',
+                       message='late')
+    assert db_api.begin_attempt(db_conf, task['id']) is None
+    got = db_api.get_task(db_conf, task['id'])
+    assert (got['status'], got['result'], got['message']) == \
+        ('success', {'image_id': 'copy'}, '')

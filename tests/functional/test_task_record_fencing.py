@@ -1,0 +1,113 @@
+"""The task record is the user's view: only the conductor running the
+latest attempt writes to it, and an ended task's status and result are
+final.
+
+clone-api and two real conductors share the task database and the
+jobboard.  Conductor a copies a clone, is stopped (SIGSTOP) past its
+ZooKeeper session, conductor b takes the clone over; a is continued while b
+copies: its stale progress must not reach the record, and once b has ended
+the clone, nothing a writes changes the outcome.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.functional.conftest import glance_client, user_session
+from tests.functional.test_api import BIN, running_api, stop
+from tests.functional.test_clone_http import MiB, copies_of, upload
+
+SESSION_TIMEOUT = 6      # tools/write-clone-conf's default
+
+
+def _conductor(api, name):
+    conf = api['dir'] / f'{name}.conf'
+    text = api['conf'].with_name('clone-conductor.conf').read_text()
+    conf.write_text(text.replace('clone-conductor.log', f'{name}.log'))
+    return subprocess.Popen([str(BIN / 'clone-conductor'), '--config-file',
+                             str(conf)],
+                            stdout=open(api['dir'] / f'{name}.out', 'w'),
+                            stderr=subprocess.STDOUT)
+
+
+def _task(api, token, task_id):
+    r = requests.get(f"{api['url']}/v2/tasks/{task_id}", timeout=30,
+                     headers={'X-Auth-Token': token})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _log(api, name):
+    path = api['dir'] / f'{name}.log'
+    return path.read_text() if path.exists() else ''
+
+
+def _until(predicate, what, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f'timed out waiting for {what}')
+
+
+def test_a_paused_conductor_never_rewrites_progress_or_outcome(
+        cloud, tmp_path):
+    src = upload(cloud, os.urandom(192 * MiB), name='fenced-record')
+    token = user_session(cloud, 'demo').get_token()
+    with running_api(cloud, tmp_path, conductor=False) as api:
+        a = _conductor(api, 'a')
+        b = None
+        try:
+            r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
+                              headers={'X-Auth-Token': token},
+                              json={'type': 'clone', 'input': {
+                                  'source_region': 'RegionOne',
+                                  'source_image_id': src.id}})
+            assert r.status_code == 201, r.text
+            task_id = r.json()['id']
+            _until(lambda: (_task(api, token, task_id).get('result') or {})
+                   .get('progress', {}).get('percent', 0) > 5,
+                   'conductor a to copy')
+            a.send_signal(signal.SIGSTOP)
+            time.sleep(SESSION_TIMEOUT + 2)
+            b = _conductor(api, 'b')
+            _until(lambda: f'Clone {task_id}: attempt 2' in _log(api, 'b'),
+                   'conductor b to take the clone over')
+            a.send_signal(signal.SIGCONT)
+            seen = []
+            while True:
+                task = _task(api, token, task_id)
+                if task['status'] in ('success', 'failure'):
+                    break
+                progress = (task.get('result') or {}).get('progress') or {}
+                if progress.get('percent') is not None:
+                    seen.append((progress['attempt'], progress['percent']))
+                time.sleep(0.05)
+            assert task['status'] == 'success', task
+            # attempt 1's last figure, then attempt 2's, never back
+            assert seen == sorted(seen), f'progress went back: {seen}'
+            assert seen[-1][0] == 2
+            assert f'Clone {task_id} interrupted' in _until(
+                lambda: f'Clone {task_id} interrupted' in _log(api, 'a') and
+                _log(api, 'a'), 'conductor a to stop')
+            time.sleep(3)
+            final = _task(api, token, task_id)
+            assert (final['status'], final['result']) == \
+                ('success', task['result'])
+            assert final['result']['image_id'] == \
+                copies_of(cloud, src.id)[0].id
+            assert final['result']['attempts'] == 2
+            assert final['result']['duration_s'] >= \
+                final['result']['attempt_duration_s']
+        finally:
+            for proc in (a, b):
+                if proc is not None:
+                    proc.send_signal(signal.SIGCONT)
+                    stop(proc)
