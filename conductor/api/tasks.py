@@ -40,7 +40,10 @@ def too_large():
 
 
 def not_found(task_id):
-    return ApiError(404, f'No task found with ID {task_id}')
+    if _is_uuid(task_id):
+        return ApiError(404, f'No task found with ID {task_id}')
+    # (never echo what is not an id: it may hold anything, of any length)
+    return ApiError(404, 'No task found with that ID (task ids are UUIDs)')
 
 
 def _is_uuid(text):
