@@ -22,7 +22,7 @@ from tests.functional.test_api import (BIN, FAKE_IMAGE, _clone_body,
                                        delete_trusts_and_jobs, list_ids,
                                        port_in_use, running_api, stop, table,
                                        token, write_api_conf)
-from tests.unit.api.test_glance_filter import make_cert
+from tests.unit.api.test_glance_filter import make_cert, serving_garbage
 
 PORT = 19393
 TLS_PORT = 19394
@@ -275,38 +275,12 @@ def test_clone_tasks_reach_an_https_clone_api_verified_with_ca_file(
 
 def test_a_broken_answer_from_clone_api_is_a_clear_502(cloud):
     """A clone-api URL where something answers that is not HTTP."""
-    import socket
-    import threading
-    server = socket.socket()
-    server.bind(('127.0.0.1', 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    done = threading.Event()
-
-    def serve():
-        while not done.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                with contextlib.suppress(OSError):
-                    conn.recv(65536)
-                    conn.sendall(b'NOT HTTP\r\n\r\n')
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
     glance_url = cloud['regions']['RegionTwo']['glance_url']
-    try:
-        with region_two_filter(f'http://127.0.0.1:{server.getsockname()[1]}'):
-            r = requests.post(f'{glance_url}/v2/tasks', data=_clone_body(),
-                              timeout=60, headers={
-                                  'X-Auth-Token': token(cloud, 'demo'),
-                                  'Content-Type': 'application/json'})
-            assert r.status_code == 502, r.text[:300]
-            assert r.json()['error']['message'] == (
-                'The clone service gave no valid answer; try again later.')
-    finally:
-        done.set()
-        thread.join()
-        server.close()
+    with serving_garbage() as url, region_two_filter(url):
+        r = requests.post(f'{glance_url}/v2/tasks', data=_clone_body(),
+                          timeout=60, headers={
+                              'X-Auth-Token': token(cloud, 'demo'),
+                              'Content-Type': 'application/json'})
+        assert r.status_code == 502, r.text[:300]
+        assert r.json()['error']['message'] == (
+            'The clone service gave no valid answer; try again later.')

@@ -91,6 +91,14 @@ def app(api_conf, trusts):
     return pipeline
 
 
+def without_length(req):
+    """``req``'s body sent chunked: no Content-Length."""
+    req.body_file = io.BytesIO(req.body)
+    req.content_length = None
+    req.headers['Transfer-Encoding'] = 'chunked'
+    req.is_body_readable = True
+
+
 class Client:
     def __init__(self, app, token=DEMO):
         self.app = app
@@ -109,11 +117,8 @@ class Client:
         elif body is not None:
             req.body = json.dumps(body).encode()
             req.content_type = content_type
-        if chunked:         # a body without Content-Length
-            req.body_file = io.BytesIO(req.body)
-            req.content_length = None
-            req.headers['Transfer-Encoding'] = 'chunked'
-            req.is_body_readable = True
+        if chunked:
+            without_length(req)
         req.headers.update(headers or {})
         resp = req.get_response(self.app)
         resp.json_body_or_none = (json.loads(resp.body) if resp.body and

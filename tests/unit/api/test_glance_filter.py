@@ -1,7 +1,7 @@
 """The glance-api paste filter: clone task calls go to clone-api (here the
 in-process app behind the fake auth, served on a loopback port), everything
 else reaches Glance (here a stub)."""
-import io
+import contextlib
 import json
 import socket
 import ssl
@@ -14,7 +14,7 @@ import webob
 import webob.dec
 
 from conductor.api import glance_filter
-from tests.unit.api.conftest import DEMO
+from tests.unit.api.conftest import DEMO, without_length
 
 IMAGE = '6f1d2a3b-1111-4c4c-8d8d-0123456789ab'
 
@@ -57,11 +57,8 @@ def call(app, method, path, body=None, token=DEMO, raw=None, headers=None,
     if body is not None or raw is not None:
         req.body = raw if raw is not None else json.dumps(body).encode()
         req.content_type = 'application/json'
-    if chunked:         # a body without Content-Length
-        req.body_file = io.BytesIO(req.body)
-        req.content_length = None
-        req.headers['Transfer-Encoding'] = 'chunked'
-        req.is_body_readable = True
+    if chunked:
+        without_length(req)
     req.headers.update(headers or {})
     resp = req.get_response(app)
     return resp, (json.loads(resp.body) if resp.body else None)
@@ -178,30 +175,40 @@ def test_a_body_under_the_limit_still_reaches_glance_whole():
         assert body['glance'] and body['body'].encode() == raw
 
 
-@pytest.fixture
-def garbage_server():
-    """A TCP server that answers every request with a broken status line."""
+@contextlib.contextmanager
+def serving_garbage():
+    """A TCP server that answers every request with something that is not
+    HTTP; yields its http:// URL."""
     server = socket.socket()
     server.bind(('127.0.0.1', 0))
     server.listen(8)
+    server.settimeout(0.2)
     stop = threading.Event()
 
     def serve():
-        server.settimeout(0.2)
         while not stop.is_set():
             try:
                 conn, _ = server.accept()
             except OSError:
                 continue
-            with conn:
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(5)
                 conn.recv(65536)
                 conn.sendall(b'NOT HTTP AT ALL\r\n\r\n')
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield f'http://127.0.0.1:{server.getsockname()[1]}'
-    stop.set()
-    thread.join()
-    server.close()
+    try:
+        yield f'http://127.0.0.1:{server.getsockname()[1]}'
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.fixture
+def garbage_server():
+    with serving_garbage() as url:
+        yield url
 
 
 def test_a_broken_answer_from_clone_api_is_a_clear_502(garbage_server):
