@@ -44,6 +44,25 @@ class SubmitFailed(Exception):
     """The clone could not be queued; ``str()`` is a sentence for the user."""
 
 
+class ClientTokenReused(Exception):
+    """The project used this ``client_token`` for a clone of another input;
+    ``str()`` is a sentence for the user."""
+
+    def __init__(self, task):
+        super().__init__(
+            f"client_token already names task {task['id']}, created with "
+            f"another input; use a new client_token for a new clone")
+        self.task = task
+
+
+def _same_request(task, task_input):
+    """``task`` (found by client_token) if it was made from ``task_input``;
+    :class:`ClientTokenReused` otherwise."""
+    if task['input'] != task_input:
+        raise ClientTokenReused(task)
+    return task
+
+
 def _trustee(conf):
     key = (conf.service_auth.auth_type, id(conf))
     if key not in _TRUSTEE:
@@ -99,16 +118,17 @@ def submit_clone(conf, context, task_input):
     """Create the clone asked for by ``task_input`` (already validated,
     ``target_region`` filled in); return its task dict.
 
-    With a ``client_token`` the project already used, the existing task is
-    returned and nothing new is made (its ``request_id`` then differs from
-    ``context.request_id``).
+    With a ``client_token`` the project already used for the same input, the
+    existing task is returned and nothing new is made (its ``request_id``
+    then differs from ``context.request_id``); for another input,
+    :class:`ClientTokenReused`.
     """
     owner = context.project_id
     token = task_input.get('client_token')
     if token is not None:
         existing = db_api.get_task_by_token(conf, owner, token)
         if existing is not None:
-            return existing
+            return _same_request(existing, task_input)
     clone_id = str(uuid.uuid4())
     t0 = time.monotonic()
     trust_id = create_user_trust(conf, context)
@@ -121,16 +141,13 @@ def submit_clone(conf, context, task_input):
         task = db_api.create_task(conf, values)
     except db_api.DuplicateToken as e:
         auth.delete_trust(conf, trust_id)
-        return e.task
+        return _same_request(e.task, task_input)
     except Exception:
         auth.delete_trust(conf, trust_id)
         raise
     t_record = time.monotonic()
     request = dict(task_input, clone_id=clone_id)
     store = runner.build_store(conf, trust_id, request)
-    for flag in ('dry_run', 'preserve_id'):
-        if task_input.get(flag):
-            store[flag] = True
     board = _jobboard()
     if board is None:
         LOG.warning('Clone %s recorded as pending: %s is not installed, so '

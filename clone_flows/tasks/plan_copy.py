@@ -33,8 +33,10 @@ class PlanCopy(common.Task):
     quota has room for the copy (where Glance reports usage).
 
     ``auto`` tries the strategies in the configured order of preference and
-    takes the first that applies; HTTP stream always does.  Reversion
-    strategy: nothing to undo (decides only).
+    takes the first that applies; HTTP stream always does.  Every strategy
+    passed over is named in the plan's reason with why (one the preference
+    names but that is not installed: "not installed").  Reversion strategy:
+    nothing to undo (decides only).
     """
 
     def __init__(self):
@@ -70,6 +72,7 @@ class PlanCopy(common.Task):
         for name in order:
             strategy = strategies.get(name)
             if strategy is None:
+                rejected[name] = 'not installed'
                 continue
             try:
                 ok, reason = strategy.applies(job)

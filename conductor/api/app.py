@@ -12,7 +12,9 @@ import webob
 import webob.dec
 import webob.exc
 
+from conductor.api import bodies
 from conductor.api import config
+from conductor.api import openapi
 from conductor.api import policies
 from conductor.api import schemas
 from conductor.api import tasks
@@ -23,8 +25,13 @@ CONTEXT_KEY = 'glance_clone.context'
 API_VERSION = 'v2.17'
 
 
-def versions_body(req):
-    href = req.host_url.rstrip('/') + '/v2/'
+def base_url(conf, req):
+    """``[api] public_endpoint``, else the URL the request came to."""
+    return (conf.api.public_endpoint or req.host_url).rstrip('/')
+
+
+def versions_body(conf, req):
+    href = base_url(conf, req) + '/v2/'
     return {'versions': [{'id': API_VERSION, 'status': 'CURRENT',
                           'links': [{'rel': 'self', 'href': href}]}]}
 
@@ -44,9 +51,26 @@ def json_response(status, body=None, location=None, request_id=None):
 
 
 def error_response(code, message):
-    title = webob.exc.status_map[code].title
-    return json_response(code, {'error': {'code': code, 'title': title,
-                                          'message': message}})
+    resp = webob.Response(status=code, content_type='application/json',
+                          charset='UTF-8')
+    resp.body = bodies.error_body(code, webob.exc.status_map[code].title,
+                                  message)
+    return resp
+
+
+#: (path, method, action): every route of the API; the OpenAPI document
+#: (:mod:`conductor.api.openapi`) describes exactly these.
+ROUTES = (
+    ('/', 'GET', 'versions'),
+    ('/versions', 'GET', 'versions'),
+    ('/v2/schemas/task', 'GET', 'schema_task'),
+    ('/v2/schemas/tasks', 'GET', 'schema_tasks'),
+    (openapi.PATH, 'GET', 'openapi'),
+    ('/v2/tasks', 'POST', 'create'),
+    ('/v2/tasks', 'GET', 'index'),
+    ('/v2/tasks/{task_id}', 'GET', 'show'),
+    ('/v2/tasks/{task_id}', 'DELETE', 'delete'),
+)
 
 
 class App:
@@ -60,23 +84,10 @@ class App:
         self.tasks = tasks.TasksController(conf, policies.get_enforcer(conf),
                                            submit=submit)
         m = routes.Mapper()
-        m.connect('/', action='versions', conditions={'method': ['GET']})
-        m.connect('/versions', action='versions',
-                  conditions={'method': ['GET']})
-        m.connect('/v2/schemas/task', action='schema_task',
-                  conditions={'method': ['GET']})
-        m.connect('/v2/schemas/tasks', action='schema_tasks',
-                  conditions={'method': ['GET']})
-        m.connect('/v2/tasks', action='create',
-                  conditions={'method': ['POST']})
-        m.connect('/v2/tasks', action='index', conditions={'method': ['GET']})
-        m.connect('/v2/tasks/{task_id}', action='show',
-                  conditions={'method': ['GET']})
-        m.connect('/v2/tasks/{task_id}', action='delete',
-                  conditions={'method': ['DELETE']})
+        for path, method, action in ROUTES:
+            m.connect(path, action=action, conditions={'method': [method]})
         self.mapper = m
-        self._paths = ('/', '/versions', '/v2/schemas/task',
-                       '/v2/schemas/tasks', '/v2/tasks')
+        self._paths = {path for path, _, _ in ROUTES}
 
     @webob.dec.wsgify
     def __call__(self, req):
@@ -92,11 +103,13 @@ class App:
         try:
             if action == 'versions':
                 code = 300 if req.path_info in ('', '/') else 200
-                return json_response(code, versions_body(req))
+                return json_response(code, versions_body(self.conf, req))
             if action == 'schema_task':
                 return json_response(200, schemas.task_schema())
             if action == 'schema_tasks':
                 return json_response(200, schemas.tasks_schema())
+            if action == 'openapi':
+                return json_response(200, openapi.document())
             context = req.environ.get(CONTEXT_KEY)
             if context is None or not context.project_id:
                 return error_response(
@@ -105,6 +118,8 @@ class App:
             kwargs = {k: v for k, v in match.items() if k == 'task_id'}
             code, body, location = getattr(self.tasks, action)(
                 req, context, **kwargs)
+            if location:
+                location = base_url(self.conf, req) + location
             return json_response(code, body, location)
         except tasks.ApiError as e:
             LOG.info('%s %s -> %s: %s', req.method, req.path_info, e.code,

@@ -26,6 +26,11 @@ api_opts = [
                     'source tree.'),
     cfg.StrOpt('paste_pipeline', default='clone-api',
                help='Name of the pipeline in the paste file to serve.'),
+    cfg.URIOpt('public_endpoint', schemes=['http', 'https'],
+               help='The URL clients reach clone-api at (behind a proxy or '
+                    'a load balancer). The Location of a new task and the '
+                    'links of the versions document are built on it; '
+                    'unset, on the URL of each request (its Host header).'),
     cfg.IntOpt('limit_param_default', default=25, min=1,
                help='Tasks per page when a list request gives no limit.'),
     cfg.IntOpt('api_limit_max', default=1000, min=1,

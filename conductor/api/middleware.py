@@ -10,6 +10,7 @@ from oslo_context import context as oslo_context
 from oslo_middleware import request_id
 from oslo_middleware import sizelimit
 
+from conductor.api import bodies
 from conductor.api import config
 
 CONTEXT_KEY = 'glance_clone.context'
@@ -20,9 +21,26 @@ def request_id_factory(global_conf, **local_conf):
 
 
 def sizelimit_factory(global_conf, **local_conf):
-    """Bodies over ``[oslo_middleware] max_request_body_size`` get 413."""
-    return lambda app: sizelimit.RequestBodySizeLimiter(app,
-                                                        config.get_conf())
+    """Bodies over ``[oslo_middleware] max_request_body_size`` get 413
+    (with the JSON error body of every other answer)."""
+    return lambda app: JsonTooLarge(sizelimit.RequestBodySizeLimiter(
+        app, config.get_conf()))
+
+
+class JsonTooLarge:
+    """oslo.middleware's size limiter answers 413 in webob's own format;
+    this gives that answer the Glance-style JSON error body."""
+
+    def __init__(self, app):
+        self.app = app
+
+    @webob.dec.wsgify
+    def __call__(self, req):
+        resp = req.get_response(self.app)
+        if resp.status_int == 413 and resp.content_type != 'application/json':
+            from conductor.api import app as api_app
+            return api_app.error_response(413, bodies.TOO_LARGE)
+        return resp
 
 
 def authtoken_factory(global_conf, **local_conf):
@@ -65,8 +83,9 @@ class VersionsFilter:
     """Answers ``GET /`` and ``GET /versions`` before authentication (as
     Glance does), so clients can discover the API without a token."""
 
-    def __init__(self, app):
+    def __init__(self, app, conf):
         self.app = app
+        self.conf = conf
 
     @webob.dec.wsgify
     def __call__(self, req):
@@ -74,9 +93,10 @@ class VersionsFilter:
                                                                '/versions'):
             from conductor.api import app as api_app
             code = 200 if req.path_info == '/versions' else 300
-            return api_app.json_response(code, api_app.versions_body(req))
+            return api_app.json_response(code, api_app.versions_body(
+                self.conf, req))
         return req.get_response(self.app)
 
 
 def versions_factory(global_conf, **local_conf):
-    return VersionsFilter
+    return lambda app: VersionsFilter(app, config.get_conf())

@@ -10,8 +10,10 @@ import logging
 import urllib.parse
 import uuid
 
+import webob.exc
 from oslo_policy import policy as oslo_policy
 
+from conductor.api import bodies
 from conductor.api import policies
 from conductor.api import schemas
 from conductor.db import api as db_api
@@ -33,8 +35,15 @@ def bad_request(message):
     return ApiError(400, message)
 
 
+def too_large():
+    return ApiError(413, bodies.TOO_LARGE)
+
+
 def not_found(task_id):
-    return ApiError(404, f'No task found with ID {task_id}')
+    if _is_uuid(task_id):
+        return ApiError(404, f'No task found with ID {task_id}')
+    # (never echo what is not an id: it may hold anything, of any length)
+    return ApiError(404, 'No task found with that ID (task ids are UUIDs)')
 
 
 def _is_uuid(text):
@@ -245,6 +254,8 @@ def _submit_error(exc):
     from conductor import submit
     if isinstance(exc, submit.SubmitFailed):
         return ApiError(503, str(exc))
+    if isinstance(exc, submit.ClientTokenReused):
+        return ApiError(409, str(exc))
     if isinstance(exc, ksa_exc.Unauthorized):
         return ApiError(401, 'Keystone did not accept your token for '
                              'delegating the clone; get a new token')
@@ -264,11 +275,12 @@ def _json_body(req):
                             f"not {ctype[:64]!r}" if ctype else
                             'Content-Type must be application/json')
     try:
-        raw = req.body
-        text = raw.decode('utf-8')
-        body = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
-        raise bad_request('Malformed JSON in request body.')
+        body = bodies.parse_json(req.body)
+    except webob.exc.HTTPRequestEntityTooLarge:
+        # (a body without Content-Length, cut by the size limiter)
+        raise too_large()
+    except bodies.BodyError as e:
+        raise ApiError(e.code, e.message)
     if not isinstance(body, dict):
         raise bad_request('the request body must be a JSON object with '
                           "'type' and 'input'")

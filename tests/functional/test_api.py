@@ -34,9 +34,10 @@ def port_in_use(port):
         return s.connect_ex(('127.0.0.1', port)) == 0
 
 
-def write_api_conf(cloud, out_dir, board_path):
+def write_api_conf(cloud, out_dir, board_path, public_endpoint):
     """write-clone-conf's file plus what clone-api needs: auth_token's
-    service credentials, the region it serves, its own log file."""
+    service credentials, the region it serves, the URL it is known by, its
+    own log file."""
     env = dict(os.environ, CLONE_BOARD_PATH=board_path)
     base = pathlib.Path(subprocess.run(
         [sys.executable, str(ROOT / 'tools/write-clone-conf'), str(out_dir)],
@@ -47,6 +48,7 @@ def write_api_conf(cloud, out_dir, board_path):
 [api]
 region_name = RegionTwo
 workers = 2
+public_endpoint = {public_endpoint}
 
 [keystone_authtoken]
 www_authenticate_uri = {cloud['auth_url']}
@@ -94,10 +96,14 @@ def stop(proc):
 @contextlib.contextmanager
 def running_api(cloud, out, port=None, conductor=True):
     """clone-api (gunicorn, 2 workers) on ``port`` (a free one by default)
-    and one clone-conductor, on their own jobboard path."""
-    files = write_api_conf(cloud, out, f'/glance-clone-apitest/{uuid.uuid4()}')
+    and one clone-conductor, on their own jobboard path. Its
+    ``public_endpoint`` names the host ``localhost``, the tests call it at
+    127.0.0.1: a Location on ``localhost`` comes from the configuration."""
     port = port or free_port()
     url = f'http://127.0.0.1:{port}'
+    board_path = f'/glance-clone-apitest/{uuid.uuid4()}'
+    files = write_api_conf(cloud, out, board_path,
+                           f'http://localhost:{port}')
     api_proc = subprocess.Popen(
         [str(BIN / 'clone-api'), '--config-file', str(files['clone-api']),
          '--bind', f'127.0.0.1:{port}'],
@@ -112,10 +118,34 @@ def running_api(cloud, out, port=None, conductor=True):
     try:
         wait_http(url + '/versions', proc=api_proc)
         yield {'url': url, 'dir': out, 'conf': files['clone-api'],
-               'proc': api_proc}
+               'proc': api_proc, 'board_path': board_path}
     finally:
         for proc in procs:
             stop(proc)
+
+
+def delete_trusts_and_jobs(cloud, api):
+    """What clones that no conductor ran leave: their trusts (deleted as
+    their trustor, demo) and their jobs (the API's jobboard path)."""
+    from kazoo.client import KazooClient
+
+    from conductor.api import wsgi
+    from conductor.db import api as db_api
+    conf = wsgi.load_conf([str(api['conf'])], log=False)
+    demo = user_session(cloud, 'demo')
+    for task in db_api.list_tasks(conf):
+        if task['trust_id']:
+            demo.delete(f"{cloud['auth_url']}/OS-TRUST/trusts/"
+                        f"{task['trust_id']}", raise_exc=False)
+    db_api.dispose(conf)
+    zk = KazooClient(hosts=cloud['zookeeper'])
+    zk.start(timeout=10)
+    try:
+        if zk.exists(api['board_path']):
+            zk.delete(api['board_path'], recursive=True)
+    finally:
+        zk.stop()
+        zk.close()
 
 
 @pytest.fixture(scope='module')
@@ -256,6 +286,69 @@ def test_client_token_returns_the_same_task(cloud, api):
     assert a['id'] == b['id'] != c['id']
 
 
+def test_client_token_reused_with_another_input_is_409(cloud, api):
+    tok = f'ct-{uuid.uuid4()}'
+    first = task_create(cloud, api, 'demo', client_token=tok, name='one')
+    r = glance(cloud, api, 'demo', 'task-create', '--type', 'clone',
+               '--input', json.dumps({'source_region': 'RegionOne',
+                                      'source_image_id': FAKE_IMAGE,
+                                      'client_token': tok, 'name': 'two'}),
+               check=False)
+    assert r.returncode != 0
+    assert (f"client_token already names task {first['id']}, created with "
+            f"another input") in r.stderr
+    r = _post(api, token(cloud, 'demo'), _clone_body(client_token=tok,
+                                                     name='two'))
+    assert r.status_code == 409
+    assert r.json()['error']['message'] == (
+        f"client_token already names task {first['id']}, created with "
+        f"another input; use a new client_token for a new clone")
+    again = task_create(cloud, api, 'demo', client_token=tok, name='one')
+    assert again['id'] == first['id']
+
+
+def test_strategy_enum_is_served_and_enforced_from_the_installed_ones(
+        cloud, api):
+    from importlib import metadata
+    installed = sorted(ep.name for ep in metadata.entry_points(
+        group='glance_clone.stores'))
+    headers = {'X-Auth-Token': token(cloud, 'demo')}
+    schema = requests.get(f"{api['url']}/v2/schemas/task",
+                          headers=headers).json()
+    served = schema['properties']['input']['properties']['strategy']['enum']
+    assert served == ['auto'] + installed and 'rbd' not in served
+    # python-glanceclient validates against the served schema: refused
+    # before it is sent
+    r = glance(cloud, api, 'demo', 'task-create', '--type', 'clone',
+               '--input', json.dumps({'source_region': 'RegionOne',
+                                      'source_image_id': FAKE_IMAGE,
+                                      'strategy': 'rbd'}), check=False)
+    assert r.returncode != 0 and 'rbd' in r.stderr
+    for name in installed:
+        assert task_create(cloud, api, 'demo', strategy=name)['status'] in (
+            'pending', 'processing', 'failure')
+
+
+def test_location_is_built_on_public_endpoint_not_the_host_header(cloud,
+                                                                  api):
+    headers = {'X-Auth-Token': token(cloud, 'demo'),
+               'Content-Type': 'application/json',
+               'Host': 'evil.example:666'}
+    r = requests.post(f"{api['url']}/v2/tasks", data=_clone_body(),
+                      headers=headers, timeout=30)
+    assert r.status_code == 201
+    port = api['url'].rsplit(':', 1)[1]
+    assert r.headers['Location'] == \
+        f"http://localhost:{port}/v2/tasks/{r.json()['id']}"
+
+
+def test_openapi_document_is_served(cloud, api):
+    r = requests.get(f"{api['url']}/v2/openapi.json",
+                     headers={'X-Auth-Token': token(cloud, 'demo')})
+    assert r.status_code == 200 and r.json()['openapi'] == '3.1.0'
+    assert set(r.json()['paths']['/v2/tasks']) == {'get', 'post'}
+
+
 # -- bad input: a clear 4xx each, and the service stays up ---------------------
 
 def _post(api, tok, data, content_type='application/json'):
@@ -322,7 +415,7 @@ BAD = [
     ('wrong content type', lambda: 'type=clone', 'text/plain', 415,
      'application/json'),
     ('over the size limit', lambda: _clone_body(name='x' * 200_000), None,
-     413, ''),
+     413, 'The request body is larger than this service accepts.'),
     ('input not an object', lambda: json.dumps({'type': 'clone',
                                                 'input': [1]}), None, 400,
      "'input' must be a JSON object"),
@@ -333,7 +426,7 @@ BAD = [
     ('empty region', lambda: _clone_body(source_region=''), None, 400,
      'input.source_region must not be empty'),
     ('1 MB region', lambda: _clone_body(source_region='R' * 2 ** 20), None,
-     413, ''),
+     413, 'The request body is larger than this service accepts.'),
     ('unknown keys', lambda: _clone_body(colour='blue'), None, 400,
      "unknown key(s) 'colour'"),
     ('control characters', lambda: _clone_body(source_region='Region\x01One'),
@@ -342,6 +435,26 @@ BAD = [
      400, 'has no image endpoint'),
     ('lone surrogate', lambda: _clone_body(name='\ud800'), None, 400,
      'invalid unicode'),
+    ('strategy not installed', lambda: _clone_body(strategy='rbd'), None,
+     400, 'input.strategy must be one of: auto, '),
+    ('preserve_id', lambda: _clone_body(preserve_id=True), None, 400,
+     'input.preserve_id is not offered: a copy always gets a new image id'),
+    ('dry_run', lambda: _clone_body(dry_run=True), None, 400,
+     'input.dry_run is not offered yet'),
+    ('bidi override in a name',
+     lambda: _clone_body(name='invoice\u202egnp.exe'), None, 400,
+     'input.name must not contain control characters (nor bidirectional or '
+     'zero-width ones)'),
+    ('zero-width space in a tag', lambda: _clone_body(tags=['a\u200bb']),
+     None, 400, 'input.tags.0 must not contain control characters'),
+    ('bidi isolate in a property value',
+     lambda: _clone_body(properties={'k': 'a\u2066b'}), None, 400,
+     'input.properties.k must not contain control characters'),
+    ('5000-deep JSON', lambda: '{"type": "clone", "input": ' + '[' * 5000
+     + ']' * 5000 + '}', None, 400, 'nested deeper than 32 levels'),
+    ('40-deep JSON', lambda: '{"type": "clone", "input": {"name": '
+     + '{"a": ' * 40 + '1' + '}' * 40 + '}}', None, 400,
+     'nested deeper than 32 levels'),
 ]
 
 
@@ -357,6 +470,22 @@ def test_bad_input_gets_a_clear_4xx_while_the_service_stays_up(cloud, api,
         assert text in r.json()['error']['message']
     assert api['proc'].poll() is None
     assert _post(api, tok, _clone_body()).status_code == 201
+
+
+def test_a_chunked_body_over_the_limit_is_a_json_413(cloud, api):
+    """No Content-Length: the size limiter cuts the read (it was a 500)."""
+    def chunks():
+        yield b'{"type": "clone", "input": {"name": "'
+        for _ in range(200):
+            yield b'x' * 1024
+        yield b'"}}'
+    r = requests.post(f"{api['url']}/v2/tasks", data=chunks(), timeout=30,
+                      headers={'X-Auth-Token': token(cloud, 'demo'),
+                               'Content-Type': 'application/json'})
+    assert r.status_code == 413, r.text[:300]
+    assert r.json()['error']['message'] == \
+        'The request body is larger than this service accepts.'
+    assert _post(api, token(cloud, 'demo'), _clone_body()).status_code == 201
 
 
 def test_missing_expired_and_revoked_tokens_get_401(cloud, api,

@@ -484,7 +484,8 @@ def test_a_strategys_checkpoint_is_handed_back_on_resume(conf, cloud):
     assert strategy.seen == [None, {'segments_done': 2}]
 
 
-def test_a_broken_strategy_plugin_falls_back_to_http_and_says_why(conf, cloud):
+def test_auto_falls_back_to_http_and_names_every_strategy_it_passed_over(
+        conf, cloud):
     from clone_flows.stores import base, http
 
     class Broken(base.StoreStrategy):
@@ -499,7 +500,8 @@ def test_a_broken_strategy_plugin_falls_back_to_http_and_says_why(conf, cloud):
         def cleanup(self, job, checkpoint=None):
             pass
 
-    conf.set_override('strategy_preference', ['broken', 'http'], group='clone')
+    conf.set_override('strategy_preference', ['rbd', 'broken', 'http'],
+                      group='clone')
     src = cloud['R1'].add_image(b'data')
     services = fakes.FakeServices(conf, cloud, strategies={
         'broken': Broken(conf), 'http': http.HttpStreamStrategy(conf)})
@@ -510,5 +512,5 @@ def test_a_broken_strategy_plugin_falls_back_to_http_and_says_why(conf, cloud):
     _, fd = runner.load_flow(backend, store[c.CLONE_ID])
     plan = [ad.results for ad in fd if ad.name == c.PLAN_COPY][0]
     assert plan['strategy'] == 'http'
-    assert plan['reason'].startswith('broken: could not check (the operator')
-    assert 'RuntimeError' not in plan['reason']
+    assert plan['reason'] == ('rbd: not installed; broken: could not check '
+                              '(the operator finds why in the clone\'s log)')

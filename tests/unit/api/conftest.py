@@ -3,6 +3,7 @@
 The fake reads ``X-Auth-Token: user:project:role,role`` and sets the headers
 keystonemiddleware would; ``expired`` and no token answer 401 as it does.
 """
+import io
 import json
 
 import pytest
@@ -84,9 +85,18 @@ def fake_auth():
 def app(api_conf, trusts):
     inner = FakeAuthToken(middleware.ContextMiddleware(api_app.App(api_conf)))
     pipeline = request_id.RequestId(middleware.VersionsFilter(
-        sizelimit.RequestBodySizeLimiter(inner, api_conf)), api_conf)
+        middleware.JsonTooLarge(sizelimit.RequestBodySizeLimiter(
+            inner, api_conf)), api_conf), api_conf)
     pipeline.fake_auth = inner
     return pipeline
+
+
+def without_length(req):
+    """``req``'s body sent chunked: no Content-Length."""
+    req.body_file = io.BytesIO(req.body)
+    req.content_length = None
+    req.headers['Transfer-Encoding'] = 'chunked'
+    req.is_body_readable = True
 
 
 class Client:
@@ -95,7 +105,8 @@ class Client:
         self.token = token
 
     def request(self, method, path, body=None, token='default',
-                content_type='application/json', raw=None):
+                content_type='application/json', raw=None, headers=None,
+                chunked=False):
         req = webob.Request.blank(path, method=method)
         token = self.token if token == 'default' else token
         if token:
@@ -106,6 +117,9 @@ class Client:
         elif body is not None:
             req.body = json.dumps(body).encode()
             req.content_type = content_type
+        if chunked:
+            without_length(req)
+        req.headers.update(headers or {})
         resp = req.get_response(self.app)
         resp.json_body_or_none = (json.loads(resp.body) if resp.body and
                                   resp.content_type == 'application/json'

@@ -103,12 +103,12 @@ def test_submit_posts_ids_only_and_records_the_job(api_conf, trusts,
     board = FakeBoard()
     monkeypatch.setattr(submit, '_jobboard', lambda: board)
     task_input = {'source_region': 'RegionOne', 'source_image_id': IMAGE,
-                  'target_region': 'RegionTwo', 'name': 'n', 'dry_run': True}
+                  'target_region': 'RegionTwo', 'name': 'n'}
     task = submit.submit_clone(api_conf, request_ctx(), task_input)
     store, project = board.posted[0]
     assert project == 'p1'
     assert store['clone_id'] == task['id'] and store['trust_id'] == 'trust-1'
-    assert store['overrides'] == {'name': 'n'} and store['dry_run'] is True
+    assert store['overrides'] == {'name': 'n'}
     assert 'secret-token-value' not in repr(store) + repr(task)
     assert db_api.get_task(api_conf, task['id'])['job_id'] == 'job-1'
     assert task['status'] == 'pending' and task['user_id'] == 'u1'

@@ -38,6 +38,45 @@ def test_task_schema_offers_clone_and_glance_types(client):
     assert r.json['properties']['tasks']['type'] == 'array'
 
 
+def test_strategy_enum_is_the_installed_strategies(client):
+    from importlib import metadata
+    installed = sorted(ep.name for ep in metadata.entry_points(
+        group='glance_clone.stores'))
+    assert installed and 'rbd' not in installed
+    served = client.get('/v2/schemas/task').json
+    assert served['properties']['input']['properties']['strategy']['enum'] \
+        == ['auto'] + installed
+    for name in installed:
+        assert client.create(strategy=name).status_int == 201
+
+
+def test_public_endpoint_makes_location_whatever_the_host_header(
+        client, api_conf):
+    api_conf.set_override('public_endpoint', 'https://clone.example.org/',
+                          group='api')
+    r = client.request('POST', '/v2/tasks', {'type': 'clone', 'input': {
+        'source_region': 'RegionOne', 'source_image_id': IMAGE}},
+        headers={'Host': 'evil.example:666'})
+    assert r.status_int == 201
+    assert r.headers['Location'] == \
+        f"https://clone.example.org/v2/tasks/{r.json['id']}"
+
+
+def test_bodies_over_the_limit_get_a_json_413(client, api_conf):
+    limit = api_conf.oslo_middleware.max_request_body_size
+    big = b'{"type": "clone", "input": {"name": "' + b'x' * limit + b'"}}'
+    r = client.post('/v2/tasks', raw=big)
+    assert r.status_int == 413
+    assert r.json['error']['message'] == \
+        'The request body is larger than this service accepts.'
+    # without Content-Length (chunked): the limiter cuts the read
+    r = client.post('/v2/tasks', raw=big, chunked=True)
+    assert r.status_int == 413, r.body
+    assert r.json['error']['message'] == \
+        'The request body is larger than this service accepts.'
+    assert client.create().status_int == 201
+
+
 def test_every_answer_carries_a_request_id(client):
     r = client.get('/v2/tasks/' + IMAGE)
     assert r.headers['x-openstack-request-id'].startswith('req-')
@@ -73,6 +112,36 @@ def test_same_client_token_same_project_is_the_same_task(clients, trusts):
     assert len(trusts['made']) == 1
     c = clients['alt'].create(client_token='tok-1')
     assert c.status_int == 201 and c.json['id'] != a.json['id']
+
+
+def test_same_client_token_with_another_input_is_409(clients, trusts,
+                                                    api_conf):
+    a = clients['demo'].create(client_token='tok-2', name='one')
+    assert a.status_int == 201
+    b = clients['demo'].create(client_token='tok-2', name='two')
+    assert b.status_int == 409
+    assert b.json['error']['message'] == (
+        f"client_token already names task {a.json['id']}, created with "
+        f"another input; use a new client_token for a new clone")
+    assert len(trusts['made']) == 1
+    assert db_api.get_task(api_conf, a.json['id'])['input']['name'] == 'one'
+    again = clients['demo'].create(client_token='tok-2', name='one')
+    assert again.status_int == 200 and again.json['id'] == a.json['id']
+
+
+def test_client_token_race_with_another_input_is_409(clients, trusts,
+                                                     api_conf, monkeypatch):
+    """Two requests with one token pass the first look-up together: the
+    loser's insert meets the winner's row, and its trust is deleted."""
+    from conductor import submit
+    first = clients['demo'].create(client_token='tok-3', name='one').json
+    monkeypatch.setattr(submit.db_api, 'get_task_by_token',
+                        lambda conf, owner, token: None)
+    r = clients['demo'].create(client_token='tok-3', name='two')
+    assert r.status_int == 409 and first['id'] in r.json['error']['message']
+    assert trusts['deleted'] == ['trust-2']
+    r = clients['demo'].create(client_token='tok-3', name='one')
+    assert r.status_int == 200 and r.json['id'] == first['id']
 
 
 def test_reader_cannot_create(clients):
@@ -128,11 +197,41 @@ BAD_INPUTS = [
                                 b'{"name": "\\ud800"}}'), 400,
      'invalid unicode'),
     ('bad strategy', dict(input={'strategy': 'ftp'}), 400,
-     'input.strategy must be one of: auto, http, swift, rbd'),
+     'input.strategy must be one of: auto, http, swift'),
+    ('strategy not installed', dict(input={'strategy': 'rbd'}), 400,
+     'input.strategy must be one of: auto, http, swift'),
     ('non-string property', dict(input={'properties': {'a': 1}}), 400,
      'input.properties.a must be of type string'),
-    ('dry_run not bool', dict(input={'dry_run': 'yes'}), 400,
-     'input.dry_run must be of type boolean'),
+    ('preserve_id', dict(input={'preserve_id': True}), 400,
+     'input.preserve_id is not offered: a copy always gets a new image id'),
+    ('preserve_id false', dict(input={'preserve_id': False}), 400,
+     'input.preserve_id is not offered'),
+    ('dry_run', dict(input={'dry_run': True}), 400,
+     'input.dry_run is not offered yet'),
+    ('bidi override in a name', dict(input={'name': 'invoice\u202egnp.exe'}),
+     400, 'input.name must not contain control characters (nor '
+          'bidirectional or zero-width ones)'),
+    ('bidi isolate in a region', dict(input={'source_region': 'Region\u2067'
+                                                              'One'}),
+     400, 'input.source_region must not contain control characters'),
+    ('zero-width space in a tag', dict(input={'tags': ['a\u200bb']}), 400,
+     'input.tags.0 must not contain control characters'),
+    ('zero-width joiner in a property key',
+     dict(input={'properties': {'os\u200ddistro': 'x'}}), 400,
+     'input.properties has a key that is empty, longer than 255 characters '
+     'or holds control, bidirectional or zero-width characters'),
+    ('byte order mark in a property value',
+     dict(input={'properties': {'k': '\ufeffx'}}), 400,
+     'input.properties.k must not contain control characters'),
+    ('right-to-left mark in a client_token',
+     dict(input={'client_token': 'a\u200fb'}), 400,
+     'input.client_token must not contain control characters'),
+    ('5000-deep JSON', dict(raw=b'{"type": "clone", "input": '
+                                + b'[' * 5000 + b']' * 5000 + b'}'), 400,
+     'nested deeper than 32 levels'),
+    ('40-deep JSON in a value', dict(
+        raw=b'{"type": "clone", "input": {"name": ' + b'[' * 40 + b']' * 40
+        + b'}}'), 400, 'nested deeper than 32 levels'),
 ]
 
 
@@ -250,3 +349,37 @@ def test_cancel_finished_is_409(client, api_conf):
     assert r.status_int == 409 and 'already ended' in r.json['error']['message']
     shown = client.get(f"/v2/tasks/{task['id']}").json
     assert shown['message'] == 'it broke' and shown['expires_at']
+
+
+# -- the OpenAPI document -------------------------------------------------------
+
+def _routes(app):
+    """(path, method) of every route the app's mapper serves."""
+    return {(route.routepath, method.lower())
+            for route in app.mapper.matchlist
+            for method in route.conditions['method']}
+
+
+def test_openapi_document_describes_exactly_the_routes(client):
+    r = client.get('/v2/openapi.json')
+    assert r.status_int == 200
+    doc = r.json
+    documented = {(path, method) for path, ops in doc['paths'].items()
+                  for method in ops}
+    served = _routes(client.app.fake_auth.app.app)
+    assert documented == served
+    assert doc['components']['schemas']['CloneInput'] == \
+        schemas.clone_input_schema()
+    assert doc['components']['schemas']['CloneInput']['properties'][
+        'strategy']['enum'] == schemas.strategies()
+    # Every answer the app can give to a documented operation is listed.
+    create = doc['paths']['/v2/tasks']['post']['responses']
+    assert {'200', '201', '400', '409', '413', '415'} <= set(create)
+
+
+def test_openapi_document_is_valid_openapi_31(client):
+    import schemathesis
+    doc = client.get('/v2/openapi.json').json
+    loaded = schemathesis.openapi.from_dict(doc)
+    operations = {op.ok().label for op in loaded.get_all_operations()}
+    assert 'POST /v2/tasks' in operations and len(operations) == 9
