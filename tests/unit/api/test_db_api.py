@@ -1,10 +1,13 @@
 """conductor.db.api against sqlite, MariaDB and PostgreSQL.
 
 MariaDB (127.0.0.1:3306, root) and PostgreSQL (127.0.0.1:5432, postgres)
-tests use a database ``glance_clone_test`` (created if missing) and are
+tests use a database ``glance_clone_test_<checkout>`` (created if missing:
+one per checkout, so two checkouts' test runs never share it) and are
 skipped with the reason when the server does not answer.
 """
 import datetime
+import hashlib
+import pathlib
 import uuid
 
 import pytest
@@ -12,12 +15,14 @@ import sqlalchemy as sa
 
 from conductor.db import api as db_api
 
+DB = 'glance_clone_test_' + hashlib.sha1(
+    str(pathlib.Path(__file__).resolve().parents[3]).encode(),
+    usedforsecurity=False).hexdigest()[:8]
 SERVERS = {
     'mysql': ('mysql+pymysql://root@127.0.0.1:3306/',
-              'mysql+pymysql://root@127.0.0.1:3306/glance_clone_test'),
+              f'mysql+pymysql://root@127.0.0.1:3306/{DB}'),
     'postgresql': ('postgresql+psycopg2://postgres@127.0.0.1:5432/postgres',
-                   'postgresql+psycopg2://postgres@127.0.0.1:5432/'
-                   'glance_clone_test'),
+                   f'postgresql+psycopg2://postgres@127.0.0.1:5432/{DB}'),
 }
 
 
@@ -28,14 +33,14 @@ def _server_url(kind):
         with engine.connect() as conn:
             if kind == 'mysql':
                 conn.execute(sa.text(
-                    'CREATE DATABASE IF NOT EXISTS glance_clone_test '
+                    f'CREATE DATABASE IF NOT EXISTS {DB} '
                     'CHARACTER SET utf8mb4'))
             else:
                 exists = conn.execute(sa.text(
-                    "SELECT 1 FROM pg_database WHERE datname = "
-                    "'glance_clone_test'")).first()
+                    "SELECT 1 FROM pg_database WHERE datname = :name"),
+                    {'name': DB}).first()
                 if not exists:
-                    conn.execute(sa.text('CREATE DATABASE glance_clone_test'))
+                    conn.execute(sa.text(f'CREATE DATABASE {DB}'))
     except Exception as e:  # noqa: BLE001 - any failure means "not here"
         pytest.skip(f'{kind} at {admin_url} is not available: {e}')
     finally:
