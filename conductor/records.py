@@ -111,6 +111,12 @@ class TaskRecords:
         finally:
             self._attempts.pop(clone_id, None)
 
+    def heartbeat(self):
+        """Mark every clone this conductor runs as still running (their
+        ``updated_at``); fenced like every write."""
+        for clone_id in list(self._attempts):
+            self._update(clone_id)
+
     def forget(self, clone_id):
         """This conductor no longer runs the clone (claim lost)."""
         self._attempts.pop(clone_id, None)

@@ -90,6 +90,28 @@ class Sweeper(threading.Thread):
         self._stop.set()
 
 
+class Heartbeat(threading.Thread):
+    """Marks the clones this conductor runs as alive, every
+    ``[conductor] heartbeat_interval``: how clone-api tells a clone that
+    runs from one that waits for a conductor."""
+
+    def __init__(self, conf, records):
+        super().__init__(name='clone-heartbeat', daemon=True)
+        self._interval = conf.conductor.heartbeat_interval
+        self._records = records
+        self._stop = threading.Event()
+
+    def run(self):
+        while not self._stop.wait(self._interval):
+            try:
+                self._records.heartbeat()
+            except Exception:
+                LOG.exception('Heartbeat failed')
+
+    def stop(self):
+        self._stop.set()
+
+
 def serve(conf):
     backend = persistence.get_backend(conf)
     client = jobboard.make_client(conf)
@@ -112,6 +134,8 @@ def serve(conf):
     if conf.conductor.sweep_interval > 0:
         sweeper = Sweeper(conf, backend)
         sweeper.start()
+    heartbeat = Heartbeat(conf, cond.records)
+    heartbeat.start()
     LOG.info('Conductor %s serving %s on %s (up to %d clones at a time)',
              cond.name, conf.jobboard.path, ','.join(conf.jobboard.zookeeper_hosts),
              conf.conductor.max_concurrent_clones)
@@ -119,6 +143,7 @@ def serve(conf):
         cond.run()
         cond.wait(timeout=conf.conductor.stop_timeout)
     finally:
+        heartbeat.stop()
         if sweeper is not None:
             sweeper.stop()
         with contextlib.suppress(Exception):

@@ -60,6 +60,12 @@ conductor_opts = [
     cfg.FloatOpt('stop_timeout', default=30.0, min=0,
                  help='Seconds a stopping conductor waits for its clones '
                       'to reach a safe point.'),
+    cfg.FloatOpt('heartbeat_interval', default=10.0, min=0.1,
+                 help='Seconds between two "still running" marks a '
+                      'conductor writes on each clone it runs (the task\'s '
+                      'updated_at); clone-api shows a clone nobody marked '
+                      'for [api] stalled_after seconds as waiting for a '
+                      'conductor.'),
 ]
 
 

@@ -31,6 +31,13 @@ api_opts = [
                     'a load balancer). The Location of a new task and the '
                     'links of the versions document are built on it; '
                     'unset, on the URL of each request (its Host header).'),
+    cfg.FloatOpt('stalled_after', default=45.0, min=1,
+                 help='A processing clone whose conductor has written '
+                      'nothing for this many seconds (progress or '
+                      'heartbeat: [conductor] heartbeat_interval, keep this '
+                      'several times larger) is shown as waiting for a '
+                      'conductor: its transfer rate 0 and its message '
+                      'saying since when.'),
     cfg.IntOpt('limit_param_default', default=25, min=1,
                help='Tasks per page when a list request gives no limit.'),
     cfg.IntOpt('api_limit_max', default=1000, min=1,

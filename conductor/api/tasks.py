@@ -5,6 +5,7 @@ app turns it into a Glance-style JSON error body
 (``{"error": {"code", "title", "message"}}``, which python-glanceclient
 prints).
 """
+import datetime
 import json
 import logging
 import urllib.parse
@@ -53,8 +54,26 @@ def _is_uuid(text):
         return False
 
 
-def task_view(task, partial=False):
-    """The wire form of a task record (Glance v2 field names only)."""
+def _stalled_for(task, stalled_after, now=None):
+    """Seconds since a processing clone's conductor last wrote, when that is
+    longer than ``stalled_after``; else None."""
+    if task['status'] != 'processing' or not stalled_after or \
+            not task.get('updated_at'):
+        return None
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    last = datetime.datetime.fromisoformat(
+        task['updated_at'].rstrip('Z')).replace(tzinfo=datetime.timezone.utc)
+    quiet = (now - last).total_seconds()
+    return quiet if quiet > stalled_after else None
+
+
+def task_view(task, partial=False, stalled_after=None):
+    """The wire form of a task record (Glance v2 field names only).
+
+    A processing clone no conductor has written for ``stalled_after``
+    seconds is shown waiting: its transfer rate 0, ``result.waiting_since``
+    and a message saying so (it continues when a conductor takes it).
+    """
     view = {
         'id': task['id'],
         'type': task['type'],
@@ -77,6 +96,16 @@ def task_view(task, partial=False):
         view['result'] = task['result'] if isinstance(task['result'], dict) \
             else None
         view['message'] = task['message'] or ''
+        if _stalled_for(task, stalled_after) is not None:
+            result = dict(view['result'] or {})
+            if isinstance(result.get('progress'), dict):
+                result['progress'] = dict(result['progress'],
+                                          rate_bytes_per_s=0)
+            result['waiting_since'] = task['updated_at']
+            view['result'] = result
+            view['message'] = (f"no conductor has run this clone since "
+                               f"{task['updated_at']}; it goes on from "
+                               f"where it stopped when one takes it")
     return view
 
 
@@ -224,7 +253,8 @@ class TasksController:
     # -- GET /v2/tasks/{id} -------------------------------------------------
 
     def show(self, req, context, task_id):
-        return 200, task_view(self._visible_task(context, task_id)), None
+        return 200, task_view(self._visible_task(context, task_id),
+                              stalled_after=self.conf.api.stalled_after), None
 
     # -- DELETE /v2/tasks/{id} ----------------------------------------------
 

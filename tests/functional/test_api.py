@@ -34,10 +34,10 @@ def port_in_use(port):
         return s.connect_ex(('127.0.0.1', port)) == 0
 
 
-def write_api_conf(cloud, out_dir, board_path, public_endpoint):
+def write_api_conf(cloud, out_dir, board_path, public_endpoint, extra=''):
     """write-clone-conf's file plus what clone-api needs: auth_token's
     service credentials, the region it serves, the URL it is known by, its
-    own log file."""
+    own log file (and ``extra`` configuration for both)."""
     env = dict(os.environ, CLONE_BOARD_PATH=board_path)
     base = pathlib.Path(subprocess.run(
         [sys.executable, str(ROOT / 'tools/write-clone-conf'), str(out_dir)],
@@ -64,7 +64,8 @@ project_domain_name = Default
     for name in ('clone-api', 'clone-conductor'):
         path = out_dir / f'{name}.conf'
         path.write_text(text.replace(f'{out_dir}/glance-clone.log',
-                                     f'{out_dir}/{name}.log') + authtoken)
+                                     f'{out_dir}/{name}.log') + authtoken +
+                        extra)
         path.chmod(0o600)
         files[name] = path
     return files
@@ -94,7 +95,7 @@ def stop(proc):
 
 
 @contextlib.contextmanager
-def running_api(cloud, out, port=None, conductor=True):
+def running_api(cloud, out, port=None, conductor=True, extra_conf=''):
     """clone-api (gunicorn, 2 workers) on ``port`` (a free one by default)
     and one clone-conductor, on their own jobboard path. Its
     ``public_endpoint`` names the host ``localhost``, the tests call it at
@@ -103,7 +104,7 @@ def running_api(cloud, out, port=None, conductor=True):
     url = f'http://127.0.0.1:{port}'
     board_path = f'/glance-clone-apitest/{uuid.uuid4()}'
     files = write_api_conf(cloud, out, board_path,
-                           f'http://localhost:{port}')
+                           f'http://localhost:{port}', extra=extra_conf)
     api_proc = subprocess.Popen(
         [str(BIN / 'clone-api'), '--config-file', str(files['clone-api']),
          '--bind', f'127.0.0.1:{port}'],

@@ -1,6 +1,6 @@
 """The task record is the user's view: only the conductor running the
-latest attempt writes to it, and an ended task's status and result are
-final.
+latest attempt writes to it, an ended task's status and result are final,
+and a clone no conductor runs shows that it waits.
 
 clone-api and two real conductors share the task database and the
 jobboard.  Conductor a copies a clone, is stopped (SIGSTOP) past its
@@ -110,4 +110,52 @@ def test_a_paused_conductor_never_rewrites_progress_or_outcome(
             for proc in (a, b):
                 if proc is not None:
                     proc.send_signal(signal.SIGCONT)
+                    stop(proc)
+
+
+def test_a_clone_nobody_runs_shows_it_waits_then_goes_on(cloud, tmp_path):
+    src = upload(cloud, os.urandom(192 * MiB), name='waiting-clone')
+    token = user_session(cloud, 'demo').get_token()
+    extra = ('\n[conductor]\nheartbeat_interval = 0.5\n'
+             '\n[api]\nstalled_after = 3\n')
+    with running_api(cloud, tmp_path, conductor=False,
+                     extra_conf=extra) as api:
+        a = _conductor(api, 'a')
+        b = None
+        try:
+            r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
+                              headers={'X-Auth-Token': token},
+                              json={'type': 'clone', 'input': {
+                                  'source_region': 'RegionOne',
+                                  'source_image_id': src.id}})
+            assert r.status_code == 201, r.text
+            task_id = r.json()['id']
+            _until(lambda: (_task(api, token, task_id).get('result') or {})
+                   .get('progress', {}).get('percent', 0) > 5,
+                   'conductor a to copy')
+            running = _task(api, token, task_id)
+            assert running['message'] == '' and \
+                running['result']['progress']['rate_bytes_per_s'] > 0
+            a.kill()
+            a.wait()
+            time.sleep(4)
+            waiting = _task(api, token, task_id)
+            assert waiting['status'] == 'processing'
+            assert waiting['message'].startswith(
+                f"no conductor has run this clone since "
+                f"{waiting['updated_at']}"), waiting
+            assert waiting['result']['waiting_since'] == waiting['updated_at']
+            assert waiting['result']['progress']['rate_bytes_per_s'] == 0
+            b = _conductor(api, 'b')
+            done = _until(lambda: (lambda t: t['status'] in (
+                'success', 'failure') and t)(_task(api, token, task_id)),
+                'conductor b to finish the clone')
+            assert done['status'] == 'success', done
+            assert 'waiting_since' not in done['result']
+            assert done['result']['attempts'] == 2
+            assert done['result']['duration_s'] > \
+                done['result']['attempt_duration_s'] + 4
+        finally:
+            for proc in (a, b):
+                if proc is not None and proc.poll() is None:
                     stop(proc)

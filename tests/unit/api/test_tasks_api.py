@@ -1,4 +1,5 @@
 """The tasks API in-process, behind a fake auth_token."""
+import datetime
 import json
 import uuid
 
@@ -383,3 +384,22 @@ def test_openapi_document_is_valid_openapi_31(client):
     loaded = schemathesis.openapi.from_dict(doc)
     operations = {op.ok().label for op in loaded.get_all_operations()}
     assert 'POST /v2/tasks' in operations and len(operations) == 9
+
+
+def test_a_processing_clone_nobody_reports_on_is_shown_waiting():
+    from conductor.api import tasks as tasks_api
+    task = {'id': 't', 'type': 'clone', 'status': 'processing', 'owner': 'p',
+            'created_at': '2026-01-01T00:00:00Z',
+            'updated_at': '2026-01-01T00:00:10Z', 'input': {},
+            'message': '', 'result': {'progress': {'percent': 40.0,
+                                                   'rate_bytes_per_s': 9}}}
+    shown = tasks_api.task_view(task, stalled_after=45)
+    assert shown['result']['progress'] == {'percent': 40.0,
+                                           'rate_bytes_per_s': 0}
+    assert shown['result']['waiting_since'] == '2026-01-01T00:00:10Z'
+    assert shown['message'].startswith('no conductor has run this clone '
+                                       'since 2026-01-01T00:00:10Z')
+    assert task['result']['progress']['rate_bytes_per_s'] == 9  # not changed
+    fresh = dict(task, updated_at=datetime.datetime.now(
+        datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'))
+    assert tasks_api.task_view(fresh, stalled_after=45)['message'] == ''
