@@ -49,6 +49,10 @@ USERS = {
     'glance': ('service', ['service', 'admin']),
 }
 PUBLIC_USERS = ('admin', 'demo', 'alt_demo', 'demo_reader', 'glance-clone')
+# ZooKeeper's digest user of glance-clone's services (not a Keystone user):
+# the jobboard's znodes are readable and writable by it alone.
+ZK_USER = 'glance-clone'
+ZK_SECRET = 'zookeeper'          # its key in secrets.json
 PROJECTS = ('admin', 'demo', 'alt_demo', 'service')
 
 ZK_JARS = ('zookeeper.jar', 'zookeeper-jute.jar', 'slf4j-api.jar',
@@ -143,7 +147,7 @@ class Cloud:
         except FileNotFoundError:
             data = {}
         changed = False
-        for user in USERS:
+        for user in tuple(USERS) + (ZK_SECRET,):
             if user not in data:
                 if not create:
                     raise CloudError('no passwords yet in %s: run '
@@ -441,7 +445,12 @@ clientPortAddress={host}
 maxClientCnxns=0
 minSessionTimeout=2000
 maxSessionTimeout=60000
-4lw.commands.whitelist=*
+# The four-letter words localcloud (ruok) and kazoo (envi) use, and the
+# harmless status ones; not cons/dump/wchp (session ids, znode paths).
+4lw.commands.whitelist=ruok,srvr,stat,mntr,envi
+# Digest authentication is built in: glance-clone's znodes carry an ACL for
+# its digest user alone (cloud.json "zookeeper_auth", written into the
+# clone conf by tools/write-clone-conf).
 admin.enableServer=false
 autopurge.snapRetainCount=3
 autopurge.purgeInterval=1
@@ -990,6 +999,7 @@ def describe(cloud, pw, ids):
     return {
         'auth_url': cloud.auth_url,
         'zookeeper': cloud.url('zookeeper'),
+        'zookeeper_auth': {'username': ZK_USER, 'password': pw[ZK_SECRET]},
         'regions': {r: {'glance_url': cloud.url('glance-' + r),
                         'data_dir': cloud.glance_data(r),
                         'log': cloud.log_file('glance-' + r)}
