@@ -49,8 +49,9 @@ class Conductors:
             [sys.executable, str(ROOT / 'tools/write-clone-conf'), str(d)],
             check=True, capture_output=True, text=True, env=env).stdout.strip()
         extra = '\n[http_stream]\nbusy_upload_timeout = 4\n'
-        if self.zookeeper:
-            extra += f'\n[jobboard]\nzookeeper_hosts = {self.zookeeper}\n'
+        if self.zookeeper:      # (a plain-text ensemble of the test's own)
+            extra += (f'\n[jobboard]\nzookeeper_hosts = {self.zookeeper}\n'
+                      f'use_tls = false\n')
         if self.max_attempts:
             extra += f'\n[jobboard]\nmax_attempts = {self.max_attempts}\n'
         text = pathlib.Path(path).read_text()
@@ -106,10 +107,25 @@ class Conductors:
         assert r.returncode == 0, r.stderr
         return r.stdout.strip().splitlines()[-1]
 
-    def backend(self):
-        conf = opts.new_conf(['--config-file', self.poster_conf],
+    def conf(self):
+        return opts.new_conf(['--config-file', self.poster_conf],
                              default_config_files=[], log=False)
-        return persistence.get_backend(conf)
+
+    def backend(self):
+        return persistence.get_backend(self.conf())
+
+    @contextlib.contextmanager
+    def board_client(self):
+        """(conf, started kazoo client) as the poster configures them."""
+        from conductor import jobboard
+        conf = self.conf()
+        client = jobboard.make_client(conf)
+        client.start(timeout=20)
+        try:
+            yield conf, client
+        finally:
+            client.stop()
+            client.close()
 
     def wait(self, clone_id, timeout=240):
         from conductor import outcome
@@ -353,18 +369,11 @@ def claimed_job(cloud, conductors):
     marker = conductors.start('a', pause_at=c.HOLD_TRUST)
     conductors.post(FAKE_IMAGE)
     wait_for(marker.exists, what='conductor a to claim the clone')
-    conf = opts.new_conf(['--config-file', conductors.poster_conf],
-                         default_config_files=[], log=False)
-    client = jobboard.make_client(conf)
-    client.start(timeout=20)
-    try:
+    with conductors.board_client() as (conf, client):
         board = jobboard.make_board(conf, client, conductors.backend())
         [job] = list(board.iterjobs(ensure_fresh=True))
         yield {'conf': conf, 'client': client, 'job': job}
         board.close()
-    finally:
-        client.stop()
-        client.close()
 
 
 @pytest.mark.parametrize('credential', [None, 'glance-clone:wrong-password',
@@ -427,11 +436,7 @@ def test_a_board_made_without_acls_gets_them_on_start(cloud, tmp_path):
     old.create(f'{board}/job0000000001.lock', b'{"owner": "x"}')
     trash = board.rsplit('/', 1)[0] + '/.trash'
     old.create(f'{trash}/job0000000000', b'{}', makepath=True)
-    conf = opts.new_conf(['--config-file', conductors.poster_conf],
-                         default_config_files=[], log=False)
-    client = jobboard.make_client(conf)
-    client.start(timeout=20)
-    try:
+    with conductors.board_client() as (conf, client):
         made = jobboard.make_board(conf, client, conductors.backend())
         for path in (board, f'{board}/job0000000001',
                      f'{board}/job0000000001.lock', trash,
@@ -443,6 +448,30 @@ def test_a_board_made_without_acls_gets_them_on_start(cloud, tmp_path):
         # secured once: the next start changes nothing
         assert jobboard.secure_board(client, made, jobboard._acl(conf)) == 0
         made.close()
-    finally:
-        old.stop()
-        client.stop()
+    old.stop()
+
+
+def test_the_board_is_reached_over_tls_with_a_client_certificate(cloud,
+                                                                conductors):
+    from kazoo import client as kazoo_client
+    from kazoo import exceptions as kz_exc
+    from kazoo.handlers import threading as kz_threading
+    from conductor import jobboard
+    with conductors.board_client() as (conf, client):
+        assert conf.jobboard.use_tls
+        assert conf.jobboard.zookeeper_hosts == [
+            cloud['zookeeper_tls']['hosts']]
+        # TaskFlow's version check ('envi') over TLS (kazoo#770)
+        assert client.server_version()[:2] >= (3, 8)
+        jobboard.make_board(conf, client, conductors.backend()).close()
+    tls = cloud['zookeeper_tls']
+    refused = [
+        dict(),                                            # plain text
+        dict(use_ssl=True, ca=tls['ca_file'], check_hostname=True),  # no cert
+    ]
+    for kwargs in refused:
+        other = kazoo_client.KazooClient(
+            hosts=tls['hosts'], connection_retry={'max_tries': 1}, **kwargs)
+        with pytest.raises((kz_threading.KazooTimeoutError, kz_exc.KazooException)):
+            other.start(timeout=3)
+        other.stop()
