@@ -155,11 +155,18 @@ def test_a_hung_keystone_is_a_503_sentence_and_the_api_resumes(cloud, api):
     # the next clone's only call to Keystone is the trust's creation.
     first = post_clone(api, tok)
     assert first.status_code == 201, first.text
+    unseen = token(cloud, 'demo')          # auth_token has not validated it
     with keystone_stopped(cloud):
-        # A hung API would time this request out (an error, not a 503).
+        # A hung API would time these requests out (an error, not a 503).
         r = post_clone(api, tok, timeout=KEYSTONE_TIMEOUT * 10)
+        # auth_token's own call: [keystone_authtoken] http_connect_timeout
+        # (10 s in write-clone-conf's file)
+        r2 = post_clone(api, unseen, timeout=40)
     assert r.status_code == 503, r.text
     assert r.json()['error']['message'] == \
+        'Keystone did not answer; try again later'
+    assert r2.status_code == 503, r2.text
+    assert r2.json()['error']['message'] == \
         'Keystone did not answer; try again later'
     again = post_clone(api, tok)
     assert again.status_code == 201, again.text

@@ -69,3 +69,18 @@ def test_service_session_times_out(tmp_path):
     assert auth.service_session(conf, trust_id='t').timeout == 9
     conf.set_override('timeout', 4, group='service_auth')
     assert auth.service_session(conf).timeout == 4
+
+
+def test_a_keystone_that_times_out_under_auth_token_is_a_503_sentence():
+    import webob
+    from keystoneauth1 import exceptions as ksa_exc
+    from conductor.api import middleware
+
+    def hung(environ, start_response):
+        raise ksa_exc.ConnectTimeout('Request to http://ks/v3 timed out')
+    r = webob.Request.blank('/v2/tasks').get_response(
+        middleware.KeystoneUnavailable(hung))
+    assert r.status_int == 503
+    assert r.json['error']['message'] == \
+        'Keystone did not answer; try again later'
+    assert 'http' not in r.text
