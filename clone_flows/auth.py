@@ -50,8 +50,9 @@ clone_auth_opts = [
                     'from its request to its end: the longest time a clone '
                     'may wait as pending, plus the largest image divided by '
                     'the slowest copy rate, plus retries (e.g. 1 TiB at 50 '
-                    'MiB/s is 6 hours).  A clone still running when its '
-                    'trust expires fails and is cleaned up.'),
+                    'MiB/s is 6 hours).  Past it a clone can no longer act '
+                    'for the user: it fails, and what it reserved may need '
+                    'an admin to remove it.'),
     cfg.FloatOpt('keystone_timeout', default=30.0, min=0.1,
                  help='Seconds to wait for any single answer from Keystone '
                       '(tokens and catalog, trust creation and deletion), '
