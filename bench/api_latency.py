@@ -142,7 +142,9 @@ def _drop_board(cloud, board):
     """Remove the queued (never run) benchmark jobs from ZooKeeper."""
     try:
         from kazoo.client import KazooClient
-        zk = KazooClient(hosts=cloud['zookeeper'])
+        auth = cloud['zookeeper_auth']      # the board is its user's alone
+        zk = KazooClient(hosts=cloud['zookeeper'], auth_data=[
+            ('digest', f"{auth['username']}:{auth['password']}")])
         zk.start(timeout=5)
         zk.delete(board, recursive=True)
         zk.stop()

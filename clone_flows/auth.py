@@ -2,14 +2,24 @@
 
 No token is ever stored. A clone keeps only the trust id; every run and every
 resume rebuilds a trust-scoped session from the service's own credentials
-(configuration) and that id. Keystone impersonation makes Glance see the
-user, with the user's roles on their project.
+(configuration) and that id.
+
+A trust delegates only ``[clone] trust_roles`` (``member`` by default: what
+Glance's default policies ask of a project user who creates, uploads, updates
+and deletes an image and downloads the source; Keystone adds the roles they
+imply, e.g. ``reader``), and only if the user holds every one of them on the
+project: a user who lacks one is refused before anything is made.  ``admin``
+is delegated only if the operator lists it.  With impersonation, Glance sees
+the user (their user id, their project) holding just those roles.
+
+Every call to Keystone has a timeout (``[clone] keystone_timeout``).
 """
 import datetime
 import logging
 
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
 from clone_flows import exceptions
@@ -23,10 +33,32 @@ clone_auth_opts = [
     cfg.StrOpt('endpoint_interface', default='public',
                choices=['public', 'internal', 'admin'],
                help='Catalog interface used to reach each region\'s Glance.'),
-    cfg.IntOpt('trust_expiration_hours', default=72, min=1,
+    cfg.ListOpt('trust_roles', default=['member'],
+                help='Roles a clone\'s trust delegates to the clone service '
+                     'on the user\'s project.  The user must hold every one '
+                     'of them there (implied roles count), or the clone is '
+                     'refused at once.  Keystone adds the roles these imply '
+                     '(member implies reader) to the trust\'s tokens.  '
+                     '"member" is what Glance\'s default policies need in '
+                     'both regions; list "admin" only if your Glance '
+                     'policies need it: it would give the clone service '
+                     'admin power in both regions while the clone runs.'),
+    cfg.IntOpt('trust_expiration_hours', default=24, min=1,
                help='A clone\'s trust expires after this many hours even if '
                     'nobody deletes it (a backstop: trusts are deleted when '
-                    'the clone ends).'),
+                    'the clone ends).  It must cover the longest clone, '
+                    'from its request to its end: the longest time a clone '
+                    'may wait as pending, plus the largest image divided by '
+                    'the slowest copy rate, plus retries (e.g. 1 TiB at 50 '
+                    'MiB/s is 6 hours).  Past it a clone can no longer act '
+                    'for the user: it fails, and what it reserved may need '
+                    'an admin to remove it.'),
+    cfg.FloatOpt('keystone_timeout', default=30.0, min=0.1,
+                 help='Seconds to wait for any single answer from Keystone '
+                      '(tokens and catalog, trust creation and deletion), '
+                      'for the user\'s session and the service\'s.  '
+                      '[service_auth] timeout, if set, replaces it for the '
+                      'service\'s own session.'),
     cfg.IntOpt('glance_timeout', default=120, min=1,
                help='Seconds to wait for any single answer from Glance.'),
 ]
@@ -57,8 +89,28 @@ def service_session(conf, trust_id=None):
                                                   **overrides)
     if auth is None:
         raise exceptions.ServiceNotConfigured(SERVICE_AUTH_GROUP)
+    timeout = conf[SERVICE_AUTH_GROUP].timeout or conf.clone.keystone_timeout
     return ks_loading.load_session_from_conf_options(
-        conf, SERVICE_AUTH_GROUP, auth=auth)
+        conf, SERVICE_AUTH_GROUP, auth=auth, timeout=timeout)
+
+
+def user_session(conf, plugin, **kwargs):
+    """A keystoneauth session for the user's own ``plugin`` (their token or
+    password), whose calls to Keystone time out."""
+    return ks_session.Session(auth=plugin,
+                              timeout=conf.clone.keystone_timeout, **kwargs)
+
+
+def trust_roles(conf, project_id, user_roles):
+    """The roles a clone's trust delegates: ``[clone] trust_roles``, each of
+    which the user must hold on ``project_id`` (``user_roles``: their
+    token's roles, implied ones included)."""
+    wanted = [r for r in conf.clone.trust_roles if r]
+    held = set(user_roles or ())
+    missing = [r for r in wanted if r not in held]
+    if missing:
+        raise exceptions.TrustRolesMissing(project_id, missing)
+    return wanted
 
 
 #: Keystone's v3 API, as the session's catalog lists it (the calls below are
@@ -68,7 +120,8 @@ _IDENTITY = {'service_type': 'identity', 'interface': 'public',
 
 
 def create_trust(user_session, trustee_user_id, project_id, roles, hours):
-    """The user delegates ``roles`` on ``project_id`` to the clone service.
+    """The user delegates ``roles`` on ``project_id`` to the clone service
+    (see :func:`trust_roles`); returns the trust id.
 
     Called with the *user's* session, when the clone is requested.
     """

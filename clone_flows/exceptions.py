@@ -147,6 +147,20 @@ class NotAuthenticated(CloneError):
         super().__init__(msg)
 
 
+class TrustRolesMissing(CloneError):
+    """The user lacks a role the clone service must act with."""
+
+    def __init__(self, project_id, missing):
+        roles = ', '.join(f"'{r}'" for r in missing)
+        super().__init__(
+            f"cloning an image needs the role {roles} on project "
+            f"{project_id}, which you do not have; ask the project's "
+            f"administrator for it" if len(missing) == 1 else
+            f"cloning an image needs the roles {roles} on project "
+            f"{project_id}, which you do not all have; ask the project's "
+            f"administrator for them")
+
+
 class ServiceNotConfigured(CloneError):
     def __init__(self, group):
         super().__init__(

@@ -38,9 +38,9 @@ def new_store(conf, user_session, request):
     """
     trustee = auth.service_user_id(conf)
     access = auth.user_access(user_session)
+    roles = auth.trust_roles(conf, access.project_id, access.role_names)
     trust_id = auth.create_trust(user_session, trustee, access.project_id,
-                                 access.role_names,
-                                 conf.clone.trust_expiration_hours)
+                                 roles, conf.clone.trust_expiration_hours)
     return build_store(conf, trust_id, request)
 
 

@@ -25,7 +25,6 @@ import time
 import uuid
 
 from keystoneauth1 import access as ks_access
-from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import access as access_plugin
 from keystoneauth1.identity import v3
 
@@ -99,13 +98,15 @@ def user_auth_plugin(conf, context):
 
 
 def create_user_trust(conf, context):
-    """A trust user -> clone service, with the request's roles on its
-    project; built from the request's token (``context.auth_token``)."""
+    """A trust user -> clone service, delegating ``[clone] trust_roles`` on
+    the request's project; built from the request's token
+    (``context.auth_token``).  A user who lacks one of those roles is
+    refused (:class:`clone_flows.exceptions.TrustRolesMissing`) before any call."""
+    roles = auth.trust_roles(conf, context.project_id, context.roles)
     trustee = _trustee(conf)
-    user_session = ks_session.Session(auth=user_auth_plugin(conf, context))
+    user_session = auth.user_session(conf, user_auth_plugin(conf, context))
     return auth.create_trust(user_session, trustee, context.project_id,
-                             context.roles,
-                             conf.clone.trust_expiration_hours)
+                             roles, conf.clone.trust_expiration_hours)
 
 
 def _jobboard():

@@ -4,7 +4,10 @@ Each factory hands the service's ``ConfigOpts`` (see
 :mod:`conductor.api.config`) to the middleware it wraps, so options are read
 from glance-clone's own configuration files, not from a global.
 """
+import logging
+
 import webob.dec
+from keystoneauth1 import exceptions as ksa_exceptions
 from keystonemiddleware import auth_token
 from oslo_context import context as oslo_context
 from oslo_middleware import request_id
@@ -13,6 +16,7 @@ from oslo_middleware import sizelimit
 from conductor.api import bodies
 from conductor.api import config
 
+LOG = logging.getLogger(__name__)
 CONTEXT_KEY = 'glance_clone.context'
 
 
@@ -43,6 +47,29 @@ class JsonTooLarge:
         return resp
 
 
+#: the sentence of conductor.api.tasks' 503 for its own Keystone calls
+KEYSTONE_DOWN = 'Keystone did not answer; try again later'
+
+
+class KeystoneUnavailable:
+    """auth_token lets keystoneauth's connection errors (a Keystone that
+    does not answer within ``http_connect_timeout``) escape as a 500 page:
+    they become a 503 with one sentence, like the API's own Keystone calls."""
+
+    def __init__(self, app):
+        self.app = app
+
+    @webob.dec.wsgify
+    def __call__(self, req):
+        try:
+            return req.get_response(self.app)
+        except ksa_exceptions.ConnectionError as e:
+            LOG.warning('%s %s -> 503: validating the token: %s', req.method,
+                        req.path_info, e)
+            from conductor.api import app as api_app
+            return api_app.error_response(503, KEYSTONE_DOWN)
+
+
 def authtoken_factory(global_conf, **local_conf):
     """keystonemiddleware's auth_token, configured by
     ``[keystone_authtoken]`` of glance-clone's configuration."""
@@ -50,7 +77,7 @@ def authtoken_factory(global_conf, **local_conf):
     conf['oslo_config_config'] = config.get_conf()
 
     def _filter(app):
-        return auth_token.AuthProtocol(app, conf)
+        return KeystoneUnavailable(auth_token.AuthProtocol(app, conf))
     return _filter
 
 

@@ -281,11 +281,14 @@ _ACTION = {
 def _submit_error(exc):
     """The answer for a clone that could not be submitted, or None."""
     from keystoneauth1 import exceptions as ksa_exc
+    from clone_flows import exceptions
     from conductor import submit
     if isinstance(exc, submit.SubmitFailed):
         return ApiError(503, str(exc))
     if isinstance(exc, submit.ClientTokenReused):
         return ApiError(409, str(exc))
+    if isinstance(exc, exceptions.TrustRolesMissing):
+        return ApiError(403, str(exc))
     if isinstance(exc, ksa_exc.Unauthorized):
         return ApiError(401, 'Keystone did not accept your token for '
                              'delegating the clone; get a new token')

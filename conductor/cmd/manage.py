@@ -16,10 +16,10 @@ from conductor import persistence
 from conductor import runner
 
 
-def _user_session_from_env():
+def _user_session_from_env(conf):
     """A keystoneauth session for the user of the usual OS_* variables."""
-    from keystoneauth1 import session
     from keystoneauth1.identity import v3
+    from clone_flows import auth as clone_auth
     env = os.environ
     if not env.get('OS_AUTH_URL'):
         raise SystemExit('clone-manage: OS_AUTH_URL is not set; source an '
@@ -40,7 +40,8 @@ def _user_session_from_env():
             user_domain_name=env.get('OS_USER_DOMAIN_NAME') or (
                 None if env.get('OS_USER_DOMAIN_ID') else 'Default'),
             user_domain_id=env.get('OS_USER_DOMAIN_ID'), **common)
-    return session.Session(auth=auth, verify=env.get('OS_CACERT', True))
+    return clone_auth.user_session(conf, auth,
+                                   verify=env.get('OS_CACERT', True))
 
 
 class ProgressBar:
@@ -92,13 +93,15 @@ def _follow(backend, clone_id, bar, poll=0.5):
 
 
 def cmd_clone(conf, args):
-    user_session = None if args.resume else _user_session_from_env()
+    user_session = None if args.resume else _user_session_from_env(conf)
     backend = persistence.get_backend(conf)
     bar = ProgressBar(enabled=not args.no_progress)
     if args.conductor and not args.resume:
         from conductor import jobboard
         jobboard.register_opts(conf)
-        store = runner.new_store(conf, user_session, _request(args))
+        store = _new_store(conf, user_session, args)
+        if store is None:
+            return 1
         job = jobboard.Poster(conf)
         try:
             job.post(store)
@@ -130,10 +133,8 @@ def cmd_clone(conf, args):
             print('clone-manage: clone needs ' + ', '.join(
                 '--' + m.replace('_', '-') for m in missing), file=sys.stderr)
             return 2
-        try:
-            store = runner.new_store(conf, user_session, _request(args))
-        except exceptions.CloneError as e:
-            print(f'clone-manage: {e}', file=sys.stderr)
+        store = _new_store(conf, user_session, args)
+        if store is None:
             return 1
         book, fd, flow = runner.save_new_flow(conf, backend, store)
         clone_id = store['clone_id']
@@ -142,6 +143,16 @@ def cmd_clone(conf, args):
         engine = runner.prepare_engine(conf, backend, book, fd, flow=flow,
                                        on_progress=bar)
     return _report(args, clone_id, runner.run(engine, backend, clone_id), bar)
+
+
+def _new_store(conf, user_session, args):
+    """The new clone's store (its trust made), or None after printing why
+    not (e.g. the user lacks a role the clone needs)."""
+    try:
+        return runner.new_store(conf, user_session, _request(args))
+    except exceptions.CloneError as e:
+        print(f'clone-manage: {e}', file=sys.stderr)
+        return None
 
 
 def _request(args):

@@ -554,15 +554,18 @@ def test_clone_through_the_glance_cli_succeeds_and_leaves_no_token(cloud, api):
     for name, blob in haystacks.items():
         for tok in tokens:
             assert tok.encode() not in blob, f'a token is in {name}'
-    for path, blob in zookeeper_nodes(cloud['zookeeper']):
+    for path, blob in zookeeper_nodes(cloud):
         for tok in tokens:
             assert tok.encode() not in blob, f'a token is in znode {path}'
 
 
-def zookeeper_nodes(hosts):
-    """(path, data) of every znode."""
+def zookeeper_nodes(cloud):
+    """(path, data) of every znode, seen as glance-clone's digest user (the
+    jobboard's znodes are readable by it alone)."""
     from kazoo.client import KazooClient
-    zk = KazooClient(hosts=hosts)
+    auth = cloud['zookeeper_auth']
+    zk = KazooClient(hosts=cloud['zookeeper'], auth_data=[
+        ('digest', f"{auth['username']}:{auth['password']}")])
     zk.start(timeout=10)
     try:
         stack, found = ['/'], []

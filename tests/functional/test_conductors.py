@@ -49,8 +49,9 @@ class Conductors:
             [sys.executable, str(ROOT / 'tools/write-clone-conf'), str(d)],
             check=True, capture_output=True, text=True, env=env).stdout.strip()
         extra = '\n[http_stream]\nbusy_upload_timeout = 4\n'
-        if self.zookeeper:
-            extra += f'\n[jobboard]\nzookeeper_hosts = {self.zookeeper}\n'
+        if self.zookeeper:      # (a plain-text ensemble of the test's own)
+            extra += (f'\n[jobboard]\nzookeeper_hosts = {self.zookeeper}\n'
+                      f'use_tls = false\n')
         if self.max_attempts:
             extra += f'\n[jobboard]\nmax_attempts = {self.max_attempts}\n'
         text = pathlib.Path(path).read_text()
@@ -106,10 +107,25 @@ class Conductors:
         assert r.returncode == 0, r.stderr
         return r.stdout.strip().splitlines()[-1]
 
-    def backend(self):
-        conf = opts.new_conf(['--config-file', self.poster_conf],
+    def conf(self):
+        return opts.new_conf(['--config-file', self.poster_conf],
                              default_config_files=[], log=False)
-        return persistence.get_backend(conf)
+
+    def backend(self):
+        return persistence.get_backend(self.conf())
+
+    @contextlib.contextmanager
+    def board_client(self):
+        """(conf, started kazoo client) as the poster configures them."""
+        from conductor import jobboard
+        conf = self.conf()
+        client = jobboard.make_client(conf)
+        client.start(timeout=20)
+        try:
+            yield conf, client
+        finally:
+            client.stop()
+            client.close()
 
     def wait(self, clone_id, timeout=240):
         from conductor import outcome
@@ -322,3 +338,140 @@ def test_two_conductors_fifty_concurrent_small_clones(cloud, conductors):
     ran_b = sum(f'Clone {cid} ended: success' in log_b for cid in clone_ids)
     assert ran_a + ran_b == 50
     assert ran_a > 0 and ran_b > 0
+
+
+# -- ZooKeeper: the board is glance-clone's alone ------------------------------
+
+FAKE_IMAGE = '6f1d2a3b-3333-4c4c-8d8d-0123456789ab'
+
+
+def zk_client(cloud, credential=None):
+    from kazoo import client as kazoo_client
+    kwargs = {'auth_data': [('digest', credential)]} if credential else {}
+    client = kazoo_client.KazooClient(hosts=cloud['zookeeper'], **kwargs)
+    client.start(timeout=20)
+    return client
+
+
+def znodes(client, path):
+    """``path`` and every znode under it."""
+    found = [path]
+    for child in client.get_children(path):
+        found += znodes(client, f'{path}/{child}')
+    return found
+
+
+@pytest.fixture
+def claimed_job(cloud, conductors):
+    """A clone claimed by conductor a, frozen after its first step: the
+    board holds a job, its lock and a conductor's entry."""
+    from conductor import jobboard
+    marker = conductors.start('a', pause_at=c.HOLD_TRUST)
+    conductors.post(FAKE_IMAGE)
+    wait_for(marker.exists, what='conductor a to claim the clone')
+    with conductors.board_client() as (conf, client):
+        board = jobboard.make_board(conf, client, conductors.backend())
+        [job] = list(board.iterjobs(ensure_fresh=True))
+        yield {'conf': conf, 'client': client, 'job': job}
+        board.close()
+
+
+@pytest.mark.parametrize('credential', [None, 'glance-clone:wrong-password',
+                                        'intruder:intruder'])
+def test_zookeeper_refuses_jobs_to_clients_without_the_credential(
+        cloud, conductors, claimed_job, credential):
+    from kazoo import exceptions as kz_exc
+    from kazoo import security
+    job = claimed_job['job']
+    other = zk_client(cloud, credential)
+    try:
+        for read in (other.get, other.get_children):
+            for path in (job.path, job.lock_path, conductors.board):
+                with pytest.raises(kz_exc.NoAuthError):
+                    read(path)
+        for path in (job.lock_path, job.path):
+            with pytest.raises(kz_exc.NoAuthError):
+                other.delete(path)
+        with pytest.raises(kz_exc.NoAuthError):
+            other.create(f'{conductors.board}/job9999999999', b'{}')
+        with pytest.raises(kz_exc.NoAuthError):
+            other.set_acls(job.path, security.OPEN_ACL_UNSAFE)
+    finally:
+        other.stop()
+        other.close()
+    assert claimed_job['client'].exists(job.path)
+    assert claimed_job['client'].exists(job.lock_path)
+
+
+def test_every_board_znode_is_for_the_digest_user_only(cloud, conductors,
+                                                        claimed_job):
+    from kazoo import security
+    client, conf = claimed_job['client'], claimed_job['conf']
+    ours = [security.make_digest_acl(conf.jobboard.username,
+                                     conf.jobboard.password, all=True)]
+    parent = conductors.board.rsplit('/', 1)[0]
+    paths = znodes(client, parent)
+    assert claimed_job['job'].lock_path in paths
+    assert f'{parent}/.trash' in paths
+    assert any(p.startswith(f'{parent}/.entities/') for p in paths), paths
+    for path in paths:
+        assert list(client.get_acls(path)[0]) == ours, path
+    # the credential is nowhere in what ZooKeeper stores or the logs
+    password = conf.jobboard.password.encode()
+    assert all(password not in (client.get(p)[0] or b'') for p in paths)
+    assert conf.jobboard.password not in conductors.log('a')
+    cmdline = pathlib.Path(f"/proc/{conductors.procs['a'].pid}/cmdline")
+    assert conf.jobboard.password.encode() not in cmdline.read_bytes()
+
+
+def test_a_board_made_without_acls_gets_them_on_start(cloud, tmp_path):
+    from kazoo import exceptions as kz_exc
+    from conductor import jobboard
+    # (a path of its own: the test boards' parent is already secured)
+    conductors = Conductors(
+        cloud, tmp_path, board=f'/glance-clone-upgrade-{uuid.uuid4().hex}/jobs')
+    old = zk_client(cloud)                   # an older version: no ACLs
+    board = conductors.board
+    old.create(f'{board}/job0000000001', b'{"details": {}}', makepath=True)
+    old.create(f'{board}/job0000000001.lock', b'{"owner": "x"}')
+    trash = board.rsplit('/', 1)[0] + '/.trash'
+    old.create(f'{trash}/job0000000000', b'{}', makepath=True)
+    with conductors.board_client() as (conf, client):
+        made = jobboard.make_board(conf, client, conductors.backend())
+        for path in (board, f'{board}/job0000000001',
+                     f'{board}/job0000000001.lock', trash,
+                     f'{trash}/job0000000000'):
+            with pytest.raises(kz_exc.NoAuthError):
+                old.get(path)
+        assert client.get(f'{board}/job0000000001')[0] == \
+            b'{"details": {}}'
+        # secured once: the next start changes nothing
+        assert jobboard.secure_board(client, made, jobboard._acl(conf)) == 0
+        made.close()
+    old.stop()
+
+
+def test_the_board_is_reached_over_tls_with_a_client_certificate(cloud,
+                                                                conductors):
+    from kazoo import client as kazoo_client
+    from kazoo import exceptions as kz_exc
+    from kazoo.handlers import threading as kz_threading
+    from conductor import jobboard
+    with conductors.board_client() as (conf, client):
+        assert conf.jobboard.use_tls
+        assert conf.jobboard.zookeeper_hosts == [
+            cloud['zookeeper_tls']['hosts']]
+        # TaskFlow's version check ('envi') over TLS (kazoo#770)
+        assert client.server_version()[:2] >= (3, 8)
+        jobboard.make_board(conf, client, conductors.backend()).close()
+    tls = cloud['zookeeper_tls']
+    refused = [
+        dict(),                                            # plain text
+        dict(use_ssl=True, ca=tls['ca_file'], check_hostname=True),  # no cert
+    ]
+    for kwargs in refused:
+        other = kazoo_client.KazooClient(
+            hosts=tls['hosts'], connection_retry={'max_tries': 1}, **kwargs)
+        with pytest.raises((kz_threading.KazooTimeoutError, kz_exc.KazooException)):
+            other.start(timeout=3)
+        other.stop()

@@ -6,7 +6,8 @@ every log are written as in a deployment), over every installed strategy
 that applies here.  Then every surface is searched for every secret the
 local cloud holds: each Keystone user's password (the clone service user's,
 Glance's own, the users'), the token the user called clone-api with, and any
-Keystone token at all (Fernet tokens start with ``gAAAAA``: trust-scoped
+Keystone token at all, and the services' ZooKeeper password (Fernet
+tokens start with ``gAAAAA``: trust-scoped
 tokens the conductor obtained are unknown to the test, the shape finds
 them).  Each secret is looked for as is, URL-quoted and base64-encoded.
 
@@ -29,10 +30,9 @@ import urllib.parse
 
 import pytest
 import requests
-from kazoo import client as kazoo_client
 
 from tests.functional.conftest import user_session
-from tests.functional.test_api import running_api
+from tests.functional.test_api import running_api, zookeeper_nodes
 from tests.functional.test_clone_http import upload
 
 FERNET = re.compile(rb'gAAAAA[A-Za-z0-9_\-=]{60,}')
@@ -73,24 +73,6 @@ def _files(root, skip_suffixes=('.conf',)):
         if path.is_file() and not path.name.endswith(skip_suffixes) and \
                 'venv' not in path.parts:
             yield path
-
-
-def _zookeeper_data(hosts, auth_data=None):
-    zk = kazoo_client.KazooClient(hosts=hosts, auth_data=auth_data or None,
-                                  timeout=10)
-    zk.start(timeout=15)
-    try:
-        out, todo = [], ['/']
-        while todo:
-            path = todo.pop()
-            data, _ = zk.get(path)
-            out.append((path, data or b''))
-            todo.extend(path.rstrip('/') + '/' + child
-                        for child in zk.get_children(path))
-        return out
-    finally:
-        zk.stop()
-        zk.close()
 
 
 def _api_get(api, token, path):
@@ -146,6 +128,8 @@ def test_no_secret_reaches_any_surface_after_good_and_failed_clones(
     secrets = {f'password of {name}': user['password']
                for name, user in cloud['users'].items()}
     secrets['the token demo called clone-api with'] = demo_token
+    secrets["the ZooKeeper password of glance-clone's services"] = \
+        cloud['zookeeper_auth']['password']
     canary = Canary(secrets)
 
     src = upload(cloud, os.urandom(3 * 1024 * 1024), name='canary-src',
@@ -184,10 +168,7 @@ def test_no_secret_reaches_any_surface_after_good_and_failed_clones(
     for path in _files(pathlib.Path(cloud['state_dir']) / 'logs'):
         canary.scan('local cloud log', path.name, path.read_bytes())
     conf_text = pathlib.Path(api['conf']).read_text()
-    digest = re.search(r'^auth_data\s*=\s*(\S+)', conf_text, re.M)
-    for path, data in _zookeeper_data(
-            cloud['zookeeper'],
-            [('digest', digest.group(1))] if digest else None):
+    for path, data in zookeeper_nodes(cloud):
         canary.scan('ZooKeeper node', path, data)
     for pid in filter(str.isdigit, os.listdir('/proc')):
         try:
@@ -200,8 +181,8 @@ def test_no_secret_reaches_any_surface_after_good_and_failed_clones(
     # service's credentials) is found to hold the service user's password
     control = Canary(secrets)
     control.scan('control', 'clone-api configuration', conf_text)
-    assert control.hits == ['control: clone-api configuration: password of '
-                            'glance-clone']
+    assert 'control: clone-api configuration: password of glance-clone' \
+        in control.hits
 
     print(f'secret canary: {canary.count} surfaces searched for '
           f'{len(canary.secrets)} secrets and any Keystone token')

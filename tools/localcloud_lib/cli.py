@@ -49,10 +49,17 @@ USERS = {
     'glance': ('service', ['service', 'admin']),
 }
 PUBLIC_USERS = ('admin', 'demo', 'alt_demo', 'demo_reader', 'glance-clone')
+# ZooKeeper's digest user of glance-clone's services (not a Keystone user):
+# the jobboard's znodes are readable and writable by it alone.
+ZK_USER = 'glance-clone'
+ZK_SECRET = 'zookeeper'          # its key in secrets.json
 PROJECTS = ('admin', 'demo', 'alt_demo', 'service')
 
+# netty-codec and netty-resolver: ZooKeeper's Netty connection factory (TLS
+# client port) needs them and its jar's manifest does not list them.
 ZK_JARS = ('zookeeper.jar', 'zookeeper-jute.jar', 'slf4j-api.jar',
-           'slf4j-log4j12.jar', 'log4j-1.2.jar')
+           'slf4j-log4j12.jar', 'log4j-1.2.jar', 'netty-codec.jar',
+           'netty-resolver.jar')
 
 _print_lock = threading.Lock()
 _T0 = time.monotonic()
@@ -86,6 +93,9 @@ class Cloud:
             'glance-RegionTwo': self._port('LOCALCLOUD_GLANCE_REGIONTWO_PORT',
                                            19293),
         }
+        # ZooKeeper's TLS client port (the plain one stays, for ruok)
+        self.zk_tls_port = self._port('LOCALCLOUD_ZK_TLS_PORT',
+                                      self.ports['zookeeper'] + 1)
         # Swift clusters and memcached (LOCALCLOUD_SWIFT_*_PORT...)
         self.ports.update(swift_cluster.ports())
         self.venv = os.path.join(self.state, 'venv-cloud')
@@ -143,7 +153,7 @@ class Cloud:
         except FileNotFoundError:
             data = {}
         changed = False
-        for user in USERS:
+        for user in tuple(USERS) + (ZK_SECRET,):
             if user not in data:
                 if not create:
                     raise CloudError('no passwords yet in %s: run '
@@ -425,9 +435,59 @@ def write_if_changed(path, text, mode=0o644):
     return True
 
 
+def zk_tls_files(cloud):
+    """A CA, ZooKeeper's certificate (IP 127.0.0.1, localhost) and a client
+    certificate for glance-clone (ZooKeeper requires one), made once with
+    openssl.  {name: path}."""
+    d = os.path.join(cloud.svc_dir('zookeeper'), 'tls')
+    files = {n: os.path.join(d, n + '.pem') for n in
+             ('ca', 'server', 'client-cert', 'client-key')}
+    if all(os.path.exists(f) for f in files.values()):
+        return files
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    tmp = os.path.join(d, 'work')
+    os.makedirs(tmp, exist_ok=True)
+
+    def openssl(*args):
+        subprocess.run(['openssl', *args], check=True, cwd=tmp,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3650',
+            '-subj', '/CN=localcloud ZooKeeper CA', '-keyout', 'ca.key',
+            '-out', 'ca.pem')
+    with open(os.path.join(tmp, 'san.ext'), 'w') as f:
+        f.write('subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+    for name, cn in (('server', '127.0.0.1'), ('client', 'glance-clone')):
+        openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=' + cn,
+                '-keyout', name + '.key', '-out', name + '.csr')
+        openssl('x509', '-req', '-in', name + '.csr', '-CA', 'ca.pem',
+                '-CAkey', 'ca.key', '-CAcreateserial', '-days', '3650',
+                '-extfile', 'san.ext', '-out', name + '.crt')
+
+    def read(name):
+        with open(os.path.join(tmp, name)) as f:
+            return f.read()
+    # ZooKeeper's PEM key store: the PKCS#8 key and the certificate together
+    for name, text in (('ca', read('ca.pem')),
+                       ('server', read('server.key') + read('server.crt')),
+                       ('client-cert', read('client.crt')),
+                       ('client-key', read('client.key'))):
+        write_if_changed(files[name], text, mode=0o600)
+    shutil.rmtree(tmp)
+    return files
+
+
+def zk_tls_description(cloud):
+    """What a client needs to reach ZooKeeper over TLS."""
+    tls = zk_tls_files(cloud)
+    return {'hosts': '%s:%d' % (cloud.host, cloud.zk_tls_port),
+            'ca_file': tls['ca'], 'cert_file': tls['client-cert'],
+            'key_file': tls['client-key']}
+
+
 def zk_config(cloud):
     d = cloud.svc_dir('zookeeper')
     os.makedirs(os.path.join(d, 'data'), exist_ok=True)
+    tls = zk_tls_files(cloud)
     changed = write_if_changed(os.path.join(d, 'zoo.cfg'), """\
 # written by tools/localcloud
 # Sessions expire on tick boundaries: a dead client's ephemeral nodes go
@@ -441,12 +501,28 @@ clientPortAddress={host}
 maxClientCnxns=0
 minSessionTimeout=2000
 maxSessionTimeout=60000
-4lw.commands.whitelist=*
+# The four-letter words localcloud (ruok) and kazoo (envi) use, and the
+# harmless status ones; not cons/dump/wchp (session ids, znode paths).
+4lw.commands.whitelist=ruok,srvr,stat,mntr,envi
+# Digest authentication is built in: glance-clone's znodes carry an ACL for
+# its digest user alone (cloud.json "zookeeper_auth", written into the
+# clone conf by tools/write-clone-conf).
 admin.enableServer=false
 autopurge.snapRetainCount=3
 autopurge.purgeInterval=1
+# TLS client port (Netty), client certificates required: glance-clone's
+# services connect here (cloud.json "zookeeper_tls").
+secureClientPort={tls_port}
+secureClientPortAddress={host}
+serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory
+ssl.keyStore.location={server}
+ssl.keyStore.type=PEM
+ssl.trustStore.location={ca}
+ssl.trustStore.type=PEM
+ssl.clientAuth=need
 """.format(data=os.path.join(d, 'data'), port=cloud.ports['zookeeper'],
-           host=cloud.host))
+           host=cloud.host, tls_port=cloud.zk_tls_port, server=tls['server'],
+           ca=tls['ca']))
     changed |= write_if_changed(os.path.join(d, 'log4j.properties'), """\
 # written by tools/localcloud: everything to the console (the service log)
 log4j.rootLogger=INFO, CONSOLE
@@ -990,6 +1066,8 @@ def describe(cloud, pw, ids):
     return {
         'auth_url': cloud.auth_url,
         'zookeeper': cloud.url('zookeeper'),
+        'zookeeper_auth': {'username': ZK_USER, 'password': pw[ZK_SECRET]},
+        'zookeeper_tls': zk_tls_description(cloud),
         'regions': {r: {'glance_url': cloud.url('glance-' + r),
                         'data_dir': cloud.glance_data(r),
                         'log': cloud.log_file('glance-' + r)}
