@@ -56,11 +56,19 @@ def test_public_copy_asked_by_a_member_is_refused_before_any_byte_moves(
     assert out['failed_step'] == 'clone-reserve-image'
 
 
-def test_admin_may_publish_and_the_copy_is_revealed_only_at_the_end(
-        cloud, clone_conf_file):
+def test_admin_publishes_only_where_the_operator_delegates_admin(
+        cloud, clone_conf_file, tmp_path):
     src = upload(cloud, os.urandom(1024 * 1024), user='admin',
                  name='admin-public')
+    # a clone's trust carries only [clone] trust_roles (member by default)
     rc, out, err = clone(cloud, clone_conf_file, src.id,
                          '--visibility', 'public', user='admin')
+    assert_failed_cleanly(cloud, rc, out, err, src.id,
+                          'RegionTwo does not let you make images public')
+    conf = tmp_path / 'admin-delegated.conf'
+    conf.write_text(clone_conf_file.read_text() +
+                    '\n[clone]\ntrust_roles = member,admin\n')
+    rc, out, err = clone(cloud, conf, src.id, '--visibility', 'public',
+                         user='admin')
     assert rc == 0, err
     assert out['result']['visibility'] == 'public'
