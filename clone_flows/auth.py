@@ -226,6 +226,26 @@ class Services:
             self._strategies = stores.load_strategies(self.conf)
         return self._strategies
 
+    def delegation_holds(self):
+        """Whether Keystone still issues a token for this clone's trust: a
+        fresh one, not the session's cached token, which keeps working
+        after the user loses a delegated role on the project (measured on
+        Keystone 30).  None when Keystone does not answer (unknown)."""
+        if not self._trust_id:
+            return True
+        try:
+            service_session(self.conf, self._trust_id).get_token()
+        except (ksa_exc.Unauthorized, ksa_exc.Forbidden,
+                ksa_exc.NotFound) as e:
+            LOG.warning('Trust %s no longer holds: %s', self._trust_id, e)
+            return False
+        except (ksa_exc.ConnectionError, ksa_exc.ServiceUnavailable,
+                ksa_exc.GatewayTimeout, ksa_exc.BadGateway) as e:
+            LOG.warning('Could not re-check trust %s (Keystone: %s)',
+                        self._trust_id, e)
+            return None
+        return True
+
     def delete_trust(self):
         if self._trust_id:
             return delete_trust(self.conf, self._trust_id)

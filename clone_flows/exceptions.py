@@ -178,6 +178,14 @@ class CredentialsRefused(CloneError):
         super().__init__(msg)
 
 
+class DelegationWithdrawn(CloneError):
+    def __init__(self, region):
+        super().__init__(
+            f"your rights on the project were withdrawn during the clone "
+            f"(Keystone no longer lets the clone act for you): the copy was "
+            f"not revealed in {region} and was removed")
+
+
 class Cancelled(CloneError):
     def __init__(self):
         super().__init__("cancelled by user")

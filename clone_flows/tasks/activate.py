@@ -11,7 +11,10 @@ LOG = logging.getLogger(__name__)
 
 
 class Activate(common.Task):
-    """Reveals the proven copy: the user's visibility, hidden and protected.
+    """Reveals the proven copy: the user's visibility, hidden and protected,
+    once Keystone shows the user still delegates the clone's roles (a user
+    whose role was removed during the clone gets nothing revealed; Keystone
+    not answering does not stop it: Glance would take the same token).
 
     Provides the result the user sees.  Reversion strategy: hide it again,
     private and unprotected, so ReserveImage's revert can delete it.
@@ -26,6 +29,8 @@ class Activate(common.Task):
     def execute(self, services, clone_id, target_region, source_image,
                 target_image_id, overrides, verified_hash):
         services.proceed()
+        if services.delegation_holds() is False:
+            raise exceptions.DelegationWithdrawn(target_region)
         policy = metadata.MetadataPolicy.from_conf(services.conf)
         activation = policy.activation(source_image, overrides)
         try:

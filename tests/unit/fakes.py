@@ -158,6 +158,7 @@ class FakeServices:
         self.conf = conf
         self.regions = regions
         self.trust_deleted = 0
+        self.delegation = True           # Keystone still honours the trust
         self._strategies = strategies
         self._guard = guard
 
@@ -186,6 +187,9 @@ class FakeServices:
             from clone_flows import stores
             self._strategies = stores.load_strategies(self.conf)
         return self._strategies
+
+    def delegation_holds(self):
+        return self.delegation
 
     def delete_trust(self):
         self.trust_deleted += 1

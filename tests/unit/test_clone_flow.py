@@ -242,6 +242,24 @@ def test_reserved_image_stays_private_after_proving_it_may_be_revealed(
     assert (new['visibility'], new['protected']) == ('public', True)
 
 
+@pytest.mark.parametrize('holds,revealed', [(False, False), (None, True)])
+def test_a_withdrawn_delegation_reveals_nothing(conf, cloud, holds,
+                                                 revealed):
+    src = cloud['R1'].add_image(b'abc')
+    store = _store(src['id'])
+    services = fakes.FakeServices(conf, cloud)
+    services.delegation = holds          # refused / Keystone not answering
+    out, _, _ = _clone(conf, cloud, store, services=services)
+    assert out.succeeded is revealed
+    left = fakes.leftovers(cloud['R2'], store[c.CLONE_ID])
+    if revealed:
+        assert len(left) == 1
+    else:
+        assert out.failed_step == c.ACTIVATE and left == []
+        assert out.message.startswith('your rights on the project were '
+                                      'withdrawn during the clone')
+
+
 def test_unknown_target_region_is_named(conf, cloud):
     src = cloud['R1'].add_image(b'abc')
     store = dict(_store(src['id']), target_region='Nowhere')
