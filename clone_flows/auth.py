@@ -144,8 +144,10 @@ def delete_trust(conf, trust_id):
     """Revoke a clone's trust with the service's own (non-trust) token.
 
     Keystone lets the trustor or an admin delete a trust; deployments grant
-    the trustee too (see the README).  A trust that cannot be deleted still
-    expires on its own, so a refusal is logged, not raised.
+    the trustee too (see the README).  True: deleted now; False: it was
+    already gone; None: Keystone did not answer or refused (logged, not
+    raised: the conductors' sweep tries again for every ended clone, and the
+    trust expires on its own).
     """
     try:
         service_session(conf).delete(f'/OS-TRUST/trusts/{trust_id}',
@@ -154,9 +156,9 @@ def delete_trust(conf, trust_id):
     except ksa_exc.NotFound:
         return False
     except ksa_exc.ClientException as e:
-        LOG.warning('Could not delete trust %s (it expires on its own): %s',
-                    trust_id, e)
-        return False
+        LOG.warning('Could not delete trust %s (the sweep tries again; it '
+                    'expires on its own): %s', trust_id, e)
+        return None
 
 
 def user_access(user_session):
@@ -246,7 +248,13 @@ class Services:
             return None
         return True
 
+    #: Whether this run deleted the trust or found it gone (then nobody
+    #: needs to try again).
+    trust_released = False
+
     def delete_trust(self):
-        if self._trust_id:
-            return delete_trust(self.conf, self._trust_id)
-        return False
+        if not self._trust_id:
+            return False
+        released = delete_trust(self.conf, self._trust_id)
+        self.trust_released = released is not None
+        return released

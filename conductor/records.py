@@ -80,8 +80,12 @@ class TaskRecords:
             progress['attempt'] = self._attempts[clone_id]
         return self._update(clone_id, result={'progress': progress})
 
-    def finished(self, clone_id, outcome, started=None):
+    def finished(self, clone_id, outcome, started=None, trust_released=False):
+        """Record how the clone ended.  ``trust_released``: its run deleted
+        the trust (or found it gone); otherwise the record keeps the trust
+        id for the sweep to delete."""
         task = self.get(clone_id) or {}
+        released = {'trust_id': None} if trust_released else {}
         try:
             if outcome.succeeded:
                 result = dict(outcome.result or {})
@@ -96,12 +100,12 @@ class TaskRecords:
                 return self._update(
                     clone_id, status='success', result=result,
                     message=CANCEL_TOO_LATE if task.get('cancel_requested')
-                    else '')
+                    else '', **released)
             return self._update(clone_id, status='failure',
                                 message=outcome.message or 'the clone failed',
                                 result={'failed_step': c.STEP_NAMES.get(
                                     outcome.failed_step,
-                                    outcome.failed_step)})
+                                    outcome.failed_step)}, **released)
         finally:
             self._attempts.pop(clone_id, None)
 

@@ -78,6 +78,13 @@ class Sweeper(threading.Thread):
             except Exception:
                 LOG.exception('Sweep failed')
             try:
+                released, left = sweep.release_trusts(self._conf)
+                if left:
+                    LOG.info('Sweep: %d trusts of ended clones deleted, %d '
+                             'still to delete', released, left)
+            except Exception:
+                LOG.exception('Releasing the trusts of ended clones failed')
+            try:
                 # tasks the API recorded but died before queueing
                 from conductor import submit
                 orphans = submit.fail_orphans(self._conf)

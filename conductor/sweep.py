@@ -59,6 +59,21 @@ def sweep_one(conf, backend, fd, services=None):
     return True
 
 
+def release_trusts(conf, limit=100):
+    """Delete the trusts ended clones may still hold (their own release
+    failed: Keystone did not answer) and forget them in the task records;
+    returns (released, left)."""
+    from conductor.db import api as db_api
+    released = left = 0
+    for task_id, trust_id in db_api.trusts_of_ended_tasks(conf, limit):
+        if auth.delete_trust(conf, trust_id) is None:
+            left += 1
+            continue
+        db_api.update_task(conf, task_id, trust_id=None)
+        released += 1
+    return released, left
+
+
 def sweep(conf, backend):
     """Sweep every marked clone; returns (swept, left)."""
     swept = left = 0

@@ -255,6 +255,7 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         self.session = SessionWatch(client)
         self.session_timeout = conf.jobboard.session_timeout
         self.records = records_mod.TaskRecords(conf)
+        self._services = {}     # clone id -> the Services of its run
         self.stopping = False
         self._lost = set()
         name = name or conf.conductor.name or \
@@ -300,6 +301,7 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         store = dict((job.details or {}).get('store') or fd.meta.get('store') or {})
         services = auth.Services(self.conf, trust_id=store.get(c.TRUST_ID),
                                  guard=ClaimGuard(self, job, clone_id))
+        self._services[clone_id] = services
         LOG.info('Clone %s: attempt %d on conductor %s', clone_id, attempts,
                  self.name)
         return runner.prepare_engine(
@@ -341,6 +343,7 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
             if not self.stopping:
                 self._lost.add(job.uuid)    # nothing to release: not ours
             self.records.forget(clone_id)
+            self._services.pop(clone_id, None)
             return False
         if clone_id and consume:
             self._record_end(clone_id, started)
@@ -368,6 +371,9 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         out = outcome_mod.from_flow_detail(fd)
         if out.cleanup_failed:
             sweep.mark(self.backend, fd, 'revert failed')
-        self.records.finished(clone_id, out, started=started)
+        services = self._services.pop(clone_id, None)
+        self.records.finished(clone_id, out, started=started,
+                              trust_released=getattr(
+                                  services, 'trust_released', False))
         LOG.info('Clone %s ended: %s %s', clone_id,
                  'success' if out.succeeded else 'failure', out.message)

@@ -408,6 +408,18 @@ def list_tasks(conf, owner=None, status=None, type=None,
         return [_to_dict(r) for r in query.all()]
 
 
+def trusts_of_ended_tasks(conf, limit=100):
+    """(task id, trust id) of ended tasks whose trust may still exist: the
+    clone's own release of it failed or is not known to have worked."""
+    with _session(conf) as session:
+        rows = session.execute(
+            sa.select(models.CloneTask.id, models.CloneTask.trust_id)
+            .where(models.CloneTask.status.in_(models.FINISHED_STATUSES),
+                   models.CloneTask.trust_id.isnot(None))
+            .order_by(models.CloneTask.updated_at).limit(limit)).all()
+        return [(r.id, r.trust_id) for r in rows]
+
+
 def count_tasks(conf, owner, statuses=('processing',)):
     with _session(conf) as session:
         return session.execute(

@@ -1,0 +1,63 @@
+"""A trust that could not be deleted when its clone ended is deleted by the
+conductors' sweep once Keystone answers again.
+
+clone-api and a real conductor (sweep every 2 s); the real Keystone is
+stopped while the clone copies (Glance keeps accepting the tokens it has
+validated, so the clone still ends), then started again.
+"""
+import os
+import time
+
+import requests
+
+from conductor import opts
+from conductor.db import api as db_api
+from tests.functional.conftest import localcloud, user_session
+from tests.functional.test_api import running_api, stop
+from tests.functional.test_clone_http import MiB, upload
+from tests.functional.test_task_record_fencing import _conductor, _task, \
+    _until
+
+IDENTITY = {'service_type': 'identity', 'interface': 'public',
+            'version': (3, 0)}
+
+
+def test_trust_left_by_a_keystone_outage_is_deleted_when_it_is_back(
+        cloud, tmp_path):
+    src = upload(cloud, os.urandom(192 * MiB), name='trust-left')
+    token = user_session(cloud, 'demo').get_token()
+    with running_api(cloud, tmp_path, conductor=False,
+                     extra_conf='\n[conductor]\nsweep_interval = 2\n') as api:
+        conf = opts.new_conf(['--config-file', str(api['conf'])],
+                             default_config_files=[], log=False)
+        a = _conductor(api, 'a')
+        try:
+            r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
+                              headers={'X-Auth-Token': token},
+                              json={'type': 'clone', 'input': {
+                                  'source_region': 'RegionOne',
+                                  'source_image_id': src.id}})
+            assert r.status_code == 201, r.text
+            task_id = r.json()['id']
+            _until(lambda: (_task(api, token, task_id).get('result') or {})
+                   .get('progress', {}).get('percent', 0) > 5,
+                   'the copy to run')
+            trust_id = db_api.get_task(conf, task_id)['trust_id']
+            localcloud('stop', 'keystone')
+            try:
+                ended = _until(lambda: (lambda t: t['status'] in (
+                    'success', 'failure') and t)(
+                        db_api.get_task(conf, task_id)), 'the clone to end')
+                assert ended['status'] == 'success', ended
+                time.sleep(3)                   # a sweep with Keystone down
+                assert db_api.get_task(conf, task_id)['trust_id'] == trust_id
+            finally:
+                localcloud('start', 'keystone')
+            _until(lambda: db_api.get_task(conf, task_id)['trust_id'] is None,
+                   'the sweep to delete the trust', timeout=60)
+            gone = user_session(cloud, 'admin').get(
+                f'/OS-TRUST/trusts/{trust_id}', endpoint_filter=IDENTITY,
+                raise_exc=False)
+            assert gone.status_code == 404, gone.text
+        finally:
+            stop(a)
