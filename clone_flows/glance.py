@@ -217,11 +217,14 @@ class GlanceRegion:
         """Whether Glance lets this session download the image's data.
 
         Asks for its first byte only (``Range: bytes=0-0``), so Glance's own
-        ``download_image`` policy decides, as it would for the user.
+        ``download_image`` policy decides, as it would for the user.  Glance
+        checks that policy before it reads the store: a store that cannot
+        serve ranges (Swift: 400 "Getting images randomly from this store is
+        not supported") or an empty image (416) still means "allowed".
         """
         try:
             resp = self._request('GET', f'/v2/images/{image_id}/file',
-                                 ok=(200, 204, 206, 416), stream=True,
+                                 ok=(200, 204, 206, 400, 416), stream=True,
                                  headers={'Range': 'bytes=0-0'})
         except Forbidden:
             return False
