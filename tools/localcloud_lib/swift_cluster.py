@@ -3,22 +3,20 @@
 Opt-in with ``LOCALCLOUD_SWIFT``:
 
 * ``off`` (default): Glance stores in files, no Swift process runs.
-* ``shared``: one cluster (``a``) holds both regions' images, one account
-  (the ``service`` project's), one container per region.
+* ``shared``: one cluster (``a``) holds both regions' images.
 * ``per-region``: RegionOne stores in cluster ``a``, RegionTwo in ``b``.
 
 ``LOCALCLOUD_SWIFT_REGIONS`` (default: both) limits which regions store in
 Swift; the others keep the file store (mixed stores).  Each cluster is a
 proxy (Keystone auth: keystonemiddleware + keystoneauth, memcached) plus
 account, container and object servers on 127.0.0.1, one device under the
-state dir, rings of part power 10.  Keystone, not tempauth: glance_store's
-Swift driver writes segmented (large) images only through a Keystone v3
-session (tempauth: "Cannot find swift service endpoint"), so each cluster
-is in the catalog as ``object-store`` (cluster a in RegionOne, b in
-RegionTwo; in ``shared`` mode RegionTwo's Glance uses RegionOne's endpoint).
-Users with the ``admin``, ``member`` or ``service`` role on a project operate
-its account: Glance (user ``glance``) and the clone service user
-(``glance-clone``) both reach ``AUTH_<service project id>``.
+state dir, rings of part power 10.  Each cluster is in the catalog as
+``object-store`` (cluster a in RegionOne, b in RegionTwo; in ``shared`` mode
+RegionTwo's Glance uses RegionOne's endpoint).  Glance runs the multi-tenant
+Swift store (see :func:`glance_store`): each project's images are in its own
+account ``AUTH_<project id>``, which the project's members operate
+(keystoneauth ``operator_roles``) and its readers read
+(``project_reader_roles``).
 
 Swift reads its hash suffix and policies only from /etc/swift/swift.conf: it
 is written when missing, never changed (a different suffix would strand
