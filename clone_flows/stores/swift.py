@@ -69,7 +69,7 @@ from clone_flows import auth
 from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows.stores import base
-from clone_flows.stores.swift_account import SwiftAccount  # noqa: F401
+from clone_flows.stores.swift_account import SwiftAccount
 from clone_flows.stores.swift_account import SwiftError
 
 LOG = logging.getLogger(__name__)

@@ -11,10 +11,16 @@ Errors come out as :class:`SwiftError` with the HTTP status (``None`` when
 Swift did not answer at all); their text names URLs and is for the
 operator's log only.
 """
+import logging
 import threading
 import urllib.parse
 
 from swiftclient import client as swiftclient
+
+# swiftclient logs every failed request (INFO) and every request (DEBUG) as
+# a curl line with the first characters of the token: never into our logs.
+# Failures reach the log through SwiftError, with the clone id.
+logging.getLogger('swiftclient').setLevel(logging.WARNING)
 
 
 class SwiftError(Exception):

@@ -15,6 +15,7 @@ import pytest
 from clone_flows import exceptions
 from clone_flows.stores import base
 from clone_flows.stores import swift
+from clone_flows.stores import swift_account
 from tests.unit import fakes
 
 SEG = 10000
@@ -533,3 +534,41 @@ def test_swift_strategy_is_found_through_its_entry_point(conf):
     from clone_flows import stores
     assert isinstance(stores.load_strategies(conf)['swift'],
                       swift.SwiftStrategy)
+
+
+class FakeConnection:
+    """swiftclient.client.Connection as SwiftAccount uses it."""
+    made = []
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        FakeConnection.made.append(self)
+
+    def head_object(self, container, obj):
+        raise swift_account.swiftclient.ClientException(
+            'Object HEAD failed', http_status=404)
+
+    def get_container(self, container, prefix, full_listing):
+        raise swift_account.swiftclient.ClientException(
+            'Container GET failed', http_status=404)
+
+    def delete_object(self, container, obj):
+        raise ConnectionResetError()
+
+
+def test_swift_account_rides_on_swiftclient_with_the_clone_session(
+        monkeypatch):
+    monkeypatch.setattr(swift_account.swiftclient, 'Connection',
+                        FakeConnection)
+    session = object()
+    acct = swift_account.SwiftAccount('RegionTwo', 'http://s/v1/AUTH_p/',
+                                      session, timeout=7)
+    assert acct.head('glance_i', 'i') is None          # 404: absent
+    assert acct.listing('glance_i', 'i-') == []         # 404: no container
+    with pytest.raises(swift_account.SwiftError) as e:  # no answer at all
+        acct.delete('glance_i', 'i')
+    assert e.value.status is None
+    conn = FakeConnection.made[0]
+    assert conn.kwargs['session'] is session and conn.kwargs['timeout'] == 7
+    assert conn.kwargs['preauthurl'] == 'http://s/v1/AUTH_p'
+    assert acct.account == 'AUTH_p' and acct.cluster == 'http://s'
