@@ -100,9 +100,11 @@ swift_opts = [
                      'with the same name copy server-side.  Default: the '
                      'scheme, host and port of the storage URL.'),
     cfg.DictOpt('store_ids', default={},
-                help='Glance store id of a source region\'s Swift store '
-                     '(matched against the image\'s "stores" attribute when '
-                     'its Glance reports one); default "swift".'),
+                help='Glance store id of each region\'s Swift store where '
+                     'its Glance is multi-store: a source image whose '
+                     '"stores" do not include it is not in Swift, a target '
+                     'whose default store is another stores elsewhere; '
+                     'default "swift".'),
     cfg.StrOpt('endpoint_interface', default='public',
                choices=['public', 'internal', 'admin'],
                help='Catalog interface of the object-store endpoints.'),
