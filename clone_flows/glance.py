@@ -109,6 +109,12 @@ class GlanceRegion:
         self._retry_seconds = retry_seconds
 
     # -- plumbing ---------------------------------------------------------
+    @property
+    def session(self):
+        """The keystoneauth session this region is reached with (a store
+        strategy reaches the region's store with it too)."""
+        return self._api.session
+
     def endpoint(self):
         try:
             url = self._api.get_endpoint()

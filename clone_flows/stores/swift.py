@@ -1,15 +1,30 @@
 """Swift to Swift: the image's objects are copied inside Swift, not via Glance.
 
-Glance's Swift store (single tenant) keeps an image as the object
-``<container>/<image id>``; an image at or above its large-object size is a
-DLO manifest of that name plus segments ``<image id>-00001...``.  The copy
-mirrors that shape under the *target* image's id, so the target Glance owns
-the objects as if it had written them (deleting the image deletes them):
+Served only between regions whose Glance runs the **multi-tenant** Swift
+store (``swift_store_multi_tenant = True``, glance_store's
+``MultiTenantStore``): an image's data lives in its *owner project's* account,
+container ``<swift_store_container>_<image id>``, object ``<image id>`` (a
+DLO manifest, with segments ``<image id>-00001...`` in the same container,
+for an image at or above Glance's large-object size), and its location is
+``swift+http(s)://<storage URL of that account>/<container>/<object>``: no
+credential in it.  Glance reads such a location with the request's own token.
+A single-tenant Swift store's locations carry Glance's Swift user and key
+(``swift+https://user:KEY@...``); Glance shows an added location to every
+reader of the image (the ``loc_url`` input of its ``location_import`` task),
+so this strategy never serves such a store: ``applies()`` says why and
+``auto`` falls back to HTTP.
+
+Everything here runs with the clone's trust-scoped session (the user's
+rights, impersonated): the source objects are read in the owner's account
+(Swift lets the user read what Glance lets them read: their own project's
+account, or a container Glance opened with an ACL), and the copy is written
+into the target project's own account, under the name Glance's multi-tenant
+store would give the target image:
 
 * **same cluster** (both regions' stores in one Swift): every segment is
-  copied server-side (``PUT`` with ``X-Copy-From``), in parallel; Swift
-  checks each copy against the source segment's ETag.  No image byte passes
-  through this process.
+  copied server-side (``PUT`` with ``X-Copy-From`` and, across accounts,
+  ``X-Copy-From-Account``), in parallel; Swift checks each copy against the
+  source segment's ETag.  No image byte passes through this process.
 * **different clusters**: segments are streamed source -> target in
   parallel (``[swift_store] workers``), each ``PUT`` carrying the source
   segment's ETag so the target cluster refuses a copy whose bytes differ.
@@ -22,22 +37,24 @@ or on the GET), so that it too moves in parallel and resumes per segment.
 
 Then the new manifest is written and checked (size, and the DLO ETag: the
 md5 of the segments' ETags in order), and the objects are attached to the
-reserved image through Glance's location API with the source's checksum and
-hash as validation data.  Glance 33 allows a non-http location only to a
-caller holding the ``service`` role, which a trust-scoped (user's) token
-does not carry: the call adds the clone service user's own token as
-``X-Service-Token``.  Glance attaches asynchronously (and, with
-``do_secure_hash``, reads the data back to hash it): the copy waits until
-the image is ``active``.
+reserved image through Glance's location API with the source's hash as
+validation data.  Glance 33 allows a non-http location only to a caller
+holding the ``service`` role, which the trust-scoped token does not carry:
+the call adds the clone service user's own token as ``X-Service-Token`` (a
+header, never stored).  Glance attaches asynchronously (and, with
+``do_secure_hash``, reads the data back with the trust-scoped token to hash
+it): the copy waits until the image is ``active``.
 
-Where the source data lives comes from configuration, not from ``GET
-/v2/images/{id}/locations``: that call needs the ``service`` or ``admin``
-role *in the token's own roles* (a service token does not count), and the
-service user's own token does not see the user's private image.  The
-image's ``stores`` attribute and a ``HEAD`` of its object confirm it.
+Measured with Glance 33 / glance_store 5.7: a Glance with
+``enabled_backends`` (multi-store) refuses a multi-tenant location through
+the location API ("Invalid location": the store's URL prefix never matches a
+storage URL), while a Glance whose multi-tenant Swift store is configured in
+``[glance_store]`` (``stores``/``default_store``) takes it.  So a target
+region whose Glance answers ``/v2/info/stores`` (multi-store) is not served.
 
-Reversion: every object named after the target image id is deleted from the
-target container (idempotent).
+Reversion: the objects named after the target image id and their container
+``<container>_<target id>`` are deleted from the target account
+(idempotent).
 """
 import concurrent.futures
 import hashlib
@@ -46,14 +63,14 @@ import threading
 import time
 import urllib.parse
 
-import requests
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 from clone_flows import auth
 from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows.stores import base
+from clone_flows.stores.swift_account import SwiftAccount
+from clone_flows.stores.swift_account import SwiftError
 
 LOG = logging.getLogger(__name__)
 
@@ -61,39 +78,33 @@ GROUP = 'swift_store'
 
 swift_opts = [
     cfg.DictOpt('regions', default={},
-                help='Regions whose Glance stores images in Swift, each with '
-                     'the storage URL of the Swift account holding that '
-                     'store (``RegionOne:https://swift-a/v1/AUTH_x``).  An '
-                     'empty URL (``RegionOne:``) takes the region\'s '
-                     '"object-store" endpoint from the service catalog of '
-                     'the credentials below.  A region not listed does not '
-                     'store in Swift for this strategy.'),
+                help='Regions whose Glance runs the multi-tenant Swift store '
+                     '(swift_store_multi_tenant = True, configured in '
+                     '[glance_store], not with enabled_backends), each with '
+                     'the storage URL template of its Swift accounts '
+                     '(``RegionOne:https://swift-a/v1/AUTH_%(project_id)s``'
+                     '; no credential may appear in it).  An empty template '
+                     '(``RegionOne:``) takes the "object-store" endpoint of '
+                     'that region from the clone\'s service catalog.  A '
+                     'region not listed is not served by this strategy: its '
+                     'Glance either does not store in Swift or stores with '
+                     'a single-tenant Swift store, whose locations would '
+                     'carry its Swift credentials.'),
     cfg.DictOpt('containers', default={},
-                help='Container of each region\'s Glance store '
-                     '(swift_store_container there); default "glance".'),
+                help='swift_store_container of each region\'s Glance; an '
+                     'image\'s objects are in container '
+                     '``<container>_<image id>`` of its owner\'s account.  '
+                     'Default "glance".'),
     cfg.DictOpt('clusters', default={},
                 help='Name of the Swift cluster of each region: regions '
                      'with the same name copy server-side.  Default: the '
                      'scheme, host and port of the storage URL.'),
-    cfg.DictOpt('location_prefixes', default={}, secret=True,
-                help='For each target region: the location URL Glance is '
-                     'given for a copied object, up to the object name, '
-                     'e.g. "RegionTwo:swift+https://service:glance:PASSWORD@'
-                     'keystone:5000/v3/glance/".  Glance 33 refuses '
-                     '"swift+config://" locations through its API (LP '
-                     '#1334196), so the URL names the Keystone user that '
-                     'Glance will read and delete the objects as; Glance '
-                     'stores it with the image.'),
     cfg.DictOpt('store_ids', default={},
-                help='Glance store (backend) id of each region\'s Swift '
-                     'store; default "swift".  The source image must be in '
-                     'it and it must be the target\'s default store.'),
-    cfg.DictOpt('auth_sections', default={},
-                help='Configuration group with keystoneauth options to '
-                     'reach a region\'s Swift (``RegionTwo:swift_auth_two``); '
-                     'default: [service_auth], the clone service user, who '
-                     'must operate the account (Swift keystoneauth '
-                     'operator_roles).'),
+                help='Glance store id of each region\'s Swift store where '
+                     'its Glance is multi-store: a source image whose '
+                     '"stores" do not include it is not in Swift, a target '
+                     'whose default store is another stores elsewhere; '
+                     'default "swift".'),
     cfg.StrOpt('endpoint_interface', default='public',
                choices=['public', 'internal', 'admin'],
                help='Catalog interface of the object-store endpoints.'),
@@ -134,181 +145,28 @@ class SourceDataBroken(exceptions.CloneError):
 
 
 class SwiftUnavailable(exceptions.ServiceUnavailable):
-    pass
+    def __init__(self, region):
+        super().__init__(region, what='the Swift store')
 
 
 class LocationRefused(exceptions.CloneError):
     """The target Glance would not take the copy's location."""
 
 
-# ---------------------------------------------------------------------------
-# A small Swift client: only what the copy needs, thread-safe per call.
+class NotServed(Exception):
+    """This source/target pair is not for the Swift strategy; ``str()`` is
+    the sentence saying why."""
 
 
-class SwiftError(Exception):
-    def __init__(self, method, path, status, body=''):
-        super().__init__(f'{method} {path} answered {status}: {body[:200]}')
-        self.status = status
-
-
-class SwiftAccount:
-    """One region's Glance store: an account URL, a container, a token."""
-
-    def __init__(self, region, storage_url, container, token_source,
-                 timeout=120.0):
-        self.region = region
-        self.storage_url = storage_url.rstrip('/')
-        self.container = container
-        self._token_source = token_source
-        self._timeout = timeout
-        self._local = threading.local()
-
-    @property
-    def account(self):
-        return urllib.parse.unquote(self.storage_url.rsplit('/', 1)[-1])
-
-    @property
-    def cluster(self):
-        u = urllib.parse.urlsplit(self.storage_url)
-        return f'{u.scheme}://{u.netloc}'
-
-    def _http(self):
-        if getattr(self._local, 'http', None) is None:
-            self._local.http = requests.Session()
-        return self._local.http
-
-    def _url(self, obj=None, container=None):
-        c = urllib.parse.quote(container or self.container)
-        if obj is None:
-            return f'{self.storage_url}/{c}'
-        return f'{self.storage_url}/{c}/{urllib.parse.quote(obj)}'
-
-    def request(self, method, obj=None, ok=(200,), headers=None, **kw):
-        url = self._url(obj)
-        for attempt in (1, 2):
-            h = dict(headers or {}, **{'X-Auth-Token': self._token_source()})
-            try:
-                resp = self._http().request(method, url, headers=h,
-                                            timeout=self._timeout, **kw)
-            except requests.RequestException as e:
-                raise SwiftUnavailable(
-                    self.region, what='the Swift store',
-                    detail=type(e).__name__) from e
-            if resp.status_code == 401 and attempt == 1 and \
-                    isinstance(kw.get('data'), (bytes, type(None))):
-                self._token_source(refresh=True)
-                continue
-            break
-        if resp.status_code in (502, 503, 504, 507):
-            raise SwiftUnavailable(self.region, what='the Swift store',
-                                   detail=f'HTTP {resp.status_code}')
-        if resp.status_code not in ok:
-            body = '' if kw.get('stream') else resp.text
-            raise SwiftError(method, url, resp.status_code, body)
-        return resp
-
-    def head(self, obj):
-        """Headers of the object (lower-case keys), or None if absent."""
-        resp = self.request('HEAD', obj, ok=(200, 204, 404))
-        if resp.status_code == 404:
-            return None
-        return {k.lower(): v for k, v in resp.headers.items()}
-
-    def listing(self, prefix, container=None):
-        """[{name, bytes, hash}] of objects named ``prefix...``, in order."""
-        out, marker = [], ''
-        url_container = container or self.container
-        while True:
-            resp = self._http().get(
-                self._url(container=url_container),
-                params={'format': 'json', 'prefix': prefix, 'marker': marker},
-                headers={'X-Auth-Token': self._token_source()},
-                timeout=self._timeout)
-            if resp.status_code == 404:
-                return out
-            if resp.status_code == 204:
-                return out
-            if resp.status_code != 200:
-                raise SwiftError('GET', self._url(container=url_container),
-                                 resp.status_code, resp.text)
-            page = resp.json()
-            if not page:
-                return out
-            out.extend({'name': o['name'], 'bytes': int(o['bytes']),
-                        'hash': o['hash']} for o in page)
-            marker = page[-1]['name']
-
-    def ensure_container(self):
-        try:
-            self.request('PUT', None, ok=(201, 202, 204))
-        except SwiftError as e:
-            if e.status != 404:
-                raise
-            # an account nobody used yet: reading it makes Swift create it
-            # (account_autocreate), then the container can be made
-            self._http().head(self.storage_url, timeout=self._timeout,
-                              headers={'X-Auth-Token': self._token_source()})
-            self.request('PUT', None, ok=(201, 202, 204))
-
-    def get_stream(self, obj, chunk_size, byte_range=None):
-        headers = {}
-        if byte_range is not None:
-            headers['Range'] = 'bytes=%d-%d' % (
-                byte_range[0], byte_range[0] + byte_range[1] - 1)
-        resp = self.request('GET', obj, stream=True, headers=headers,
-                            ok=(206,) if byte_range else (200,))
-        return resp, resp.iter_content(chunk_size)
-
-    def put(self, obj, data, etag=None):
-        """PUT an iterable of chunks (chunked transfer); Swift refuses it
-        (422) unless the bytes' md5 is ``etag`` (when given)."""
-        headers = {'Content-Type': 'application/octet-stream'}
-        if etag:
-            headers['ETag'] = etag
-        resp = self.request('PUT', obj, ok=(201,), data=data,
-                            headers=headers)
-        return resp.headers.get('Etag', '').strip('"')
-
-    def copy_from(self, obj, source, src_obj, etag=None, byte_range=None):
-        """Server-side copy of ``source``'s object (or of a byte range of
-        it) into ``obj`` here."""
-        headers = {'X-Copy-From': '/%s/%s' % (
-            urllib.parse.quote(source.container), urllib.parse.quote(src_obj)),
-            'Content-Length': '0'}
-        if etag:
-            headers['ETag'] = etag
-        if byte_range is not None:
-            headers['Range'] = 'bytes=%d-%d' % (
-                byte_range[0], byte_range[0] + byte_range[1] - 1)
-        if source.account != self.account:
-            headers['X-Copy-From-Account'] = source.account
-        resp = self.request('PUT', obj, ok=(201,), headers=headers)
-        return resp.headers.get('Etag', '').strip('"')
-
-    def put_manifest(self, obj, segment_prefix):
-        self.request('PUT', obj, ok=(201,), data=b'', headers={
-            'X-Object-Manifest': f'{self.container}/{segment_prefix}',
-            'Content-Length': '0',
-            'Content-Type': 'application/octet-stream'})
-
-    def delete(self, obj):
-        """True if deleted now, False if it was not there."""
-        resp = self.request('DELETE', obj, ok=(204, 404))
-        return resp.status_code == 204
-
-
-class _TokenSource:
-    """A keystoneauth session's token, refreshed when Swift says 401."""
-
-    def __init__(self, session):
-        self._session = session
-        self._lock = threading.Lock()
-
-    def __call__(self, refresh=False):
-        with self._lock:
-            if refresh:
-                self._session.invalidate()
-            return self._session.get_token()
+def location_url(storage_url, container, obj):
+    """The multi-tenant store's location of an object: no credential."""
+    u = urllib.parse.urlsplit(storage_url)
+    if u.username or u.password or '@' in u.netloc:
+        raise ValueError('a storage URL with a credential in it')
+    scheme = 'swift+https' if u.scheme == 'https' else 'swift+http'
+    return '%s://%s%s/%s/%s' % (scheme, u.netloc, u.path.rstrip('/'),
+                                urllib.parse.quote(container),
+                                urllib.parse.quote(obj))
 
 
 # ---------------------------------------------------------------------------
@@ -345,7 +203,7 @@ def dlo_etag(etags):
                        usedforsecurity=False).hexdigest()
 
 
-def source_pieces(src, image, segment_size=0):
+def source_pieces(src, container, image, segment_size=0):
     """Where the image's bytes are in the source store, checked against the
     image's size (and checksum for a single object).
 
@@ -355,11 +213,11 @@ def source_pieces(src, image, segment_size=0):
     (missing segment, wrong size).
     """
     image_id, size = image['id'], int(image.get('size') or 0)
-    head = src.head(image_id)
+    head = src.head(container, image_id)
     if head is None:
         raise SourceDataBroken(
             f"the data of image {image_id} is not in {src.region}'s Swift "
-            f"store (no object {src.container}/{image_id})")
+            f"store (no object {container}/{image_id})")
     manifest = head.get('x-object-manifest')
     if head.get('x-static-large-object'):
         raise SourceDataBroken(
@@ -379,14 +237,14 @@ def source_pieces(src, image, segment_size=0):
             return True, [(image_id, min(segment_size, length - off), None,
                            off) for off in range(0, length, segment_size)]
         return False, [(image_id, length, etag, None)]
-    container, prefix = manifest.split('/', 1)
-    container = urllib.parse.unquote(container)
+    where, prefix = manifest.split('/', 1)
+    where = urllib.parse.unquote(where)
     prefix = urllib.parse.unquote(prefix)
-    if container != src.container:
+    if where != container:
         raise SourceDataBroken(
-            f'the segments of image {image_id} are in container {container}, '
-            f'not in the store\'s {src.container}')
-    segments = src.listing(prefix)
+            f'the segments of image {image_id} are in container {where}, '
+            f'not in its own {container}')
+    segments = src.listing(container, prefix)
     found = sum(s['bytes'] for s in segments)
     # Glance numbers its segments <id>-00001, -00002...: a gap is a loss
     numbered = [s['name'][len(prefix):] for s in segments]
@@ -415,13 +273,18 @@ def make_pieces(target_image_id, segmented, sources):
 # The strategy
 
 
+def _unavailable(job, region, detail):
+    """The user's sentence names the region; the details (URLs, Swift's
+    answer) go to the log with the clone id."""
+    LOG.warning('Clone %s: Swift of %s: %s', job.clone_id, region, detail)
+    return SwiftUnavailable(region)
+
+
 class SwiftStrategy(base.StoreStrategy):
     name = 'swift'
 
     def __init__(self, conf):
         super().__init__(conf)
-        self._accounts = {}
-        self._lock = threading.Lock()
         self._service = None      # the service user's own session, shared
 
     # -- configuration ------------------------------------------------------
@@ -432,98 +295,134 @@ class SwiftStrategy(base.StoreStrategy):
     def _store_id(self, region):
         return self._opts.store_ids.get(region) or 'swift'
 
-    def _container(self, region):
-        return self._opts.containers.get(region) or 'glance'
-
-    def _service_session(self):
-        if self._service is None:
-            self._service = auth.service_session(self.conf)
-        return self._service
-
-    def _session(self, region):
-        group = self._opts.auth_sections.get(region)
-        if not group:
-            return self._service_session()
-        ks_loading.register_auth_conf_options(self.conf, group)
-        ks_loading.register_session_conf_options(self.conf, group)
-        plugin = ks_loading.load_auth_from_conf_options(self.conf, group)
-        return ks_loading.load_session_from_conf_options(self.conf, group,
-                                                         auth=plugin)
-
-    def account(self, region):
-        """The SwiftAccount of a region's Glance store (cached)."""
-        with self._lock:
-            if region in self._accounts:
-                return self._accounts[region]
-            url = self._opts.regions.get(region)
-            session = self._session(region)
-            if not url:
-                try:
-                    url = session.get_endpoint(
-                        service_type='object-store', region_name=region,
-                        interface=self._opts.endpoint_interface)
-                except Exception as e:  # keystoneauth: many kinds
-                    raise SwiftUnavailable(
-                        region, what='the object-store endpoint',
-                        detail=type(e).__name__) from e
-                if not url:
-                    raise exceptions.RegionNotFound(region, 'object-store')
-            acct = SwiftAccount(region, url, self._container(region),
-                                _TokenSource(session), self._opts.timeout)
-            self._accounts[region] = acct
-            return acct
+    def container(self, region, image_id):
+        """The container Glance's multi-tenant store gives an image."""
+        return '%s_%s' % (self._opts.containers.get(region) or 'glance',
+                          image_id)
 
     def _split(self):
         return self._opts.segment_size_mb * 1024 * 1024
 
-    def cluster(self, region):
-        return self._opts.clusters.get(region) or self.account(region).cluster
+    def storage_url(self, region, session, project_id):
+        """The storage URL of ``project_id``'s account in ``region``'s
+        Swift: the configured template, or the catalog's object-store
+        endpoint (the trust's project's account) with the project swapped.
+        Raises NotServed."""
+        template = self._opts.regions.get(region)
+        if template:
+            if '%(project_id)s' not in template:
+                raise NotServed(f"the [{GROUP}] regions URL of {region} has "
+                                f"no %(project_id)s")
+            url = template % {'project_id': project_id}
+        else:
+            try:
+                url = session.get_endpoint(
+                    service_type='object-store', region_name=region,
+                    interface=self._opts.endpoint_interface)
+            except Exception as e:  # keystoneauth: many kinds
+                LOG.warning('object-store endpoint of %s: %s', region, e)
+                raise NotServed(f'the object-store endpoint of {region} '
+                                f'could not be found') from e
+            if not url:
+                raise NotServed(f'{region} has no object-store endpoint in '
+                                f'the service catalog')
+            base_url, last = url.rstrip('/').rsplit('/', 1)
+            own = session.get_project_id()
+            if not last.endswith(own):
+                raise NotServed(f'the object-store endpoint of {region} does '
+                                f'not name a project account')
+            url = f'{base_url}/{last[:-len(own)]}{project_id}'
+        if '@' in urllib.parse.urlsplit(url).netloc:
+            raise NotServed(f'the storage URL of {region} carries a '
+                            f'credential, which Glance would show in the '
+                            f'location')
+        return url
 
-    def location(self, region, obj):
-        return self._opts.location_prefixes[region] + obj
+    def account(self, job, side, image_id=None):
+        """(SwiftAccount, container) of the source image (``side`` =
+        'source') or of the copy ('target'; ``image_id``: the reserved
+        image's), reached with the clone's trust-scoped session.  Raises
+        NotServed."""
+        glance_region = job.source if side == 'source' else job.target
+        region, session = glance_region.region, glance_region.session
+        if side == 'source':
+            project, image_id = job.source_image.get('owner'), \
+                job.source_image['id']
+        else:
+            project = session.get_project_id()
+            image_id = image_id or job.target_image_id
+        acct = SwiftAccount(region, self.storage_url(region, session, project),
+                            session, self._opts.timeout)
+        return acct, self.container(region, image_id)
+
+    def cluster(self, acct):
+        return self._opts.clusters.get(acct.region) or acct.cluster
+
+    def _service_token(self):
+        """The clone service user's own token (its ``service`` role), sent
+        as X-Service-Token next to the trust-scoped one."""
+        if self._service is None:
+            self._service = auth.service_session(self.conf)
+        return self._service.get_token()
 
     # -- the four answers --------------------------------------------------
     def applies(self, job):
+        try:
+            self._check(job)
+        except NotServed as e:
+            return False, str(e)
+        return True, ''
+
+    def _check(self, job):
         src_region, dst_region = job.source.region, job.target.region
         for region in (src_region, dst_region):
             if region not in self._opts.regions:
-                return False, (f'{region} does not store images in Swift (not '
-                               f'in [{GROUP}] regions)')
-        if not self._opts.location_prefixes.get(dst_region):
-            return False, (f'no [{GROUP}] location_prefixes entry for '
-                           f'{dst_region}')
+                raise NotServed(
+                    f'{region} is not declared a multi-tenant Swift region '
+                    f'([{GROUP}] regions): its Glance does not store in Swift '
+                    f'or would need a credential in a location')
         image = job.source_image
         stores = [s for s in (image.get('stores') or '').split(',') if s]
         if stores and self._store_id(src_region) not in stores:
-            return False, (f"the source image is not in Swift (it is in "
-                           f"{', '.join(stores)})")
+            raise NotServed(f"the source image is not in Swift (it is in "
+                            f"{', '.join(stores)})")
         if not int(image.get('size') or 0):
-            return False, 'the source image is empty'
+            raise NotServed('the source image is empty')
         try:
             default = job.target.default_store()
         except glance.GlanceError as e:
-            return False, (f'the stores of {dst_region} are unknown '
-                           f'({e.status})')
+            raise NotServed(f'the stores of {dst_region} are unknown '
+                            f'({e.status})') from e
         if default is not None and default != self._store_id(dst_region):
-            return False, (f"{dst_region} stores new images in '{default}', "
-                           f"not in Swift")
+            raise NotServed(f"{dst_region} stores new images in '{default}', "
+                            f"not in Swift")
+        if default is not None:
+            raise NotServed(f'{dst_region} runs several Glance stores, and '
+                            f'Glance then refuses a Swift location without '
+                            f'credentials')
+        src, container = self.account(job, 'source')
+        self.account(job, 'target')
         try:
-            src = self.account(src_region)
-            self.account(dst_region)
-            source_pieces(src, image)
+            source_pieces(src, container, image)
         except SourceDataBroken as e:
-            return False, str(e)
-        except (exceptions.CloneError, SwiftError) as e:
-            return False, f'Swift could not be asked: {e}'
-        return True, ''
+            raise NotServed(str(e)) from e
+        except SwiftError as e:
+            LOG.warning('Clone %s: Swift of %s: %s', job.clone_id,
+                        src_region, e)
+            if e.status in (401, 403):
+                raise NotServed(f"you may not read the image's objects in "
+                                f"{src_region}'s Swift") from e
+            raise NotServed(f"{src_region}'s Swift could not be "
+                            f"asked") from e
 
     def plan(self, job):
         plan = super().plan(job)
         try:
-            _, pieces = source_pieces(self.account(job.source.region),
-                                      job.source_image, self._split())
+            src, container = self.account(job, 'source')
+            _, pieces = source_pieces(src, container, job.source_image,
+                                      self._split())
             plan.objects = len(pieces)
-        except (exceptions.CloneError, SwiftError):
+        except (exceptions.CloneError, SwiftError, NotServed):
             pass
         return plan
 
@@ -531,13 +430,9 @@ class SwiftStrategy(base.StoreStrategy):
         image = job.source_image
         total = int(image.get('size') or 0)
         current = job.target.get_image(job.target_image_id)
-        if current.get('status') == 'active':
-            LOG.info('Clone %s: target image %s is already active',
-                     job.clone_id, job.target_image_id)
-            progress(total, total)
-            return base.CopyOutcome(bytes_copied=0,
-                                    details={'already_attached': True})
-        if current.get('status') == 'importing':
+        if current.get('status') in ('active', 'importing'):
+            LOG.info('Clone %s: target image %s is already %s',
+                     job.clone_id, job.target_image_id, current['status'])
             self._wait_active(job)
             progress(total, total)
             return base.CopyOutcome(bytes_copied=0,
@@ -547,15 +442,17 @@ class SwiftStrategy(base.StoreStrategy):
                 job.target.region, detail=f"the reserved image "
                 f"{job.target_image_id} is '{current.get('status')}' and "
                 f"cannot take data")
-        src = self.account(job.source.region)
-        dst = self.account(job.target.region)
-        same = self.cluster(job.source.region) == self.cluster(
-            job.target.region)
         try:
-            segmented, sources = source_pieces(src, image, self._split())
+            src = self.account(job, 'source')
+            dst = self.account(job, 'target')
+        except NotServed as e:
+            raise exceptions.NoStrategy(self.name, str(e)) from e
+        same = self.cluster(src[0]) == self.cluster(dst[0])
+        try:
+            segmented, sources = source_pieces(src[0], src[1], image,
+                                               self._split())
         except SwiftError as e:
-            raise SwiftUnavailable(job.source.region, what='the Swift store',
-                                   detail=str(e)) from e
+            raise _unavailable(job, job.source.region, e) from e
         manifest, pieces = make_pieces(job.target_image_id, segmented, sources)
         started = time.monotonic()
         copier = _Copier(src, dst, same, pieces, total, progress,
@@ -566,16 +463,15 @@ class SwiftStrategy(base.StoreStrategy):
             if manifest:
                 self._write_manifest(dst, manifest, pieces, total)
         except SwiftError as e:    # unexpected answer: retried like an outage
-            raise SwiftUnavailable(job.target.region, what='the Swift store',
-                                   detail=str(e)) from e
-        url = self.location(job.target.region, manifest or pieces[0].target)
+            raise _unavailable(job, job.target.region, e) from e
         copy_seconds = time.monotonic() - started
-        self._attach(job, url)
+        self._attach(job, location_url(dst[0].storage_url, dst[1],
+                                       manifest or pieces[0].target))
         return base.CopyOutcome(bytes_copied=copier.bytes_moved, details={
             'mode': 'server-side' if same else 'streamed',
             'segments': len(pieces), 'copied': copier.copied,
             'skipped': copier.skipped, 'workers': self._opts.workers,
-            'location': _redacted(url), 'copy_seconds': round(copy_seconds, 3),
+            'copy_seconds': round(copy_seconds, 3),
             'attach_seconds': round(time.monotonic() - started -
                                     copy_seconds, 3)})
 
@@ -584,19 +480,23 @@ class SwiftStrategy(base.StoreStrategy):
                            job.target_image_id) if i}
         if not ids or job.target.region not in self._opts.regions:
             return None
-        dst = self.account(job.target.region)
         deleted = 0
         try:
-            for image_id in ids:
+            for image_id in sorted(ids):
+                dst, container = self.account(job, 'target', image_id)
                 # the manifest first: a half-deleted copy is never readable
-                if dst.delete(image_id):
+                if dst.delete(container, image_id):
                     deleted += 1
-                for obj in dst.listing(image_id + '-'):
-                    if dst.delete(obj['name']):
+                for obj in dst.listing(container, image_id + '-'):
+                    if dst.delete(container, obj['name']):
                         deleted += 1
+                dst.delete_container(container)
+        except NotServed as e:
+            LOG.warning('Clone %s: cannot clean up in %s: %s', job.clone_id,
+                        job.target.region, e)
+            return None
         except SwiftError as e:
-            raise SwiftUnavailable(job.target.region, what='the Swift store',
-                                   detail=str(e)) from e
+            raise _unavailable(job, job.target.region, e) from e
         if deleted:
             LOG.info('Clone %s: deleted %d copied objects from %s\'s Swift',
                      job.clone_id, deleted, job.target.region)
@@ -604,15 +504,15 @@ class SwiftStrategy(base.StoreStrategy):
 
     # -- steps ----------------------------------------------------------------
     def _write_manifest(self, dst, manifest, pieces, total):
-        prefix = manifest + '-'
-        dst.put_manifest(manifest, prefix)
-        head = dst.head(manifest) or {}
+        acct, container = dst
+        acct.put_manifest(container, manifest, manifest + '-')
+        head = acct.head(container, manifest) or {}
         size = int(head.get('content-length') or -1)
         etag = head.get('etag', '').strip('"')
         want = dlo_etag([p.copied_etag for p in pieces])
         if size != total or etag != want:
             raise SourceDataBroken(
-                f'the copied manifest {dst.container}/{manifest} does not '
+                f'the copied manifest {container}/{manifest} does not '
                 f'add up: {size} bytes, ETag {etag} (expected {total} bytes, '
                 f'ETag {want})')
 
@@ -621,10 +521,10 @@ class SwiftStrategy(base.StoreStrategy):
         # computes checksum and size itself (do_secure_hash, the default)
         validation = {'os_hash_algo': job.source_image.get('os_hash_algo'),
                       'os_hash_value': job.source_image.get('os_hash_value')}
-        token = self._service_token()
         try:
-            job.target.add_location(job.target_image_id, url, validation,
-                                    headers={'X-Service-Token': token})
+            job.target.add_location(
+                job.target_image_id, url, validation,
+                headers={'X-Service-Token': self._service_token()})
         except glance.Forbidden as e:
             raise exceptions.TargetNotAuthorized(
                 job.target.region, 'the location API refused the clone '
@@ -640,20 +540,15 @@ class SwiftStrategy(base.StoreStrategy):
         the URL did not match its store or the data did not hash to the
         validation data, so the sentence names both.
         """
-        tasks = [t for t in job.target.image_tasks(job.target_image_id)
-                 if t.get('type') == 'location_import']
-        why = (tasks[0].get('message') or '') if tasks else ''
+        LOG.warning('Clone %s: %s refused the location of image %s (see its '
+                    'location_import task)', job.clone_id, job.target.region,
+                    job.target_image_id)
         raise LocationRefused(
             f"{job.target.region} refused the copied objects as the image's "
-            f"data{f' ({why})' if why else ''}: either they do not hash to "
-            f"the source's {job.source_image.get('os_hash_algo')} value, or "
-            f"[{GROUP}] location_prefixes does not match its Swift store; "
-            f"the copy was removed")
-
-    def _service_token(self):
-        """The clone service user's own token (its ``service`` role), sent
-        as X-Service-Token next to the trust-scoped one."""
-        return self._service_session().get_token()
+            f"data: either they do not hash to the source's "
+            f"{job.source_image.get('os_hash_algo')} value, or its Glance "
+            f"does not run the multi-tenant Swift store [{GROUP}] regions "
+            f"declares; the copy was removed")
 
     def _wait_active(self, job):
         deadline = time.monotonic() + self._opts.attach_timeout
@@ -676,23 +571,15 @@ class SwiftStrategy(base.StoreStrategy):
             time.sleep(0.2)
 
 
-def _redacted(url):
-    """A location without the credentials Glance needs in it (never
-    persisted or logged)."""
-    parts = urllib.parse.urlsplit(url)
-    if '@' not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(
-        netloc='***@' + parts.netloc.rsplit('@', 1)[1]))
-
-
 class _Copier:
     """Copies the pieces with a pool of workers; progress, checkpoints and
     the claim check stay on the calling thread."""
 
     def __init__(self, src, dst, same, pieces, total, progress, workers,
                  chunk_size, job, checkpoint):
-        self.src, self.dst, self.same = src, dst, same
+        # src, dst: (SwiftAccount, container)
+        (self.src, self.src_c), (self.dst, self.dst_c) = src, dst
+        self.same = same
         self.pieces, self.total = pieces, total
         self.progress, self.workers = progress, workers
         self.chunk_size = chunk_size
@@ -709,7 +596,7 @@ class _Copier:
         source segment's ETag, or for a range of a single object the ETag
         the checkpoint recorded when it was copied."""
         have = {o['name']: o for o in self.dst.listing(
-            self.job.target_image_id)}
+            self.dst_c, self.job.target_image_id)}
         done = set()
         for p in self.pieces:
             o = have.get(p.target)
@@ -720,7 +607,7 @@ class _Copier:
         return done
 
     def run(self):
-        self.dst.ensure_container()
+        self.dst.ensure_container(self.dst_c)
         ours = self.checkpoint.get('target_image_id') == \
             self.job.target_image_id
         done = self._present(self.checkpoint.get('etags') or {} if ours
@@ -782,8 +669,9 @@ class _Copier:
             return
         try:
             if self.same:
-                etag = self.dst.copy_from(p.target, self.src, p.source,
-                                          p.etag, p.byte_range)
+                etag = self.dst.copy_from(self.dst_c, p.target, self.src,
+                                          self.src_c, p.source, p.etag,
+                                          p.byte_range)
             else:
                 etag = self._stream(p)
         except SwiftError as e:
@@ -797,12 +685,11 @@ class _Copier:
                 raise SourceDataBroken(
                     f"segment {p.source} of image {image_id} vanished from "
                     f"{self.src.region}'s Swift during the copy") from e
-            raise SwiftUnavailable(self.dst.region, what='the Swift store',
-                                   detail=str(e)) from e
+            raise _unavailable(self.job, self.dst.region, e) from e
         if p.etag is None:
             if not etag:
-                raise SwiftUnavailable(self.dst.region, what='the Swift store',
-                                       detail=f'no ETag for {p.target}')
+                raise _unavailable(self.job, self.dst.region,
+                                   f'no ETag for {p.target}')
             p.copied_etag = etag
         elif etag and etag != p.etag:
             raise SourceDataBroken(
@@ -810,8 +697,8 @@ class _Copier:
                 f"was copied with ETag {etag}, not {p.etag}")
 
     def _stream(self, p):
-        resp, chunks = self.src.get_stream(p.source, self.chunk_size,
-                                           p.byte_range)
+        resp, chunks = self.src.get_stream(self.src_c, p.source,
+                                           self.chunk_size, p.byte_range)
         moved = 0
         # a range has no ETag to send: its md5 is checked after the PUT
         digest = hashlib.md5(usedforsecurity=False) if p.etag is None \
@@ -830,13 +717,13 @@ class _Copier:
                     self.bytes_moved += len(chunk)
                 yield chunk
         try:
-            etag = self.dst.put(p.target, counted(), p.etag)
+            etag = self.dst.put(self.dst_c, p.target, counted(), p.etag)
             if digest is not None and (moved != p.bytes or
                                        etag != digest.hexdigest()):
-                raise SwiftUnavailable(
-                    self.dst.region, what='the Swift store',
-                    detail=f'{p.target} arrived as {etag} ({moved} bytes), '
-                    f'sent {digest.hexdigest()} ({p.bytes} bytes)')
+                raise _unavailable(
+                    self.job, self.dst.region, f'{p.target} arrived as '
+                    f'{etag} ({moved} bytes), sent {digest.hexdigest()} '
+                    f'({p.bytes} bytes)')
             return etag
         finally:
             resp.close()

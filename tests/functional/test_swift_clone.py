@@ -1,9 +1,10 @@
 """The Swift strategy against real Swift clusters and real Glance regions.
 
 The module brings the local cloud to the Swift topology each test needs
-(``LOCALCLOUD_SWIFT=shared|per-region``, Glance writing 2 MB segments) with
-``tools/localcloud up``, and puts it back to the file store at the end.
-Tests are ordered so the cloud switches topology as few times as possible.
+(``LOCALCLOUD_SWIFT=shared|per-region``: Glance's multi-tenant Swift store,
+writing 2 MB segments) with ``tools/localcloud up``, and puts it back to the
+file store at the end.  Tests are ordered so the cloud switches topology as
+few times as possible.
 """
 import json
 import os
@@ -16,6 +17,7 @@ import time
 import urllib.parse
 
 import pytest
+from swiftclient import client as swiftclient
 
 from clone_flows import constants as c
 from clone_flows.stores import swift
@@ -71,16 +73,20 @@ def topology(cloud):
                        capture_output=True, timeout=900)
 
 
-def swift_section(info, regions=None, workers=4, segment_size_mb=256):
+def swift_section(info, regions=None, workers=4, segment_size_mb=256,
+                  catalog=False):
+    """[swift_store] for the running topology: storage URL templates from
+    cloud.json, or (``catalog``) the object-store endpoints of the catalog
+    (per-region mode: cluster a is RegionOne's endpoint, b RegionTwo's)."""
     regs = {r: v for r, v in info['swift']['regions'].items() if v}
     regs.update(regions or {})
     return ('\n[swift_store]\nworkers = %d\nsegment_size_mb = %d\n'
-            'regions = %s\ncontainers = %s\nlocation_prefixes = %s\n' % (
+            'regions = %s\ncontainers = %s\n' % (
                 workers, segment_size_mb,
-                ','.join(f"{r}:{v['storage_url']}" for r, v in regs.items()),
-                ','.join(f"{r}:{v['container']}" for r, v in regs.items()),
-                ','.join(f"{r}:{v['location_prefix']}"
-                         for r, v in regs.items())))
+                ','.join(f"{r}:" + ('' if catalog else
+                                    v['storage_url_template'])
+                         for r, v in regs.items()),
+                ','.join(f"{r}:{v['container']}" for r, v in regs.items())))
 
 
 def write_conf(info, d, **kw):
@@ -92,16 +98,25 @@ def write_conf(info, d, **kw):
     return path
 
 
-def store(info, region):
-    """The region's Glance store as the clone service user sees it."""
+def store(info, region, user='demo'):
+    """The account of ``user``'s project in the region's Swift, as that
+    user sees it (multi-tenant store: the project's images are there)."""
     r = info['swift']['regions'][region]
-    sess = user_session(info, 'glance-clone')
+    url = r['storage_url_template'] % {
+        'project_id': info['users'][user]['project_id']}
+    return swift.SwiftAccount(region, url, user_session(info, user))
 
-    def token(refresh=False):
-        if refresh:
-            sess.invalidate()
-        return sess.get_token()
-    return swift.SwiftAccount(region, r['storage_url'], r['container'], token)
+
+def container(image_id):
+    """Glance's multi-tenant container of an image (container "glance")."""
+    return f'glance_{image_id}'
+
+
+def containers(acct):
+    """Names of every container in the account."""
+    conn = swiftclient.Connection(session=acct._session,
+                                  preauthurl=acct.storage_url)
+    return {c['name'] for c in conn.get_account(full_listing=True)[1]}
 
 
 def run_clone(info, conf, image_id, *extra, count_to=None):
@@ -142,13 +157,14 @@ def log_size(info, cluster):
 
 
 def segment_names(acct, image_id):
-    return sorted(o['name'] for o in acct.listing(image_id + '-'))
+    return sorted(o['name'] for o in acct.listing(container(image_id),
+                                                  image_id + '-'))
 
 
-def corrupt(info, cluster, container, obj):
+def corrupt(info, cluster, image_id, obj):
     """Flip one byte of an object's file on disk (its ETag stays)."""
-    account = info['swift']['clusters'][cluster]['account']
-    name = f'/{account}/{container}/{obj}'
+    account = 'AUTH_' + info['users']['demo']['project_id']
+    name = f'/{account}/{container(image_id)}/{obj}'
     root = pathlib.Path(info['swift']['clusters'][cluster]['devices'])
     for path in root.rglob('*.data'):
         raw, i = b'', 0
@@ -188,7 +204,6 @@ def test_same_cluster_clone_moves_no_image_bytes_through_the_conductor(
     conf = write_conf(info, tmp_path / 'conf')
     data = os.urandom(6 * SEG + 4321)                  # 7 segments
     src = upload(info, data, name='swift-same-cluster')
-    assert src.stores == 'swift'
     r1, r2 = store(info, 'RegionOne'), store(info, 'RegionTwo')
     assert len(segment_names(r1, src.id)) == 7
     counts = tmp_path / 'net-swift.json'
@@ -201,16 +216,10 @@ def test_same_cluster_clone_moves_no_image_bytes_through_the_conductor(
     # Glance-shaped objects under the new id, each segment a copy
     assert [o.rsplit('-', 1)[1] for o in segment_names(r2, new)] == \
         ['%05d' % i for i in range(1, 8)]
-    assert [o['hash'] for o in r2.listing(new + '-')] == \
-        [o['hash'] for o in r1.listing(src.id + '-')]
+    assert [o['hash'] for o in r2.listing(container(new), new + '-')] == \
+        [o['hash'] for o in r1.listing(container(src.id), src.id + '-')]
     details = copy_result(conf, out['clone_id'])['details']
     assert details['mode'] == 'server-side' and details['copied'] == 7
-    # the location carries Glance's Swift key: never persisted or logged
-    key = urllib.parse.unquote(info['swift']['regions']['RegionTwo'][
-        'location_prefix'].split('@')[0].rsplit(':', 1)[1])
-    for path in (tmp_path / 'conf').iterdir():
-        if path.suffix in ('.log', '.sqlite'):
-            assert key.encode() not in path.read_bytes(), path
     swift_net = json.loads(counts.read_text())
     # The same image over HTTP stream, measured the same way
     counts_http = tmp_path / 'net-http.json'
@@ -224,6 +233,66 @@ def test_same_cluster_clone_moves_no_image_bytes_through_the_conductor(
     # everything the Swift clone said and heard: API calls only
     assert swift_net['received'] + swift_net['sent'] < 300 * 1024
     assert swift_net['received'] + swift_net['sent'] < len(data) / 40
+
+
+def cloud_passwords(info):
+    """Every password of the local cloud: its users' (cloud.json) and the
+    services' (secrets.json: Glance's own, whose user operates Swift)."""
+    found = {u['password'] for u in info['users'].values()}
+    with open(os.path.join(info['state_dir'], 'secrets.json')) as f:
+        found |= {v for v in json.load(f).values() if isinstance(v, str)}
+    return {p for p in found if p}
+
+
+def test_a_reader_of_the_copy_sees_no_credential_in_its_tasks_or_image(
+        topology, tmp_path):
+    info = topology.ensure('shared')
+    conf = write_conf(info, tmp_path / 'conf')
+    src = upload(info, os.urandom(3 * SEG), name='swift-no-credential')
+    rc, out = run_clone(info, conf, src.id, '--strategy', 'swift')
+    assert rc == 0, out
+    new = out['result']['image_id']
+    reader = user_session(info, 'demo_reader')
+    glance = reader.get_endpoint(service_type='image', region_name='RegionTwo',
+                                 interface='public').rstrip('/')
+    tasks = reader.get(f'{glance}/v2/images/{new}/tasks').json()
+    image = reader.get(f'{glance}/v2/images/{new}').json()
+    (task,) = [t for t in tasks['tasks'] if t['type'] == 'location_import']
+    loc = urllib.parse.urlsplit(task['input']['loc_url'])
+    assert loc.scheme == 'swift+http' and '@' not in loc.netloc, loc
+    assert loc.path.endswith(f'/{container(new)}/{new}')
+    seen = json.dumps([tasks, image]) + urllib.parse.unquote(
+        json.dumps([tasks, image]))
+    for password in cloud_passwords(info):
+        assert password not in seen
+    # nor in what the clone stored and logged
+    for path in (tmp_path / 'conf').iterdir():
+        if path.suffix in ('.log', '.sqlite'):
+            text = path.read_bytes()
+            for password in cloud_passwords(info):
+                assert password.encode() not in text, path
+
+
+def test_a_region_not_declared_multi_tenant_swift_falls_back_to_http(
+        topology, tmp_path):
+    info = topology.ensure('shared')
+    one = info['swift']['regions']['RegionOne']
+    conf = write_conf(info, tmp_path / 'conf')
+    with open(conf, 'a') as f:      # the last word: RegionOne only
+        f.write(f"regions = RegionOne:{one['storage_url_template']}\n")
+    data = os.urandom(2 * SEG)
+    src = upload(info, data, name='swift-undeclared')
+    why = ('RegionTwo is not declared a multi-tenant Swift region '
+           '([swift_store] regions)')
+    rc, out = run_clone(info, conf, src.id)
+    assert rc == 0, out
+    assert out['result']['copy']['strategy'] == 'http'
+    assert f'swift: {why}' in out['result']['copy']['reason']
+    assert_verified_copy(info, src, data, out['result'])
+    rc, out = run_clone(info, conf, src.id, '--strategy', 'swift')
+    assert rc == 1
+    assert out['message'].startswith(
+        f"store strategy 'swift' cannot copy this image: {why}"), out
 
 
 def test_corrupted_segment_same_cluster_fails_cleanly(topology, tmp_path):
@@ -243,7 +312,8 @@ class SwiftConductors(tc.Conductors):
     def _conf(self, name):
         path = super()._conf(name)
         with open(path, 'a') as f:
-            f.write(swift_section(self.cloud, workers=self.workers))
+            f.write(swift_section(self.cloud, workers=self.workers,
+                                  catalog=True))
         return path
 
 
@@ -293,7 +363,8 @@ def test_corrupted_segment_cross_cluster_fails_cleanly(topology, tmp_path):
 
 def test_single_object_source_moves_as_ranged_segments(topology, tmp_path):
     info = topology.ensure('per-region')
-    conf = write_conf(info, tmp_path / 'conf', segment_size_mb=1)
+    conf = write_conf(info, tmp_path / 'conf', segment_size_mb=1,
+                      catalog=True)
     data = os.urandom(SEG - 1000)       # under Glance's threshold: 1 object
     # with its size known (glanceclient uploads chunked, which Glance's
     # Swift store always segments)
@@ -320,28 +391,27 @@ def test_missing_segment_fails_cleanly(topology, tmp_path):
     conf = write_conf(info, tmp_path / 'conf')
     src = upload(info, os.urandom(4 * SEG), name='swift-missing-segment')
     r1, r2 = store(info, 'RegionOne'), store(info, 'RegionTwo')
-    assert r1.delete(f'{src.id}-00003')
-    before = r2.listing('')
+    assert r1.delete(container(src.id), f'{src.id}-00003')
+    before = containers(r2)
     rc, out = run_clone(info, conf, src.id, '--strategy', 'swift')
     assert rc == 1
     assert f'segment {src.id}-00003 is missing' in out['message'], out
     assert copies_of(info, src.id) == []
-    assert r2.listing('') == before
+    assert containers(r2) == before
 
 
 def _corrupted_segment_fails_cleanly(info, cluster, tmp_path):
     conf = write_conf(info, tmp_path / 'conf')
     src = upload(info, os.urandom(5 * SEG), name='swift-corrupted-segment')
     r2 = store(info, 'RegionTwo')
-    corrupt(info, cluster, info['swift']['regions']['RegionOne']['container'],
-            f'{src.id}-00004')
-    before = r2.listing('')
+    corrupt(info, cluster, src.id, f'{src.id}-00004')
+    before = containers(r2)
     rc, out = run_clone(info, conf, src.id, '--strategy', 'swift')
     assert rc == 1
     assert f'segment {src.id}-00004 of image {src.id} is corrupted' in \
         out['message'], out
     assert copies_of(info, src.id) == []
-    assert r2.listing('') == before            # no object left behind
+    assert containers(r2) == before    # no object nor container left behind
 
 
 # -- mixed stores -------------------------------------------------------------------
@@ -355,7 +425,7 @@ def test_mixed_stores_fall_back_to_http_and_say_why(topology, tmp_path):
     conf = write_conf(info, tmp_path / 'conf', regions={'RegionTwo': stale})
     data = os.urandom(3 * SEG)
     src = upload(info, data, name='swift-to-file')
-    assert src.stores == 'swift'
+    assert segment_names(store(info, 'RegionOne'), src.id)
     rc, out = run_clone(info, conf, src.id)
     assert rc == 0, out
     result = out['result']

@@ -601,15 +601,15 @@ def glance_conf(cloud, region, pw):
     ports = sorted({80, 443} | {cloud.ports['glance-' + r] for r in REGIONS})
     # LOCALCLOUD_SWIFT: this region's store (file, or a Swift cluster)
     swift_settings = swift_cluster.Settings.saved(cloud.state)
-    backends, default_backend, swift_section = swift_cluster.glance_store(
-        cloud, swift_settings, region, pw)
+    stores_default, stores_section = swift_cluster.glance_store(
+        cloud, swift_settings, region, d)
     changed = write_if_changed(os.path.join(etc, 'glance-api.conf'), mode=0o600,
                      text="""\
 # written by tools/localcloud (rewritten on every `up`; edit cli.py instead)
 [DEFAULT]
 debug = true
 use_stderr = true
-enabled_backends = {backends}
+{stores_default}
 enabled_import_methods = ['glance-direct','web-download','copy-image','glance-download']
 # this API's own URL (staging / import proxying between workers)
 worker_self_reference_url = {url}
@@ -637,7 +637,7 @@ flavor = keystone
 config_file = {paste}
 
 [glance_store]
-default_backend = {default_backend}
+{stores_section}
 
 [local]
 filesystem_store_datadir = {d}/images/
@@ -680,11 +680,10 @@ lock_path = {d}/locks
 
 [wsgi]
 task_pool_threads = 16
-{swift_section}""".format(url=cloud.url(svc), d=d, paste=paste, auth=cloud.auth_url,
+""".format(url=cloud.url(svc), d=d, paste=paste, auth=cloud.auth_url,
            pw=pw, region=region, host=cloud.host,
            ports=','.join(str(p) for p in ports), etc=etc,
-           backends=backends, default_backend=default_backend,
-           swift_section=swift_section,
+           stores_default=stores_default, stores_section=stores_section,
            secure_hash=str(swift_settings.secure_hash).lower(),
            db_connection=glance_db.connection(cloud, region, d)))
     policy = os.path.join(etc, 'policy.yaml')
@@ -1074,10 +1073,7 @@ def describe(cloud, pw, ids):
                     for r in REGIONS},
         'users': users,
         'services': services,
-        'swift': swift_cluster.describe(
-            cloud, swift_settings, REGIONS,
-            ids.get('users', {}).get('glance-clone', {}).get('project_id'),
-            pw['glance']),
+        'swift': swift_cluster.describe(cloud, swift_settings, REGIONS),
         'state_dir': cloud.state,
         'venv': cloud.venv,
     }

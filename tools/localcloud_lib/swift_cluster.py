@@ -3,22 +3,20 @@
 Opt-in with ``LOCALCLOUD_SWIFT``:
 
 * ``off`` (default): Glance stores in files, no Swift process runs.
-* ``shared``: one cluster (``a``) holds both regions' images, one account
-  (the ``service`` project's), one container per region.
+* ``shared``: one cluster (``a``) holds both regions' images.
 * ``per-region``: RegionOne stores in cluster ``a``, RegionTwo in ``b``.
 
 ``LOCALCLOUD_SWIFT_REGIONS`` (default: both) limits which regions store in
 Swift; the others keep the file store (mixed stores).  Each cluster is a
 proxy (Keystone auth: keystonemiddleware + keystoneauth, memcached) plus
 account, container and object servers on 127.0.0.1, one device under the
-state dir, rings of part power 10.  Keystone, not tempauth: glance_store's
-Swift driver writes segmented (large) images only through a Keystone v3
-session (tempauth: "Cannot find swift service endpoint"), so each cluster
-is in the catalog as ``object-store`` (cluster a in RegionOne, b in
-RegionTwo; in ``shared`` mode RegionTwo's Glance uses RegionOne's endpoint).
-Users with the ``admin``, ``member`` or ``service`` role on a project operate
-its account: Glance (user ``glance``) and the clone service user
-(``glance-clone``) both reach ``AUTH_<service project id>``.
+state dir, rings of part power 10.  Each cluster is in the catalog as
+``object-store`` (cluster a in RegionOne, b in RegionTwo; in ``shared`` mode
+RegionTwo's Glance uses RegionOne's endpoint).  Glance runs the multi-tenant
+Swift store (see :func:`glance_store`): each project's images are in its own
+account ``AUTH_<project id>``, which the project's members operate
+(keystoneauth ``operator_roles``) and its readers read
+(``project_reader_roles``).
 
 Swift reads its hash suffix and policies only from /etc/swift/swift.conf: it
 is written when missing, never changed (a different suffix would strand
@@ -29,7 +27,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import urllib.parse
 
 SWIFT_CONF = '/etc/swift/swift.conf'
 CLUSTERS = ('a', 'b')
@@ -337,9 +334,13 @@ service_token_roles_required = true
 
 [filter:keystoneauth]
 use = egg:swift#keystoneauth
-# owners of a project's account AUTH_<project id>: Glance (glance, service
-# and admin on `service`) and the clone service user (service on `service`)
+# owners of a project's account AUTH_<project id>: its members (Glance's
+# multi-tenant store writes an image into its owner's account with the
+# uploading user's token)
 operator_roles = admin, member, service
+# a project's readers may read its account (Glance's multi-tenant store
+# reads an image's data with the downloading user's token)
+project_reader_roles = reader
 
 [filter:cache]
 use = egg:swift#memcache
@@ -447,58 +448,64 @@ def answers(cloud, svc, port_open, http_ok):
 # Glance
 
 
-def glance_store(cloud, settings, region, glance_pw):
-    """(enabled_backends, default_backend, extra sections) for one region.
+def glance_store(cloud, settings, region, glance_dir):
+    """([DEFAULT] lines, [glance_store] body) of one region's Glance.
 
-    The file store stays enabled in every mode: images stored before the
-    switch stay readable.
+    A file-store region is multi-store (``enabled_backends``; its file
+    store is ``[local]``).  A Swift region runs Glance's *multi-tenant* Swift
+    store: an image's data lives in its owner project's account
+    (``AUTH_<project id>``), container ``<swift_store_container>_<image
+    id>``, and its location is the bare storage URL
+    (``swift+http://127.0.0.1:PORT/v1/AUTH_x/glance_<id>/<id>``): no
+    credential in it.  Glance reaches Swift with the request's own token
+    (``swift_store_use_trusts = false``: a trust-scoped token, such as a
+    clone's, may not create the trust Glance would otherwise make), so
+    Glance holds no Swift credential at all.
+
+    The Swift store is configured in ``[glance_store]`` (``stores`` /
+    ``default_store``), not with ``enabled_backends``: measured with Glance
+    33, a multi-store Glance refuses a multi-tenant location added through
+    its location API ("Invalid location uri": the multi-tenant store's URL
+    prefix never matches), the single-store configuration takes it.  The
+    file store stays listed: images stored before the switch stay readable.
     """
     c = settings.cluster_of(region)
     if c is None:
-        return 'local:file', 'local', ''
-    # Credentials inline, not in a swift_store_config_file: with a config
-    # file Glance's locations are swift+config://, which its location API
-    # refuses (LP #1334196); inline, they are swift+http://user:key@auth/
-    # and a clone can attach the objects it copied.
-    section = """
-[swift]
-# Swift cluster {c} (tools/localcloud, LOCALCLOUD_SWIFT={mode})
-swift_store_auth_address = {auth_url}
-swift_store_user = service:glance
-swift_store_key = {key}
-swift_store_auth_version = 3
+        return 'enabled_backends = local:file', 'default_backend = local\n'
+    body = """\
+# Swift cluster {c} (tools/localcloud, LOCALCLOUD_SWIFT={mode}), multi-tenant
+stores = file, swift
+default_store = swift
+filesystem_store_datadir = {d}/images/
+swift_store_multi_tenant = true
+swift_store_use_trusts = false
 swift_store_container = {container}
 # the catalog region whose object-store endpoint is cluster {c}
 swift_store_region = {catalog_region}
+swift_store_endpoint_type = publicURL
 swift_store_create_container_on_put = true
 swift_store_large_object_size = {large}
 swift_store_large_object_chunk_size = {chunk}
-""".format(c=c, mode=settings.mode, auth_url=cloud.auth_url, key=glance_pw,
-           container=container(region), catalog_region=catalog_region(c),
+""".format(c=c, mode=settings.mode, container=CONTAINER, d=glance_dir,
+           catalog_region=catalog_region(c),
            large=settings.large_mb, chunk=settings.chunk_mb)
-    return 'local:file, swift:swift', 'swift', section
+    # single-store Glance stages imports at node_staging_uri (default
+    # /tmp/staging, shared by every local cloud on the machine)
+    return 'node_staging_uri = file://%s/staging' % glance_dir, body
 
 
-def location_prefix(cloud, region, glance_pw):
-    """What Glance's swift store calls its url_prefix: its own locations
-    start with it, and an added location must too."""
-    q = urllib.parse.quote
-    return 'swift+http://%s:%s@%s/%s/' % (
-        q('service:glance'), q(glance_pw),
-        cloud.auth_url.split('://', 1)[1].strip('/'), container(region))
+#: swift_store_container of every Swift region (multi-tenant: each image
+#: gets its own container ``glance_<image id>`` in its owner's account)
+CONTAINER = 'glance'
 
 
-def container(region):
-    return 'glance-' + region.lower()
+def describe(cloud, settings, regions):
+    """The ``swift`` part of cloud.json.
 
-
-def describe(cloud, settings, regions, project_id, glance_pw):
-    """The ``swift`` part of cloud.json (``project_id``: the service
-    project, whose account holds the Glance stores).
-
-    ``location_prefix``: how a location of an object in that region's store
-    is given to Glance's location API (which refuses swift+config://):
-    Glance's own Keystone credentials inline."""
+    Multi-tenant stores: each project's images are in its own account, so a
+    region gives the storage URL template of its cluster
+    (``storage_url_template % {'project_id': ...}``) and its
+    swift_store_container; no credential is involved."""
     out = {'mode': settings.mode, 'regions': {},
            'chunk_mb': settings.chunk_mb, 'large_object_mb': settings.large_mb,
            'do_secure_hash': settings.secure_hash, 'clusters': {}}
@@ -508,17 +515,19 @@ def describe(cloud, settings, regions, project_id, glance_pw):
         port = cloud.ports['swift-%s-proxy' % c]
         out['clusters'][c] = {
             'proxy_url': 'http://127.0.0.1:%d' % port,
-            'storage_url': 'http://127.0.0.1:%d/v1/AUTH_%s' % (port,
-                                                               project_id),
-            'account': 'AUTH_%s' % project_id,
+            'storage_url_template':
+                'http://127.0.0.1:%d/v1/AUTH_%%(project_id)s' % port,
             'catalog_region': catalog_region(c),
-            'auth': 'keystone: glance-clone or glance (project service)',
+            'auth': 'keystone (operator roles admin, member, service; '
+                    'project reader role reader)',
             'proxy_log': cloud.log_file('swift-%s-proxy' % c),
             'devices': devices_dir(cloud, c),
         }
     for r in regions:
         c = settings.cluster_of(r)
         out['regions'][r] = None if c is None else {
-            'cluster': c, 'storage_url': out['clusters'][c]['storage_url'], 'container': container(r), 'store': 'swift',
-            'location_prefix': location_prefix(cloud, r, glance_pw)}
+            'cluster': c, 'container': CONTAINER, 'store': 'swift',
+            'multi_tenant': True,
+            'storage_url_template':
+                out['clusters'][c]['storage_url_template']}
     return out
