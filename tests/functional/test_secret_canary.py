@@ -122,32 +122,23 @@ def api(cloud, tmp_path_factory):
         yield running
 
 
-def test_no_secret_reaches_any_surface_after_good_and_failed_clones(
-        cloud, api):
+def run_canary(cloud, api, clones, extra_secrets=None):
+    """Run ``clones`` ({what: (input, expected status)}) through clone-api,
+    then search every surface for every secret; returns the Canary."""
     demo_token = user_session(cloud, 'demo').get_token()
     secrets = {f'password of {name}': user['password']
                for name, user in cloud['users'].items()}
     secrets['the token demo called clone-api with'] = demo_token
     secrets["the ZooKeeper password of glance-clone's services"] = \
         cloud['zookeeper_auth']['password']
+    secrets.update(extra_secrets or {})
     canary = Canary(secrets)
-
-    src = upload(cloud, os.urandom(3 * 1024 * 1024), name='canary-src',
-                 hw_canary='yes')
-    tasks = {
-        'http, success': _post_clone(api, demo_token, source_image_id=src.id,
-                                     strategy='http', name='canary-copy'),
-        'auto, success': _post_clone(api, demo_token, source_image_id=src.id,
-                                     name='canary-copy-auto'),
-        'failure: no such image': _post_clone(
-            api, demo_token,
-            source_image_id='6f1d2a3b-2222-4c4c-8d8d-0123456789ab'),
-    }
+    tasks = {what: _post_clone(api, demo_token, **input_)
+             for what, (input_, _) in clones.items()}
     ended = {what: _wait_ended(api, demo_token, tid)
              for what, tid in tasks.items()}
-    assert ended['http, success']['status'] == 'success', ended
-    assert ended['auto, success']['status'] == 'success', ended
-    assert ended['failure: no such image']['status'] == 'failure', ended
+    for what, (_, status) in clones.items():
+        assert ended[what]['status'] == status, (what, ended[what])
 
     # what the user reads
     canary.scan('clone-api', 'task list', _api_get(api, demo_token,
@@ -159,15 +150,15 @@ def test_no_secret_reaches_any_surface_after_good_and_failed_clones(
         if copy_id:
             for where, text in _glance_reads(cloud, 'RegionTwo', copy_id):
                 canary.scan('Glance', where, text)
-    for where, text in _glance_reads(cloud, 'RegionOne', src.id):
-        canary.scan('Glance', where, text)
+        source_id = clones[what][0]['source_image_id']
+        for where, text in _glance_reads(cloud, 'RegionOne', source_id):
+            canary.scan('Glance', where, text)
 
     # what the operator stores
     for path in _files(api['dir']):
         canary.scan('clone services file', path.name, path.read_bytes())
     for path in _files(pathlib.Path(cloud['state_dir']) / 'logs'):
         canary.scan('local cloud log', path.name, path.read_bytes())
-    conf_text = pathlib.Path(api['conf']).read_text()
     for path, data in zookeeper_nodes(cloud):
         canary.scan('ZooKeeper node', path, data)
     for pid in filter(str.isdigit, os.listdir('/proc')):
@@ -180,13 +171,36 @@ def test_no_secret_reaches_any_surface_after_good_and_failed_clones(
     # the detector works: the configuration (not searched: it must hold the
     # service's credentials) is found to hold the service user's password
     control = Canary(secrets)
-    control.scan('control', 'clone-api configuration', conf_text)
+    control.scan('control', 'clone-api configuration',
+                 pathlib.Path(api['conf']).read_text())
     assert 'control: clone-api configuration: password of glance-clone' \
         in control.hits
-
     print(f'secret canary: {canary.count} surfaces searched for '
           f'{len(canary.secrets)} secrets and any Keystone token')
     assert canary.kinds == {'clone-api', 'Glance', 'clone services file',
                             'local cloud log', 'ZooKeeper node',
                             'command line'}
+    return canary
+
+
+def test_no_secret_reaches_any_surface_after_good_and_failed_clones(
+        cloud, api):
+    src = upload(cloud, os.urandom(3 * 1024 * 1024), name='canary-src',
+                 hw_canary='yes')
+    canary = run_canary(cloud, api, {
+        'http, success': ({'source_image_id': src.id, 'strategy': 'http',
+                           'name': 'canary-copy'}, 'success'),
+        'auto, success': ({'source_image_id': src.id,
+                           'name': 'canary-copy-auto'}, 'success'),
+        'failure: no such image': ({
+            'source_image_id': '6f1d2a3b-2222-4c4c-8d8d-0123456789ab'},
+            'failure'),
+        'failure: refused by the metadata check': ({
+            'source_image_id': upload(
+                cloud, b'x', name='canary-encrypted',
+                cinder_encryption_key_id='6f1d2a3b-3333-4c4c-8d8d-'
+                                         '0123456789ab',
+                cinder_encryption_key_deletion_policy='do_not_delete').id},
+            'failure'),
+    })
     assert canary.hits == []

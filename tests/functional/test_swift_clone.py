@@ -273,6 +273,29 @@ def test_a_reader_of_the_copy_sees_no_credential_in_its_tasks_or_image(
                 assert password.encode() not in text, path
 
 
+def test_secret_canary_over_swift_clones(topology, tmp_path):
+    """The secret canary (tests/functional/test_secret_canary.py) over the
+    Swift strategy, through clone-api and a real conductor: a server-side
+    Swift clone, one refused for the strategy, one of a missing image."""
+    from tests.functional.test_api import running_api
+    from tests.functional.test_secret_canary import run_canary
+    info = topology.ensure('shared')
+    src = upload(info, os.urandom(3 * SEG), name='swift-canary')
+    with running_api(info, tmp_path / 'api', extra_conf=swift_section(
+            info)) as api:
+        canary = run_canary(info, api, {
+            'swift, success': ({'source_image_id': src.id,
+                                'strategy': 'swift'}, 'success'),
+            'swift, refused: empty image': ({
+                'source_image_id': upload(info, b'', name='swift-empty').id,
+                'strategy': 'swift'}, 'failure'),
+            'failure: no such image': ({
+                'source_image_id': '6f1d2a3b-4444-4c4c-8d8d-0123456789ab',
+                'strategy': 'swift'}, 'failure'),
+        })
+    assert canary.hits == []
+
+
 def test_a_region_not_declared_multi_tenant_swift_falls_back_to_http(
         topology, tmp_path):
     info = topology.ensure('shared')
