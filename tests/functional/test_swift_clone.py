@@ -273,6 +273,24 @@ def test_a_reader_of_the_copy_sees_no_credential_in_its_tasks_or_image(
                 assert password.encode() not in text, path
 
 
+def test_swift_clone_asks_glance_whether_the_user_may_download(
+        topology, tmp_path):
+    """Swift copies never read through Glance: its download policy is asked
+    with the user's delegation first (RegionOne: download_image admin-only;
+    before, demo's Swift clone succeeded and demo downloaded the copy)."""
+    from tests.functional.test_download_policy import download_admin_only
+    info = topology.ensure('shared')
+    conf = write_conf(info, tmp_path / 'conf')
+    src = upload(info, os.urandom(2 * SEG), name='swift-licensed')
+    with download_admin_only(info, src.id):
+        rc, out = run_clone(info, conf, src.id, '--strategy', 'swift')
+    assert rc == 1, out
+    assert out['message'].startswith(
+        f'you may not download image {src.id} in RegionOne'), out
+    assert out['failed_step'] == 'clone-authorize'
+    assert copies_of(info, src.id) == []
+
+
 def test_secret_canary_over_swift_clones(topology, tmp_path):
     """The secret canary (tests/functional/test_secret_canary.py) over the
     Swift strategy, through clone-api and a real conductor: a server-side
