@@ -102,3 +102,50 @@ def descendants(regions, region, image_id, original=None):
     return sorted((_entry(name, image, original)
                    for (name, _), image in found.items()),
                   key=lambda e: (e['created_at'] or '', e['image_id']))
+
+
+def image_regions(session, interface='public'):
+    """Names of the regions with an image endpoint in the catalog of
+    ``session``'s token, sorted."""
+    access = session.auth.get_access(session)
+    endpoints = access.service_catalog.get_endpoints(
+        service_type='image', interface=interface).get('image', [])
+    return sorted({e.get('region_id') or e.get('region') for e in endpoints}
+                  - {None})
+
+
+def list_copies(session, conf, region, image_id):
+    """``{'image': ..., 'copies': [...]}``: the copies of ``image_id`` of
+    ``region`` in every region of ``session``'s catalog, as far as that
+    session's user may see them (:func:`descendants`).
+
+    Raises :class:`exceptions.RegionNotFound` for a region without an image
+    endpoint, :class:`exceptions.InvalidImageId` for an id that is not one.
+    """
+    from clone_flows import exceptions
+    from clone_flows import glance
+    from clone_flows.tasks import authorize
+    authorize.check_image_id(image_id)
+    names = image_regions(session, conf.clone.endpoint_interface)
+    if region not in names:
+        raise exceptions.RegionNotFound(region)
+    regions = {n: glance.GlanceRegion(
+        session, n, interface=conf.clone.endpoint_interface,
+        timeout=conf.clone.glance_timeout, retry_seconds=0)
+        for n in names}
+    try:
+        original = regions[region].get_image(image_id)
+    except (glance.NotFound, glance.Forbidden):
+        original = None          # deleted (or not yours): its copies remain
+    image = {'region': region, 'image_id': image_id,
+             'found': original is not None}
+    if original is not None:
+        image.update(name=original.get('name'),
+                     os_hash_algo=original.get('os_hash_algo'),
+                     os_hash_value=original.get('os_hash_value'),
+                     origin={'region': original.get(
+                         metadata.PROVENANCE_ORIGIN_REGION),
+                         'image_id': original.get(
+                             metadata.PROVENANCE_ORIGIN_IMAGE)})
+    return {'image': image,
+            'copies': descendants(regions, region, image_id, original)}

@@ -206,8 +206,10 @@ BAD_INPUTS = [
      'input.preserve_id is not offered: a copy always gets a new image id'),
     ('preserve_id false', dict(input={'preserve_id': False}), 400,
      'input.preserve_id is not offered'),
-    ('dry_run', dict(input={'dry_run': True}), 400,
-     'input.dry_run is not offered yet'),
+    ('dry_run not a boolean', dict(input={'dry_run': 'yes'}), 400,
+     'input.dry_run must be of type boolean'),
+    ('unknown if_exists', dict(input={'if_exists': 'replace'}), 400,
+     'input.if_exists must be one of: copy, reuse, fail'),
     ('bidi override in a name', dict(input={'name': 'invoice\u202egnp.exe'}),
      400, 'input.name must not contain control characters (nor '
           'bidirectional or zero-width ones)'),
@@ -382,4 +384,4 @@ def test_openapi_document_is_valid_openapi_31(client):
     doc = client.get('/v2/openapi.json').json
     loaded = schemathesis.openapi.from_dict(doc)
     operations = {op.ok().label for op in loaded.get_all_operations()}
-    assert 'POST /v2/tasks' in operations and len(operations) == 9
+    assert 'POST /v2/tasks' in operations and len(operations) == 10
