@@ -385,3 +385,18 @@ def test_openapi_document_is_valid_openapi_31(client):
     loaded = schemathesis.openapi.from_dict(doc)
     operations = {op.ok().label for op in loaded.get_all_operations()}
     assert 'POST /v2/tasks' in operations and len(operations) == 10
+
+
+@pytest.mark.parametrize('path,text', [
+    (f'/v2/images/{IMAGE}/copies?colour=blue', "unknown query parameter "
+                                               "'colour'"),
+    ('/v2/images/not-a-uuid/copies', 'the image id is not a valid UUID'),
+])
+def test_copies_route_refuses_what_it_does_not_serve(client, path, text):
+    r = client.get(path)
+    assert r.status_int == 400 and text in r.json['error']['message']
+
+
+def test_copies_route_needs_a_token(client):
+    assert client.get(f'/v2/images/{IMAGE}/copies', token=None
+                      ).status_int == 401
