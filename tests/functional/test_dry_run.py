@@ -71,10 +71,13 @@ def test_dry_run_changes_nothing_holds_no_trust_and_reports_the_plan(
 
 
 @pytest.mark.parametrize('kind', ['not visible', 'volume snapshot',
-                                  'encrypted'])
+                                  'encrypted', 'reader'])
 def test_dry_run_that_fails_a_check_gives_the_clones_sentence(
         cloud, clone_conf_file, kind):
-    if kind == 'not visible':
+    user = 'demo_reader' if kind == 'reader' else 'demo'
+    if kind == 'reader':
+        src = upload(cloud, b'readable', name='for-reader')
+    elif kind == 'not visible':
         src = upload(cloud, b'alt', user='alt_demo', name='alt-private',
                      visibility='private')
     elif kind == 'volume snapshot':
@@ -83,12 +86,13 @@ def test_dry_run_that_fails_a_check_gives_the_clones_sentence(
     else:
         src = upload(cloud, b'x' * 4096, name='encrypted',
                      cinder_encryption_key_id=str(uuid.uuid4()))
-    trusts = _my_trusts(cloud)
-    rc_dry, dry, err = clone(cloud, clone_conf_file, src.id, '--dry-run')
+    trusts = _my_trusts(cloud, user)
+    rc_dry, dry, err = clone(cloud, clone_conf_file, src.id, '--dry-run',
+                             user=user)
     assert rc_dry == 1, err
-    assert _my_trusts(cloud) == trusts
+    assert _my_trusts(cloud, user) == trusts
     assert copies_of(cloud, src.id) == []
-    rc_real, real, err = clone(cloud, clone_conf_file, src.id)
+    rc_real, real, err = clone(cloud, clone_conf_file, src.id, user=user)
     assert rc_real == 1, err
     assert dry['message'] == real['message']
     assert dry['failed_step'] == real['failed_step']
@@ -104,12 +108,15 @@ def cloned_once(cloud, clone_conf_file):
     return src, out['result']['image_id']
 
 
+def _clone_if_exists(cloud, conf_file, src, mode):
+    return clone(cloud, conf_file, src.id, '--if-exists', mode)
+
+
 def test_if_exists_reuse_ends_with_the_existing_copy_and_makes_none(
         cloud, clone_conf_file, cloned_once):
     src, copy_id = cloned_once
     trusts = _my_trusts(cloud)
-    rc, out, err = clone(cloud, clone_conf_file, src.id, '--if-exists',
-                         'reuse')
+    rc, out, err = _clone_if_exists(cloud, clone_conf_file, src, 'reuse')
     assert rc == 0, err
     assert out['result']['image_id'] == copy_id
     assert out['result']['reused'] is True
@@ -121,8 +128,7 @@ def test_if_exists_reuse_ends_with_the_existing_copy_and_makes_none(
 def test_if_exists_fail_refuses_naming_the_copy(cloud, clone_conf_file,
                                                 cloned_once):
     src, copy_id = cloned_once
-    rc, out, err = clone(cloud, clone_conf_file, src.id, '--if-exists',
-                         'fail')
+    rc, out, err = _clone_if_exists(cloud, clone_conf_file, src, 'fail')
     assert rc == 1, err
     assert out['message'] == (
         f"image {src.id} of RegionOne already has a verified copy in your "
@@ -136,8 +142,7 @@ def test_if_exists_reuse_ignores_another_projects_copy(cloud,
                  visibility='community')
     rc, theirs, err = clone(cloud, clone_conf_file, src.id, user='alt_demo')
     assert rc == 0, err
-    rc, mine, err = clone(cloud, clone_conf_file, src.id, '--if-exists',
-                          'reuse')
+    rc, mine, err = _clone_if_exists(cloud, clone_conf_file, src, 'reuse')
     assert rc == 0, err
     assert 'reused' not in mine['result']
     assert mine['result']['image_id'] != theirs['result']['image_id']
@@ -146,8 +151,7 @@ def test_if_exists_reuse_ignores_another_projects_copy(cloud,
 def test_if_exists_copy_makes_another_copy(cloud, clone_conf_file,
                                            cloned_once):
     src, copy_id = cloned_once
-    rc, out, err = clone(cloud, clone_conf_file, src.id, '--if-exists',
-                         'copy')
+    rc, out, err = _clone_if_exists(cloud, clone_conf_file, src, 'copy')
     assert rc == 0, err
     assert out['result']['image_id'] != copy_id
     assert {i.id for i in copies_of(cloud, src.id)} == {
