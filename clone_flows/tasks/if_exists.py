@@ -24,7 +24,9 @@ def reused_result(copy, target_region):
         'os_hash_value': copy.get('os_hash_value'),
         'reused': True,
         'reason': 'if_exists is reuse and this verified copy of the source '
-                  'was already in your project: nothing was copied',
+                  'was already in your project: nothing was copied, and '
+                  'the name, visibility, properties and tags asked for '
+                  'were not applied to it',
     }
 
 
