@@ -12,6 +12,8 @@ TARGET_REGION = 'target_region'
 TRUST_ID = 'trust_id'
 OVERRIDES = 'overrides'            # name, visibility, properties, tags
 STRATEGY_NAME = 'strategy_name'    # 'auto' or a store strategy's name
+DRY_RUN = 'dry_run'                # True: check and plan, change nothing
+IF_EXISTS = 'if_exists'            # 'copy', 'reuse' or 'fail'
 
 # -- transient input (rebuilt on every run; never persisted) ---------------
 SERVICES = 'services'
@@ -26,9 +28,12 @@ VERIFIED_HASH = 'verified_hash'
 SYNCED_PROPERTIES = 'synced_properties'
 CLONED_IMAGE = 'cloned_image'      # the user's result
 COPY_CHECKPOINT = 'checkpoint'     # handed back to CopyData on resume
+EXISTING_COPY = 'existing_copy'    # a verified copy already in the target
+DRY_RUN_PLAN = 'dry_run_plan'      # what a dry run established, the user's
 
 # -- atoms ----------------------------------------------------------------------
 CLONE_FLOW = 'glance-clone'
+CLONE_BODY = 'clone-make-copy'
 HOLD_TRUST = 'clone-hold-trust'
 AUTHORIZE = 'clone-authorize'
 CHECK_METADATA = 'clone-check-metadata'
@@ -43,6 +48,11 @@ VERIFY = 'clone-verify'
 SYNC_PROPERTIES = 'clone-sync-properties'
 ACTIVATE = 'clone-activate'
 RELEASE_TRUST = 'clone-release-trust'
+FIND_COPY = 'clone-find-existing-copy'
+RELEASE_TRUST_REUSED = 'clone-release-trust-reused'
+DRY_RUN_REPORT = 'clone-dry-run-report'
+
+IF_EXISTS_CHOICES = ('copy', 'reuse', 'fail')
 
 #: Human names of the steps, for messages ("failed while copying data").
 STEP_NAMES = {
@@ -56,4 +66,7 @@ STEP_NAMES = {
     SYNC_PROPERTIES: 'copying metadata',
     ACTIVATE: 'activating the copy',
     RELEASE_TRUST: 'releasing the delegation',
+    FIND_COPY: 'looking for an existing copy',
+    RELEASE_TRUST_REUSED: 'releasing the delegation',
+    DRY_RUN_REPORT: 'reporting the plan',
 }

@@ -88,6 +88,17 @@ class TargetNotAuthorized(CloneError):
         super().__init__(msg)
 
 
+class CopyExists(CloneError):
+    """``if_exists: fail`` and the target project already holds a verified
+    copy of the source."""
+
+    def __init__(self, image_id, source_region, copy_id, target_region):
+        super().__init__(
+            f"image {image_id} of {source_region} already has a verified "
+            f"copy in your project in {target_region}: image {copy_id} "
+            f"(if_exists is 'fail')")
+
+
 class TargetRefused(CloneError):
     """Glance refused (403) something the clone must do for the user."""
 

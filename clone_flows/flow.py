@@ -1,9 +1,18 @@
-"""The clone graph (DESIGN.md section 2), built by a module-level factory.
+"""The clone graph (DESIGN.md section 2), built by module-level factories.
 
     hold trust -> authorize -> check metadata -> plan copy
         -> [retry with a fresh image: reserve image -> sync properties
                                       -> [retry: copy data]]
         -> verify -> activate -> release trust
+
+With ``if_exists`` ``reuse`` or ``fail``, a step after authorize looks for
+a verified copy already in the target project: ``fail`` ends there; with
+``reuse`` a copy found skips everything up to releasing the trust.
+
+The dry run (:func:`dry_run_flow`) runs the read-only steps and reports:
+
+    hold trust -> authorize -> find existing copy -> check metadata
+        -> plan copy -> report -> release trust
 
 Everything the target may refuse (creating the image, revealing it as
 asked, each property) is tried on the reserved, hidden image before any
@@ -16,6 +25,7 @@ import time
 
 from oslo_config import cfg
 from taskflow import retry
+from taskflow.patterns import graph_flow
 from taskflow.patterns import linear_flow
 
 from clone_flows import constants as c
@@ -25,7 +35,9 @@ from clone_flows.tasks import authorize
 from clone_flows.tasks import check_metadata
 from clone_flows.tasks import common
 from clone_flows.tasks import copy_data
+from clone_flows.tasks import dry_run
 from clone_flows.tasks import hold_trust
+from clone_flows.tasks import if_exists as if_exists_mod
 from clone_flows.tasks import plan_copy
 from clone_flows.tasks import release_trust
 from clone_flows.tasks import reserve_image
@@ -106,7 +118,17 @@ class RetryWithFreshImage(common.ArgMappingOnce, retry.Times):
         return retry.REVERT_ALL
 
 
-def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0):
+def _no_copy_found(history):
+    """Link decider: make the copy unless a verified one is reused."""
+    return not history.get(c.FIND_COPY)
+
+
+def _copy_found(history):
+    return bool(history.get(c.FIND_COPY))
+
+
+def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0,
+               if_exists='copy'):
     """The clone graph.  Inputs: see :mod:`clone_flows.constants`."""
     copy = linear_flow.Flow(
         c.COPY_FLOW,
@@ -117,20 +139,63 @@ def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0):
         reserve_image.ReserveImage(),
         sync_properties.SyncProperties(),
         copy)
-    return linear_flow.Flow(c.CLONE_FLOW).add(
-        hold_trust.HoldTrust(),
-        authorize.Authorize(),
+    make_copy = (
         check_metadata.CheckMetadata(),
         plan_copy.PlanCopy(),
         reserve_and_copy,
         verify.Verify(),
         activate.Activate(),
+    )
+    if if_exists == 'copy':
+        return linear_flow.Flow(c.CLONE_FLOW).add(
+            hold_trust.HoldTrust(),
+            authorize.Authorize(),
+            *make_copy,
+            release_trust.ReleaseTrust(),
+        )
+    # A copy found and reused: the body is IGNOREd (and the release after
+    # it); the second release runs instead.  None found: the opposite.
+    head = linear_flow.Flow(c.CLONE_FLOW + '-head').add(
+        hold_trust.HoldTrust(), authorize.Authorize())
+    find = if_exists_mod.FindExistingCopy()
+    body = linear_flow.Flow(c.CLONE_BODY).add(*make_copy)
+    release = release_trust.ReleaseTrust()
+    release_reused = release_trust.ReleaseTrust(name=c.RELEASE_TRUST_REUSED)
+    graph = graph_flow.Flow(c.CLONE_FLOW).add(head, find, body, release,
+                                              release_reused)
+    graph.link(head, find)
+    graph.link(find, body, decider=_no_copy_found)
+    graph.link(body, release)
+    graph.link(find, release_reused, decider=_copy_found)
+    return graph
+
+
+def dry_run_flow():
+    """The checks of a clone and its plan, changing nothing: no image is
+    reserved, the trust is released at the end (HoldTrust's revert deletes
+    it when a check fails).  Inputs: those of :func:`clone_flow`."""
+    return linear_flow.Flow(c.CLONE_FLOW).add(
+        hold_trust.HoldTrust(),
+        authorize.Authorize(),
+        if_exists_mod.FindExistingCopy(),
+        check_metadata.CheckMetadata(),
+        plan_copy.PlanCopy(),
+        dry_run.DryRunReport(),
         release_trust.ReleaseTrust(),
     )
 
 
-def factory_kwargs(conf):
+def factory_kwargs(conf, if_exists='copy'):
     """The factory's JSON arguments, from configuration, for a new clone."""
     return {'copy_attempts': conf.clone.copy_attempts,
             'copy_retry_delay': conf.clone.copy_retry_delay,
-            'progress_interval': conf.clone.progress_interval}
+            'progress_interval': conf.clone.progress_interval,
+            'if_exists': if_exists}
+
+
+def factory_for(conf, store):
+    """``(factory, JSON arguments)`` of the graph for a clone's inputs: the
+    dry run's or the clone's."""
+    if store.get(c.DRY_RUN):
+        return dry_run_flow, {}
+    return clone_flow, factory_kwargs(conf, store.get(c.IF_EXISTS) or 'copy')

@@ -64,7 +64,29 @@ REFERENCES = {
 PROVENANCE_REGION = 'clone_source_region'
 PROVENANCE_IMAGE = 'clone_source_image_id'
 PROVENANCE_CLONE = 'clone_id'
-PROVENANCE_KEYS = (PROVENANCE_REGION, PROVENANCE_IMAGE, PROVENANCE_CLONE)
+#: The first source of a chain of clones (a clone of a clone carries its
+#: parent's origin; a clone of an original, the original itself), so the
+#: copies of an original are found even when an intermediate copy is gone.
+PROVENANCE_ORIGIN_REGION = 'clone_origin_region'
+PROVENANCE_ORIGIN_IMAGE = 'clone_origin_image_id'
+PROVENANCE_KEYS = (PROVENANCE_REGION, PROVENANCE_IMAGE, PROVENANCE_CLONE,
+                   PROVENANCE_ORIGIN_REGION, PROVENANCE_ORIGIN_IMAGE)
+
+
+def provenance(clone_id, source_region, source_image):
+    """The provenance properties of a copy of ``source_image``."""
+    origin_region = source_image.get(PROVENANCE_ORIGIN_REGION)
+    origin_image = source_image.get(PROVENANCE_ORIGIN_IMAGE)
+    if not (origin_region and origin_image):
+        # a copy made before origins were recorded: its parent's source is
+        # the oldest ancestor known; an original is its own origin
+        origin_region = source_image.get(PROVENANCE_REGION) or source_region
+        origin_image = source_image.get(PROVENANCE_IMAGE) or source_image['id']
+    return {PROVENANCE_REGION: source_region,
+            PROVENANCE_IMAGE: source_image['id'],
+            PROVENANCE_CLONE: clone_id,
+            PROVENANCE_ORIGIN_REGION: origin_region,
+            PROVENANCE_ORIGIN_IMAGE: origin_image}
 
 metadata_opts = [
     cfg.ListOpt('skip_properties',

@@ -34,7 +34,19 @@ def _failures(fd):
 GAVE_UP = 'gave_up'
 
 
-def _with_copy_plan(result, plan):
+#: Steps whose result makes the user's result, best first: a dry run's
+#: plan, a copy reused (if_exists), the copy made (with its PlanCopy).
+RESULT_STEPS = (c.DRY_RUN_REPORT, c.FIND_COPY, c.ACTIVATE, c.PLAN_COPY)
+
+
+def _result(results):
+    """The user's result from ``{step: result}`` of the steps that ended
+    SUCCESS (see RESULT_STEPS)."""
+    if results.get(c.DRY_RUN_REPORT):
+        return results[c.DRY_RUN_REPORT]
+    if results.get(c.FIND_COPY) and not results.get(c.ACTIVATE):
+        return results[c.FIND_COPY]
+    result, plan = results.get(c.ACTIVATE), results.get(c.PLAN_COPY)
     if result is not None and isinstance(plan, dict):
         # which store strategy copied the data, and why that one
         result = dict(result, copy={'strategy': plan.get('strategy'),
@@ -42,11 +54,12 @@ def _with_copy_plan(result, plan):
     return result
 
 
-def success(clone_id, activated, plan):
-    """The outcome of a clone that ended SUCCESS, from the results of its
-    Activate and PlanCopy steps (as :func:`from_flow_detail` reads them)."""
+def success(clone_id, results):
+    """The outcome of a clone that ended SUCCESS, from ``{step: result}``
+    of its steps named in RESULT_STEPS (as :func:`from_flow_detail` reads
+    them)."""
     return Outcome(clone_id=clone_id, state=states.SUCCESS, succeeded=True,
-                   result=_with_copy_plan(activated, plan))
+                   result=_result(results))
 
 
 def from_flow_detail(fd):
@@ -54,13 +67,9 @@ def from_flow_detail(fd):
     if gave_up:
         return Outcome(clone_id=fd.uuid, state=fd.state, succeeded=False,
                        result=None, message=gave_up)
-    result = None
-    for ad in fd:
-        if ad.name == c.ACTIVATE and ad.state == states.SUCCESS:
-            result = ad.results
-    plan = next((ad.results for ad in fd if ad.name == c.PLAN_COPY and
-                 ad.state == states.SUCCESS), None)
-    result = _with_copy_plan(result, plan)
+    result = _result({ad.name: ad.results for ad in fd
+                      if ad.name in RESULT_STEPS and
+                      ad.state == states.SUCCESS})
     succeeded = fd.state == states.SUCCESS
     step, message, cleanup_failed = None, '', False
     if not succeeded:

@@ -34,7 +34,7 @@ def new_store(conf, user_session, request):
     """The persisted inputs of a new clone; creates the user's trust.
 
     ``request``: source_region, source_image_id, target_region and optional
-    name, visibility, properties, tags, strategy.
+    name, visibility, properties, tags, strategy, dry_run, if_exists.
     """
     trustee = auth.service_user_id(conf)
     access = auth.user_access(user_session)
@@ -61,6 +61,8 @@ def build_store(conf, trust_id, request):
         c.TRUST_ID: trust_id,
         c.OVERRIDES: overrides,
         c.STRATEGY_NAME: request.get('strategy') or 'auto',
+        c.DRY_RUN: bool(request.get('dry_run')),
+        c.IF_EXISTS: request.get('if_exists') or 'copy',
     }
 
 
@@ -77,13 +79,13 @@ def save_new_flow(conf, backend, store):
     this process can run (:func:`prepare_engine`) without building it again.
     """
     clone_id = store[c.CLONE_ID]
-    kwargs = clone_flow_mod.factory_kwargs(conf)
-    flow = FACTORY(**kwargs)
+    factory, kwargs = clone_flow_mod.factory_for(conf, store)
+    flow = factory(**kwargs)
     book = models.LogBook(f'clone-{clone_id}', uuid=clone_id)
     fd = models.FlowDetail(c.CLONE_FLOW, uuid=clone_id)
     fd.meta['store'] = dict(store)     # ids only: for the sweep and operators
     book.add(fd)
-    taskflow.engines.save_factory_details(fd, FACTORY, [], kwargs)
+    taskflow.engines.save_factory_details(fd, factory, [], kwargs)
     add_atom_details(fd, flow, store)
     with contextlib.closing(backend.get_connection()) as conn:
         conn.save_logbook(book)
@@ -194,7 +196,10 @@ def inject_transients(conf, engine, services=None):
     if services is None:
         services = auth.Services(conf, trust_id=trust_id)
     engine.storage.inject({c.SERVICES: services}, transient=True)
-    details = engine.storage.get_task_progress_details(c.COPY_DATA) or {}
+    try:
+        details = engine.storage.get_task_progress_details(c.COPY_DATA) or {}
+    except tf_exc.NotFound:     # a dry run copies nothing
+        return
     checkpoint = (details.get('details') or {}).get('checkpoint')
     engine.storage.inject_atom_args(c.COPY_DATA, {c.COPY_CHECKPOINT: checkpoint},
                                     transient=True)
@@ -222,14 +227,26 @@ def run(engine, backend, clone_id):
         if engine.storage.get_flow_state() == states.SUCCESS:
             # Saved before run() returned (the engine saves every state it
             # reaches): no need to read the whole flow back.
-            return outcome.success(clone_id, engine.storage.get(c.ACTIVATE),
-                                   engine.storage.get(c.PLAN_COPY))
+            return outcome.success(clone_id, _results(engine))
     fd = load_flow(backend, clone_id)[1]
     out = outcome.from_flow_detail(fd)
     if out.cleanup_failed:
         from conductor import sweep
         sweep.mark(backend, fd, 'revert failed')
     return out
+
+
+def _results(engine):
+    """``{step: result}`` of the steps an outcome reads that the clone's
+    graph has and ran."""
+    results = {}
+    for name in outcome.RESULT_STEPS:
+        try:
+            if engine.storage.get_atom_state(name) == states.SUCCESS:
+                results[name] = engine.storage.get(name)
+        except tf_exc.NotFound:         # not a step of this graph
+            continue
+    return results
 
 
 def is_finished(fd):

@@ -11,8 +11,8 @@ class ReleaseTrust(common.Task):
     its own).
     """
 
-    def __init__(self):
-        super().__init__(name=c.RELEASE_TRUST, requires=[c.SERVICES, c.TRUST_ID])
+    def __init__(self, name=c.RELEASE_TRUST):
+        super().__init__(name=name, requires=[c.SERVICES, c.TRUST_ID])
 
     def execute(self, services, trust_id):
         services.proceed(cancellable=False)

@@ -70,6 +70,7 @@ ROUTES = (
     ('/v2/tasks', 'GET', 'index'),
     ('/v2/tasks/{task_id}', 'GET', 'show'),
     ('/v2/tasks/{task_id}', 'DELETE', 'delete'),
+    ('/v2/images/{image_id}/copies', 'GET', 'copies'),
 )
 
 
@@ -115,7 +116,8 @@ class App:
                 return error_response(
                     401, 'The request you have made requires authentication '
                          '(a project-scoped token).')
-            kwargs = {k: v for k, v in match.items() if k == 'task_id'}
+            kwargs = {k: v for k, v in match.items()
+                      if k in ('task_id', 'image_id')}
             code, body, location = getattr(self.tasks, action)(
                 req, context, **kwargs)
             if location:

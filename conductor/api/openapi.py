@@ -104,6 +104,11 @@ def document():
                     'type': 'object', 'required': ['versions'],
                     'properties': {'versions': {'type': 'array'}}},
                 'JsonSchema': {'type': 'object'},
+                'Copies': {
+                    'type': 'object', 'required': ['image', 'copies'],
+                    'properties': {'image': {'type': 'object'},
+                                   'copies': {'type': 'array',
+                                              'items': {'type': 'object'}}}},
             },
         },
         'paths': {
@@ -189,5 +194,23 @@ def document():
                     'parameters': [_task_id()],
                     'responses': _answers({204: ('Cancel requested', None)},
                                           401, 403, 404, 409)}},
+            '/v2/images/{image_id}/copies': {'get': {
+                'operationId': 'listImageCopies',
+                'summary': "The copies of an image in every region, made by "
+                           "clones (hidden ones too), as each region's "
+                           "Glance shows them to the caller: those naming "
+                           "it as their origin and those descending from it "
+                           "clone by clone",
+                'security': keystone,
+                'parameters': [
+                    {'name': 'image_id', 'in': 'path', 'required': True,
+                     'schema': {'type': 'string'},
+                     'description': 'The image (original or copy).'},
+                    _query('region', {'type': 'string'},
+                           "The image's region (default: this API's).")],
+                'responses': _answers(
+                    {200: ('The image and its copies',
+                           '#/components/schemas/Copies')},
+                    400, 401, 403, 503)}},
         },
     }

@@ -16,6 +16,7 @@ GET = 'clone:task:get'
 LIST = 'clone:task:list'
 LIST_ALL = 'clone:task:list_all_projects'
 CANCEL = 'clone:task:cancel'
+COPIES = 'clone:image:copies'
 
 rules = [
     policy.RuleDefault('context_is_admin', ADMIN,
@@ -45,6 +46,12 @@ rules = [
         CANCEL, 'rule:project_member or rule:context_is_admin',
         'Cancel a pending or running clone (it reverts and ends failure).',
         [{'method': 'DELETE', 'path': '/v2/tasks/{task_id}'}],
+        scope_types=['project']),
+    policy.DocumentedRuleDefault(
+        COPIES, 'rule:project_reader or rule:context_is_admin',
+        'List the copies of an image across regions (each region\'s Glance '
+        'shows only what the token may see).',
+        [{'method': 'GET', 'path': '/v2/images/{image_id}/copies'}],
         scope_types=['project']),
 ]
 

@@ -13,6 +13,7 @@ import functools
 import jsonschema
 from stevedore import extension
 
+from clone_flows import constants as c
 from clone_flows import stores
 
 UUID_PATTERN = ('^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}'
@@ -21,6 +22,7 @@ GLANCE_TASK_TYPES = ['import', 'api_image_import', 'location_import']
 TASK_TYPES = ['clone'] + GLANCE_TASK_TYPES
 TASK_STATUSES = ['pending', 'processing', 'success', 'failure']
 VISIBILITIES = ['private', 'shared', 'community', 'public']
+IF_EXISTS = c.IF_EXISTS_CHOICES
 
 # Characters a name must not hold: C0/C1 controls, and those that make
 # text look other than it is (Unicode format characters): the soft hyphen,
@@ -46,8 +48,6 @@ REFUSED_KEYS = {
     'preserve_id': 'input.preserve_id is not offered: a copy always gets a '
                    'new image id (find it by its checksum or os_hash_value '
                    'and its provenance properties)',
-    'dry_run': 'input.dry_run is not offered yet: this service cannot run '
-               'the checks of a clone without making the copy',
 }
 
 
@@ -92,6 +92,8 @@ def clone_input_schema():
             'tags': {'type': 'array', 'maxItems': 128, 'items': _text(255)},
             'strategy': {'type': 'string', 'enum': strategies()},
             'client_token': _text(255),
+            'dry_run': {'type': 'boolean'},
+            'if_exists': {'type': 'string', 'enum': list(IF_EXISTS)},
         },
     }
 

@@ -269,12 +269,52 @@ class TasksController:
         return 204, None, None
 
 
+    # -- GET /v2/images/{image_id}/copies --------------------------------------
+
+    def copies(self, req, context, image_id):
+        """The copies of an image across regions (as the caller's Glance
+        shows them): ``?region=`` names the image's region (default: this
+        API's)."""
+        self._authorize(policies.COPIES, context, context.project_id)
+        for key in req.GET:
+            if key != 'region':
+                raise bad_request(f"unknown query parameter {key[:64]!r}; "
+                                  f"only 'region' is known")
+        region = req.GET.get('region') or self.conf.api.region_name
+        if not region:
+            raise bad_request('region is required (this API has no default '
+                              'region)')
+        if not _is_uuid(image_id):
+            raise bad_request('the image id is not a valid UUID')
+        from keystoneauth1 import session as ks_session
+        from clone_flows import copies as copies_mod
+        from clone_flows import exceptions
+        from conductor import submit
+        session = ks_session.Session(
+            auth=submit.user_auth_plugin(self.conf, context))
+        try:
+            body = copies_mod.list_copies(session, self.conf, region,
+                                          image_id)
+        except exceptions.RegionNotFound:
+            raise bad_request(f'region {region[:255]!r} has no image '
+                              f'endpoint in the service catalog')
+        except exceptions.ServiceUnavailable as e:
+            LOG.warning('Copies of %s/%s: %s', region[:255], image_id, e)
+            raise ApiError(503, 'an image service did not answer; try '
+                                'again later')
+        except exceptions.NotAuthenticated:
+            raise ApiError(401, 'Glance did not accept your token; get a new '
+                                'token')
+        return 200, body, None
+
+
 _ACTION = {
     policies.CREATE: 'create clone tasks in this project',
     policies.GET: 'see this task',
     policies.LIST: 'list tasks',
     policies.LIST_ALL: 'list the tasks of all projects',
     policies.CANCEL: 'cancel this task',
+    policies.COPIES: "list an image's copies",
 }
 
 

@@ -2,6 +2,8 @@
 
     clone-manage clone --source-region R1 --image ID --target-region R2
     clone-manage clone --resume CLONE_ID
+    clone-manage clone --source-region R1 --image ID --dry-run
+    clone-manage copies --region R1 --image ID
 """
 import argparse
 import json
@@ -164,6 +166,8 @@ def _request(args):
         'strategy': args.strategy,
         'properties': dict(args.property) if args.property else None,
         'tags': args.tag,
+        'dry_run': args.dry_run,
+        'if_exists': args.if_exists,
     }
 
 
@@ -174,12 +178,30 @@ def _report(args, clone_id, result, bar):
     if result.succeeded:
         r = result.result
         if not args.json:
-            print(f"cloned into {r['region']}: image {r['image_id']}\n"
-                  f"  {r['os_hash_algo']} {r['os_hash_value']}\n"
-                  f"  md5 {r['checksum']}  size {r['size']}")
+            print(_summary(r))
         return 0
     print(f'clone {clone_id} failed: {result.message}', file=sys.stderr)
     return 1
+
+
+def _summary(r):
+    """A successful outcome's result, for a person."""
+    if r.get('dry_run'):
+        lines = [f"dry run: a clone into {r['region']} would move "
+                 f"{r['bytes_to_move']} bytes with strategy {r['strategy']} "
+                 f"({r['strategy_reason']})"]
+        if r.get('would_reuse'):
+            lines.append(f"  it would reuse image {r['existing_copy']}")
+        lines += [f"  passed: {ch['check']}: {ch['detail']}"
+                  for ch in r['checks']]
+        lines += [f'  not proven: {text}' for text in r['not_proven']]
+        lines += [f"  {key}: {d['action']}" for key, d in
+                  sorted(r['properties'].items())]
+        return '\n'.join(lines)
+    verb = 'reused in' if r.get('reused') else 'cloned into'
+    return (f"{verb} {r['region']}: image {r['image_id']}\n"
+            f"  {r['os_hash_algo']} {r['os_hash_value']}\n"
+            f"  md5 {r['checksum']}  size {r['size']}")
 
 
 def _key_value(text):
@@ -216,6 +238,14 @@ def build_parser():
                    '(replace the source\'s)')
     c.add_argument('--strategy', default='auto',
                    help='store strategy: auto (default), http, ...')
+    c.add_argument('--dry-run', action='store_true',
+                   help='run the checks of the clone and print its plan '
+                        '(strategy, bytes, property diff); change nothing')
+    c.add_argument('--if-exists', choices=['copy', 'reuse', 'fail'],
+                   default='copy',
+                   help='when your project in the target region already '
+                        'holds a verified copy of the image: copy anyway '
+                        '(default), reuse it, or fail naming it')
     c.add_argument('--resume', metavar='CLONE_ID',
                    help='continue a clone whose process was killed')
     c.add_argument('--conductor', action='store_true',
@@ -227,6 +257,14 @@ def build_parser():
     c.add_argument('--json', action='store_true',
                    help='print the outcome as JSON')
     c.set_defaults(func=cmd_clone, opt_modules=opts.CLONE)
+    cp = sub.add_parser(
+        'copies', help="list an image's copies in every region (as the "
+                       "user of the OS_* environment sees them)")
+    cp.add_argument('--region', required=True, help='region the image is in')
+    cp.add_argument('--image', required=True, help='id of the image')
+    cp.add_argument('--json', action='store_true',
+                    help='print the listing as JSON')
+    cp.set_defaults(func=cmd_copies, opt_modules=opts.CLONE)
     s = sub.add_parser('sweep', help='remove what clones whose cleanup '
                        'failed left behind (images in the target, trusts)')
     s.set_defaults(func=cmd_sweep)
@@ -235,6 +273,30 @@ def build_parser():
     from conductor.cmd import manage_db
     manage_db.add_parsers(sub)
     return p
+
+
+def cmd_copies(conf, args):
+    from clone_flows import copies
+    try:
+        listing = copies.list_copies(_user_session_from_env(), conf,
+                                     args.region, args.image)
+    except exceptions.CloneError as e:
+        print(f'clone-manage: {e}', file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(listing, indent=2, sort_keys=True))
+        return 0
+    image = listing['image']
+    if not image['found']:
+        print(f"image {args.image} is not visible in {args.region} (deleted?); "
+              f"its copies:", file=sys.stderr)
+    print(f"{'REGION':12}  {'IMAGE':36}  {'STATUS':8}  {'VERIFIED':8}  "
+          f"SOURCE")
+    for e in listing['copies']:
+        print(f"{e['region']:12}  {e['image_id']:36}  {e['status']:8}  "
+              f"{str(e['verified']):8}  {e['source']['region']}/"
+              f"{e['source']['image_id']}")
+    return 0
 
 
 def cmd_sweep(conf, args):

@@ -440,8 +440,10 @@ BAD = [
      400, 'input.strategy must be one of: auto, '),
     ('preserve_id', lambda: _clone_body(preserve_id=True), None, 400,
      'input.preserve_id is not offered: a copy always gets a new image id'),
-    ('dry_run', lambda: _clone_body(dry_run=True), None, 400,
-     'input.dry_run is not offered yet'),
+    ('dry_run not a boolean', lambda: _clone_body(dry_run='yes'), None, 400,
+     'input.dry_run must be of type boolean'),
+    ('unknown if_exists', lambda: _clone_body(if_exists='replace'), None,
+     400, 'input.if_exists must be one of: copy, reuse, fail'),
     ('bidi override in a name',
      lambda: _clone_body(name='invoice\u202egnp.exe'), None, 400,
      'input.name must not contain control characters (nor bidirectional or '

@@ -177,6 +177,16 @@ class FakeServices:
     def get_project_id(self):
         return 'p1'          # FakeGlanceRegion's default project
 
+    roles = ('reader', 'member')      # of the delegation
+
+    @property
+    def auth(self):
+        return self
+
+    def get_access(self, session):
+        import types
+        return types.SimpleNamespace(role_names=list(self.roles))
+
     def glance(self, region):
         if region not in self.regions:
             raise exceptions.RegionNotFound(region)

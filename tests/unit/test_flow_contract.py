@@ -96,3 +96,23 @@ def test_each_class_is_inspected_once_and_atoms_share_no_mapping(
                         atom.Atom._build_arg_mapping)
     flow.clone_flow()
     assert calls        # what the mixin saves: TaskFlow inspects each atom
+
+
+def test_if_exists_graph_needs_the_mode_and_has_two_releases():
+    f = flow.clone_flow(if_exists='reuse')
+    assert c.IF_EXISTS in f.requires
+    assert set(f.provides) == set(flow.clone_flow().provides) | {
+        c.EXISTING_COPY}
+    names = {a.name for a in _atoms(f)}
+    assert names == {a.name for a in _atoms(flow.clone_flow())} | {
+        c.FIND_COPY, c.RELEASE_TRUST_REUSED}
+
+
+def test_dry_run_graph_needs_the_clone_inputs_and_reserves_nothing():
+    f = flow.dry_run_flow()
+    assert set(f.requires) == set(flow.clone_flow().requires) | {c.IF_EXISTS}
+    names = {a.name for a in _atoms(f)}
+    assert not names & {c.RESERVE_IMAGE, c.SYNC_PROPERTIES, c.COPY_DATA,
+                        c.VERIFY, c.ACTIVATE}
+    assert helpers._fetch_factory('clone_flows.flow.dry_run_flow') is \
+        flow.dry_run_flow

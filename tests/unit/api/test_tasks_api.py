@@ -207,8 +207,10 @@ BAD_INPUTS = [
      'input.preserve_id is not offered: a copy always gets a new image id'),
     ('preserve_id false', dict(input={'preserve_id': False}), 400,
      'input.preserve_id is not offered'),
-    ('dry_run', dict(input={'dry_run': True}), 400,
-     'input.dry_run is not offered yet'),
+    ('dry_run not a boolean', dict(input={'dry_run': 'yes'}), 400,
+     'input.dry_run must be of type boolean'),
+    ('unknown if_exists', dict(input={'if_exists': 'replace'}), 400,
+     'input.if_exists must be one of: copy, reuse, fail'),
     ('bidi override in a name', dict(input={'name': 'invoice\u202egnp.exe'}),
      400, 'input.name must not contain control characters (nor '
           'bidirectional or zero-width ones)'),
@@ -383,7 +385,7 @@ def test_openapi_document_is_valid_openapi_31(client):
     doc = client.get('/v2/openapi.json').json
     loaded = schemathesis.openapi.from_dict(doc)
     operations = {op.ok().label for op in loaded.get_all_operations()}
-    assert 'POST /v2/tasks' in operations and len(operations) == 9
+    assert 'POST /v2/tasks' in operations and len(operations) == 10
 
 
 def test_a_processing_clone_nobody_reports_on_is_shown_waiting():
@@ -403,3 +405,18 @@ def test_a_processing_clone_nobody_reports_on_is_shown_waiting():
     fresh = dict(task, updated_at=datetime.datetime.now(
         datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'))
     assert tasks_api.task_view(fresh, stalled_after=45)['message'] == ''
+
+
+@pytest.mark.parametrize('path,text', [
+    (f'/v2/images/{IMAGE}/copies?colour=blue', "unknown query parameter "
+                                               "'colour'"),
+    ('/v2/images/not-a-uuid/copies', 'the image id is not a valid UUID'),
+])
+def test_copies_route_refuses_what_it_does_not_serve(client, path, text):
+    r = client.get(path)
+    assert r.status_int == 400 and text in r.json['error']['message']
+
+
+def test_copies_route_needs_a_token(client):
+    assert client.get(f'/v2/images/{IMAGE}/copies', token=None
+                      ).status_int == 401
