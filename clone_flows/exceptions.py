@@ -106,6 +106,24 @@ class TargetRefused(CloneError):
         super().__init__(f"{region} does not let you {what}")
 
 
+class TargetRejected(CloneError):
+    """Glance answered another 4xx to something the clone asked for the
+    user (a value it does not accept)."""
+
+    def __init__(self, region, what, status):
+        super().__init__(f"{region} rejected {what} (HTTP {status})")
+
+
+def rejected(region, what, error):
+    """The sentence for a Glance 4xx (``error``: a glance.GlanceError) other
+    than 403/404/409/413, or None for those and for 5xx."""
+    status = getattr(error, 'status', None)
+    if status is None or not 400 <= status < 500 or \
+            status in (403, 404, 409, 413):
+        return None
+    return TargetRejected(region, what, status)
+
+
 class ServiceUnavailable(CloneError):
     retryable = True
 

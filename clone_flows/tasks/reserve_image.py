@@ -96,6 +96,16 @@ class ReserveImage(common.Task):
             image = target.create_image(**fields)
         except glance.Forbidden as e:
             raise exceptions.TargetNotAuthorized(target.region) from e
+        except glance.GlanceError as e:
+            LOG.warning('Clone %s: creating the image in %s rejected: %s',
+                        clone_id, target.region, e)
+            refusal = exceptions.rejected(
+                target.region, f"the image's name or formats "
+                f"({fields.get('disk_format')}/"
+                f"{fields.get('container_format')})", e)
+            if refusal is None:
+                raise
+            raise refusal from e
         LOG.info('Clone %s: reserved image %s in %s', clone_id, image['id'],
                  target.region)
         return image['id']

@@ -42,6 +42,15 @@ class SyncProperties(common.Task):
             raise exceptions.TargetRefused(
                 target_region, f"set these properties on your image: "
                 f"{', '.join(sorted(to_set))}") from e
+        except glance.GlanceError as e:
+            LOG.warning('Setting %s on image %s rejected: %s', sorted(to_set),
+                        target_image_id, e)
+            refusal = exceptions.rejected(
+                target_region, f"the image's properties "
+                f"({', '.join(sorted(to_set))})", e)
+            if refusal is None:
+                raise
+            raise refusal from e
         return {'copied': sorted(to_set), 'skipped': skipped}
 
     def revert(self, *args, **kwargs):

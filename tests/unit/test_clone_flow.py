@@ -260,6 +260,27 @@ def test_a_withdrawn_delegation_reveals_nothing(conf, cloud, holds,
                                       'withdrawn during the clone')
 
 
+def test_a_property_the_target_rejects_is_named_before_any_byte_moves(
+        conf, cloud):
+    from clone_flows import glance
+    src = cloud['R1'].add_image(os.urandom(10_000), hw_rng_model='x' * 300)
+    update = cloud['R2'].update_image
+
+    def strict(image_id, replace=None, remove=()):
+        if any(len(str(v)) > 255 for v in (replace or {}).values()):
+            raise glance.GlanceError('R2', 'PATCH', image_id, 400,
+                                     'value too long')
+        return update(image_id, replace, remove)
+    cloud['R2'].update_image = strict
+    store = _store(src['id'])
+    out, _, progress = _clone(conf, cloud, store)
+    assert out.failed_step == c.SYNC_PROPERTIES
+    assert out.message.startswith("R2 rejected the image's properties (")
+    assert out.message.endswith('(HTTP 400)') and 'hw_rng_model' in out.message
+    assert progress == []
+    assert fakes.leftovers(cloud['R2'], store[c.CLONE_ID]) == []
+
+
 def test_unknown_target_region_is_named(conf, cloud):
     src = cloud['R1'].add_image(b'abc')
     store = dict(_store(src['id']), target_region='Nowhere')
