@@ -139,7 +139,9 @@ def delete_trusts_and_jobs(cloud, api):
             demo.delete(f"{cloud['auth_url']}/OS-TRUST/trusts/"
                         f"{task['trust_id']}", raise_exc=False)
     db_api.dispose(conf)
-    zk = KazooClient(hosts=cloud['zookeeper'])
+    auth = cloud['zookeeper_auth']
+    zk = KazooClient(hosts=cloud['zookeeper'], auth_data=[
+        ('digest', f"{auth['username']}:{auth['password']}")])
     zk.start(timeout=10)
     try:
         if zk.exists(api['board_path']):

@@ -3,6 +3,7 @@ the real Keystone of the local cloud (and clone-api under gunicorn).
 """
 import contextlib
 import datetime
+import json
 import os
 import pathlib
 import signal
@@ -16,7 +17,7 @@ import requests
 from clone_flows import auth
 from clone_flows import constants as c
 from conductor import runner
-from tests.functional.conftest import user_env, user_session
+from tests.functional.conftest import localcloud, user_env, user_session
 from tests.functional.test_api import free_port, stop, token, wait_http
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -141,7 +142,9 @@ def test_a_reader_is_refused_at_post_with_a_sentence(cloud, api):
 def keystone_stopped(cloud):
     """Keystone's gunicorn (master and workers) SIGSTOPped: it accepts
     connections and never answers.  Always resumed."""
-    pid = cloud['services']['keystone']['pid']
+    # the pid now: another test may have restarted Keystone meanwhile
+    now = json.loads(localcloud('env', '--json').stdout)
+    pid = now['services']['keystone']['pid']
     os.killpg(pid, signal.SIGSTOP)
     try:
         yield
