@@ -278,7 +278,7 @@ def build_parser():
 def cmd_copies(conf, args):
     from clone_flows import copies
     try:
-        listing = copies.list_copies(_user_session_from_env(), conf,
+        listing = copies.list_copies(_user_session_from_env(conf), conf,
                                      args.region, args.image)
     except exceptions.CloneError as e:
         print(f'clone-manage: {e}', file=sys.stderr)

@@ -73,13 +73,3 @@ def test_admin_publishes_only_where_the_operator_delegates_admin(
     assert rc == 0, err
     assert out['result']['visibility'] == 'public'
 
-
-def test_a_property_glance_rejects_is_named_before_any_byte_moves(
-        cloud, clone_conf_file):
-    src = upload(cloud, os.urandom(1024 * 1024), name='long-property')
-    rc, out, err = clone(cloud, clone_conf_file, src.id,
-                         '--property', 'note=' + 'x' * 300)
-    assert_failed_cleanly(cloud, rc, out, err, src.id,
-                          "RegionTwo rejected the image's properties (")
-    assert out['message'].endswith('(HTTP 400)'), out
-    assert out['failed_step'] == 'clone-sync-properties'
