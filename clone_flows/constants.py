@@ -14,12 +14,14 @@ OVERRIDES = 'overrides'            # name, visibility, properties, tags
 STRATEGY_NAME = 'strategy_name'    # 'auto' or a store strategy's name
 DRY_RUN = 'dry_run'                # True: check and plan, change nothing
 IF_EXISTS = 'if_exists'            # 'copy', 'reuse' or 'fail'
+INCLUDE_DEPENDENCIES = 'include_dependencies'  # clone kernel/ramdisk too
 
 # -- transient input (rebuilt on every run; never persisted) ---------------
 SERVICES = 'services'
 
 # -- provided as the graph runs ----------------------------------------------
 SOURCE_IMAGE = 'source_image'      # the source image's metadata
+CLONED_DEPENDENCIES = 'cloned_dependencies'  # {kernel_id: copy id...}
 MAPPED_PROPERTIES = 'mapped_properties'  # references, as the target knows them
 COPY_PLAN = 'copy_plan'            # strategy, reason, bytes_total
 TARGET_IMAGE_ID = 'target_image_id'
@@ -36,6 +38,7 @@ CLONE_FLOW = 'glance-clone'
 CLONE_BODY = 'clone-make-copy'
 HOLD_TRUST = 'clone-hold-trust'
 AUTHORIZE = 'clone-authorize'
+CLONE_DEPENDENCIES = 'clone-dependencies'
 CHECK_METADATA = 'clone-check-metadata'
 PLAN_COPY = 'clone-plan-copy'
 RESERVE_IMAGE = 'clone-reserve-image'
@@ -58,6 +61,7 @@ IF_EXISTS_CHOICES = ('copy', 'reuse', 'fail')
 STEP_NAMES = {
     HOLD_TRUST: 'acting for you',
     AUTHORIZE: 'checking access',
+    CLONE_DEPENDENCIES: 'cloning the kernel and ramdisk images',
     CHECK_METADATA: "checking the image's metadata",
     PLAN_COPY: 'planning the copy',
     RESERVE_IMAGE: 'reserving the target image',

@@ -33,6 +33,7 @@ from clone_flows import exceptions
 from clone_flows.tasks import activate
 from clone_flows.tasks import authorize
 from clone_flows.tasks import check_metadata
+from clone_flows.tasks import clone_dependencies
 from clone_flows.tasks import common
 from clone_flows.tasks import copy_data
 from clone_flows.tasks import dry_run
@@ -140,6 +141,7 @@ def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0,
         sync_properties.SyncProperties(),
         copy)
     make_copy = (
+        clone_dependencies.CloneDependencies(),
         check_metadata.CheckMetadata(),
         plan_copy.PlanCopy(),
         reserve_and_copy,

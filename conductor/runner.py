@@ -63,6 +63,7 @@ def build_store(conf, trust_id, request):
         c.STRATEGY_NAME: request.get('strategy') or 'auto',
         c.DRY_RUN: bool(request.get('dry_run')),
         c.IF_EXISTS: request.get('if_exists') or 'copy',
+        c.INCLUDE_DEPENDENCIES: bool(request.get('include_dependencies')),
     }
 
 

@@ -26,7 +26,9 @@ class CheckMetadata(common.Task):
     operator declares the key manager shared (then its key id is kept and
     the copy's deletion policy forced to ``do_not_delete``).  Maps
     ``kernel_id``/``ramdisk_id`` to their verified copies in the target
-    project, or refuses the image naming those it could not map.  Provides
+    project, or refuses the image naming those it could not map (a dry run
+    with ``include_dependencies`` names them as the copies the clone would
+    make).  Provides
     the mapped values, which SyncProperties writes.  Reversion strategy:
     nothing to undo (reads only).
     """
@@ -37,7 +39,8 @@ class CheckMetadata(common.Task):
             requires=[c.SERVICES, c.SOURCE_REGION, c.TARGET_REGION,
                       c.SOURCE_IMAGE])
 
-    def execute(self, services, source_region, target_region, source_image):
+    def execute(self, services, source_region, target_region, source_image,
+                include_dependencies=False, dry_run=False):
         services.proceed()
         image_id = source_image['id']
         if _is_volume_snapshot(source_image):
@@ -60,7 +63,11 @@ class CheckMetadata(common.Task):
                 missing.append((key, ref))
             else:
                 mapped[key] = copy['id']
-        if missing:
+        if missing and include_dependencies and dry_run:
+            # the clone would clone them first (CloneDependencies)
+            mapped.update({key: f'(a copy of {ref}, made by the clone)'
+                           for key, ref in missing})
+        elif missing:
             raise exceptions.UnresolvedReferences(
                 image_id, source_region, target_region, missing)
         if mapped:

@@ -94,6 +94,7 @@ def clone_input_schema():
             'client_token': _text(255),
             'dry_run': {'type': 'boolean'},
             'if_exists': {'type': 'string', 'enum': list(IF_EXISTS)},
+            'include_dependencies': {'type': 'boolean'},
         },
     }
 

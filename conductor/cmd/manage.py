@@ -168,6 +168,7 @@ def _request(args):
         'tags': args.tag,
         'dry_run': args.dry_run,
         'if_exists': args.if_exists,
+        'include_dependencies': args.include_dependencies,
     }
 
 
@@ -241,6 +242,11 @@ def build_parser():
     c.add_argument('--dry-run', action='store_true',
                    help='run the checks of the clone and print its plan '
                         '(strategy, bytes, property diff); change nothing')
+    c.add_argument('--include-dependencies', action='store_true',
+                   help='also clone the kernel and ramdisk images the image '
+                        'refers to (kernel_id, ramdisk_id) when your project '
+                        'in the target region has no verified copy of them '
+                        'yet, in the same clone')
     c.add_argument('--if-exists', choices=['copy', 'reuse', 'fail'],
                    default='copy',
                    help='when your project in the target region already '

@@ -1,8 +1,8 @@
 """Metadata that points into the source region, against the real Glances.
 
 ``kernel_id``/``ramdisk_id`` name images of RegionOne: a copy must name
-their verified copies in RegionTwo, or the clone is refused before any data
-moves.  Encrypted images (their key is in RegionOne's key manager) and
+their verified copies in RegionTwo (cloned in the same clone with
+``include_dependencies``), or the clone is refused before any data moves.  Encrypted images (their key is in RegionOne's key manager) and
 snapshots of volume-backed servers (Cinder snapshots of RegionOne) are
 refused with a sentence.
 """
@@ -70,3 +70,39 @@ def test_volume_backed_snapshot_is_refused_before_anything_is_made(
     assert_failed_cleanly(cloud, rc, out, err, src.id,
                           'is a snapshot of a volume-backed server')
     assert copies_of(cloud, src.id) == []
+
+
+def test_include_dependencies_clones_kernel_and_ramdisk_in_the_same_clone(
+        cloud, clone_conf_file):
+    kernel = upload(cloud, os.urandom(4096), name='dep-kernel',
+                    disk_format='aki', container_format='aki')
+    ramdisk = upload(cloud, os.urandom(4096), name='dep-ramdisk',
+                     disk_format='ari', container_format='ari')
+    disk = upload(cloud, os.urandom(8192), name='dep-ami', disk_format='ami',
+                  container_format='ami', kernel_id=kernel.id,
+                  ramdisk_id=ramdisk.id)
+    rc, out, err = clone(cloud, clone_conf_file, disk.id,
+                         '--include-dependencies')
+    assert rc == 0, err
+    r2 = glance_client(cloud, 'demo', 'RegionTwo')
+    copy = r2.images.get(out['result']['image_id'])
+    for ref, copied in ((kernel, copy.kernel_id), (ramdisk, copy.ramdisk_id)):
+        dep = r2.images.get(copied)
+        assert dep.id != ref.id and dep.status == 'active'
+        assert (dep.os_hash_value, dep.disk_format) == \
+            (ref.os_hash_value, ref.disk_format)
+        assert [i.id for i in copies_of(cloud, ref.id)] == [dep.id]
+
+
+def test_a_failed_clone_leaves_no_dependency_copy(cloud, clone_conf_file):
+    kernel = upload(cloud, os.urandom(4096), name='dep-kernel-2',
+                    disk_format='aki', container_format='aki')
+    disk = upload(cloud, os.urandom(8192), name='dep-encrypted',
+                  disk_format='ami', container_format='ami',
+                  kernel_id=kernel.id,
+                  cinder_encryption_key_id=str(uuid.uuid4()),
+                  cinder_encryption_key_deletion_policy='do_not_delete')
+    rc, out, err = clone(cloud, clone_conf_file, disk.id,
+                         '--include-dependencies')
+    assert_failed_cleanly(cloud, rc, out, err, disk.id, 'is encrypted')
+    assert copies_of(cloud, kernel.id) == []

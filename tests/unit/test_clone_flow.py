@@ -181,6 +181,36 @@ def test_kernel_and_ramdisk_map_to_their_verified_copies(conf, cloud):
     assert new['ramdisk_id'] == copied[ramdisk['id']]
 
 
+def test_include_dependencies_clones_kernel_and_ramdisk_first(conf, cloud):
+    kernel = cloud['R1'].add_image(b'kernel', disk_format='aki',
+                                   container_format='aki')
+    ramdisk = cloud['R1'].add_image(b'ramdisk', disk_format='ari',
+                                    container_format='ari')
+    src = cloud['R1'].add_image(b'disk', kernel_id=kernel['id'],
+                                ramdisk_id=ramdisk['id'])
+    store = dict(_store(src['id']), include_dependencies=True)
+    out, _, _ = _clone(conf, cloud, store)
+    assert out.succeeded, out.message
+    new = cloud['R2'].images[out.result['image_id']]
+    for key, ref in (('kernel_id', kernel), ('ramdisk_id', ramdisk)):
+        dep = cloud['R2'].images[new[key]]
+        assert cloud['R2'].data[dep['id']] == cloud['R1'].data[ref['id']]
+        assert dep['os_hidden'] is False and dep['status'] == 'active'
+        assert dep[metadata.PROVENANCE_IMAGE] == ref['id']
+        assert dep['disk_format'] == ref['disk_format']
+
+
+def test_a_failed_clone_removes_the_dependencies_it_cloned(conf, cloud):
+    kernel = cloud['R1'].add_image(b'kernel')
+    src = cloud['R1'].add_image(b'disk', kernel_id=kernel['id'],
+                                cinder_encryption_key_id='key-1')
+    store = dict(_store(src['id']), include_dependencies=True)
+    out, _, _ = _clone(conf, cloud, store)
+    assert not out.succeeded and out.failed_step == c.CHECK_METADATA
+    assert [i for i in cloud['R2'].images.values()
+            if i.get(metadata.PROVENANCE_IMAGE) == kernel['id']] == []
+
+
 def test_shared_key_manager_keeps_the_key_and_never_deletes_it(conf, cloud):
     conf.set_override('shared_key_manager', True, group='metadata')
     src = cloud['R1'].add_image(

@@ -27,14 +27,15 @@ def test_flow_needs_only_ids_and_transient_services():
 
 def test_flow_provides_the_data_of_each_step():
     assert set(flow.clone_flow().provides) == {
-        c.SOURCE_IMAGE, c.MAPPED_PROPERTIES, c.COPY_PLAN, c.TARGET_IMAGE_ID,
-        c.COPY_RESULT,
+        c.SOURCE_IMAGE, c.CLONED_DEPENDENCIES, c.MAPPED_PROPERTIES,
+        c.COPY_PLAN, c.TARGET_IMAGE_ID, c.COPY_RESULT,
         c.VERIFIED_HASH, c.SYNCED_PROPERTIES, c.CLONED_IMAGE}
 
 
 def test_atoms_run_in_the_documented_order_with_stable_names():
     names = [a.name for a in _atoms(flow.clone_flow())]
-    assert names == [c.HOLD_TRUST, c.AUTHORIZE, c.CHECK_METADATA,
+    assert names == [c.HOLD_TRUST, c.AUTHORIZE, c.CLONE_DEPENDENCIES,
+                     c.CHECK_METADATA,
                      c.PLAN_COPY, c.RESERVE_IMAGE, c.SYNC_PROPERTIES,
                      c.COPY_DATA, c.COPY_RETRY, c.RESERVE_RETRY, c.VERIFY,
                      c.ACTIVATE, c.RELEASE_TRUST]
@@ -75,7 +76,7 @@ def test_atoms_are_mapped_as_taskflow_maps_them(monkeypatch):
     monkeypatch.setattr(common.ArgMappingOnce, '_build_arg_mapping',
                         atom.Atom._build_arg_mapping)
     assert ours == ours_again == _mappings(flow.clone_flow())
-    assert len(ours) == 12
+    assert len(ours) == 13
 
 
 def test_each_class_is_inspected_once_and_atoms_share_no_mapping(

@@ -488,7 +488,7 @@ def test_a_new_flow_holds_what_an_engine_would_add(tmp_path):
                           engine='serial')
     engine.compile()
     engine.prepare()
-    assert len(theirs) == 13            # the store, 10 tasks and 2 retries
+    assert len(theirs) == 14            # the store, 11 tasks and 2 retries
     assert details(ours) == details(theirs)
 
 
