@@ -1,7 +1,6 @@
 import logging
 
 from clone_flows import constants as c
-from clone_flows import copies
 from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows import metadata

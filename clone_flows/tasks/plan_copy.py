@@ -78,7 +78,7 @@ class PlanCopy(common.Task):
                 ok, reason = strategy.applies(job)
             except exceptions.CloneError:
                 raise
-            except Exception as e:   # a broken plugin must not stop clones
+            except Exception:   # a broken plugin must not stop clones
                 LOG.exception('Strategy %s could not tell whether it applies',
                               name)
                 ok, reason = False, ('could not check (the operator finds '

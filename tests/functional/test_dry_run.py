@@ -5,7 +5,6 @@ conductor.
 import json
 import os
 import subprocess
-import time
 import uuid
 
 import pytest

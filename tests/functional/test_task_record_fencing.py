@@ -8,17 +8,14 @@ ZooKeeper session, conductor b takes the clone over; a is continued while b
 copies: its stale progress must not reach the record, and once b has ended
 the clone, nothing a writes changes the outcome.
 """
-import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 
-import pytest
 import requests
 
-from tests.functional.conftest import glance_client, user_session
+from tests.functional.conftest import user_session
 from tests.functional.test_api import BIN, running_api, stop
 from tests.functional.test_clone_http import MiB, copies_of, upload
 
@@ -47,6 +44,20 @@ def _log(api, name):
     return path.read_text() if path.exists() else ''
 
 
+def post_and_wait_for_copy(api, token, src, what):
+    """POST a clone of ``src``; its id once its copy has passed 5 %."""
+    r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
+                      headers={'X-Auth-Token': token},
+                      json={'type': 'clone', 'input': {
+                          'source_region': 'RegionOne',
+                          'source_image_id': src.id}})
+    assert r.status_code == 201, r.text
+    task_id = r.json()['id']
+    _until(lambda: (_task(api, token, task_id).get('result') or {})
+           .get('progress', {}).get('percent', 0) > 5, what)
+    return task_id
+
+
 def _until(predicate, what, timeout=240):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,16 +76,7 @@ def test_a_paused_conductor_never_rewrites_progress_or_outcome(
         a = _conductor(api, 'a')
         b = None
         try:
-            r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
-                              headers={'X-Auth-Token': token},
-                              json={'type': 'clone', 'input': {
-                                  'source_region': 'RegionOne',
-                                  'source_image_id': src.id}})
-            assert r.status_code == 201, r.text
-            task_id = r.json()['id']
-            _until(lambda: (_task(api, token, task_id).get('result') or {})
-                   .get('progress', {}).get('percent', 0) > 5,
-                   'conductor a to copy')
+            task_id = post_and_wait_for_copy(api, token, src, 'conductor a to copy')
             a.send_signal(signal.SIGSTOP)
             time.sleep(SESSION_TIMEOUT + 2)
             b = _conductor(api, 'b')
@@ -123,16 +125,7 @@ def test_a_clone_nobody_runs_shows_it_waits_then_goes_on(cloud, tmp_path):
         a = _conductor(api, 'a')
         b = None
         try:
-            r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
-                              headers={'X-Auth-Token': token},
-                              json={'type': 'clone', 'input': {
-                                  'source_region': 'RegionOne',
-                                  'source_image_id': src.id}})
-            assert r.status_code == 201, r.text
-            task_id = r.json()['id']
-            _until(lambda: (_task(api, token, task_id).get('result') or {})
-                   .get('progress', {}).get('percent', 0) > 5,
-                   'conductor a to copy')
+            task_id = post_and_wait_for_copy(api, token, src, 'conductor a to copy')
             running = _task(api, token, task_id)
             assert running['message'] == '' and \
                 running['result']['progress']['rate_bytes_per_s'] > 0

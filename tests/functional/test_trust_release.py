@@ -8,15 +8,13 @@ validated, so the clone still ends), then started again.
 import os
 import time
 
-import requests
-
 from conductor import opts
 from conductor.db import api as db_api
 from tests.functional.conftest import localcloud, user_session
 from tests.functional.test_api import running_api, stop
 from tests.functional.test_clone_http import MiB, upload
-from tests.functional.test_task_record_fencing import _conductor, _task, \
-    _until
+from tests.functional.test_task_record_fencing import _conductor, _until, \
+    post_and_wait_for_copy
 
 IDENTITY = {'service_type': 'identity', 'interface': 'public',
             'version': (3, 0)}
@@ -32,16 +30,7 @@ def test_trust_left_by_a_keystone_outage_is_deleted_when_it_is_back(
                              default_config_files=[], log=False)
         a = _conductor(api, 'a')
         try:
-            r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
-                              headers={'X-Auth-Token': token},
-                              json={'type': 'clone', 'input': {
-                                  'source_region': 'RegionOne',
-                                  'source_image_id': src.id}})
-            assert r.status_code == 201, r.text
-            task_id = r.json()['id']
-            _until(lambda: (_task(api, token, task_id).get('result') or {})
-                   .get('progress', {}).get('percent', 0) > 5,
-                   'the copy to run')
+            task_id = post_and_wait_for_copy(api, token, src, 'the copy to run')
             trust_id = db_api.get_task(conf, task_id)['trust_id']
             localcloud('stop', 'keystone')
             try:
