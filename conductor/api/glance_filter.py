@@ -169,8 +169,19 @@ class GlanceCloneFilter:
             tail = urllib.parse.urlsplit(location).path
             if self.prefix and tail.startswith(self.prefix):
                 tail = tail[len(self.prefix):]
-            resp.headers['Location'] = self.public_endpoint + tail
+            resp.headers['Location'] = (self.public_endpoint or
+                                        _glance_public_endpoint()) + tail
         return resp
+
+
+def _glance_public_endpoint():
+    """The ``public_endpoint`` of the glance-api this filter runs in (its
+    ``[DEFAULT] public_endpoint``), or '' where it has none."""
+    try:
+        from oslo_config import cfg
+        return (cfg.CONF.public_endpoint or '').rstrip('/')
+    except Exception:  # noqa: BLE001 - not in glance-api, or not set
+        return ''
 
 
 def _error(code, message):
@@ -217,7 +228,8 @@ def filter_factory(global_conf, **local_conf):
     reads; set it to clone-api's ``[oslo_middleware]
     max_request_body_size``), ``public_endpoint`` (this image endpoint's
     URL as users know it: the ``Location`` of a new clone task is built on
-    it, never on the request's ``Host`` header), and for https
+    it, never on the request's ``Host`` header; default: glance-api's own
+    ``public_endpoint``), and for https
     :func:`ssl_context`'s ``ca_file``, ``cert_file``, ``key_file``,
     ``insecure``."""
     conf = dict(global_conf or {})

@@ -237,6 +237,24 @@ def test_public_endpoint_makes_the_location_not_the_host_header(
     assert r.location == f"https://image.example.org/v2/tasks/{body['id']}"
 
 
+def test_without_its_option_the_location_is_glance_apis_public_endpoint(
+        clone_api_url):
+    from oslo_config import cfg
+    conf = cfg.CONF
+    conf.register_opt(cfg.StrOpt('public_endpoint'))   # as glance-api does
+    conf.set_override('public_endpoint', 'https://glance.example.org')
+    try:
+        factory = glance_filter.filter_factory({}, clone_api_url=clone_api_url)
+        r, body = call(factory(glance_stub), 'POST', '/v2/tasks', {
+            'type': 'clone', 'input': {'source_region': 'RegionOne',
+                                       'source_image_id': IMAGE}},
+            headers={'Host': 'evil.example:666'})
+    finally:
+        conf.clear_override('public_endpoint')
+    assert r.status_int == 201
+    assert r.location == f"https://glance.example.org/v2/tasks/{body['id']}"
+
+
 @pytest.mark.parametrize('options,text', [
     ({'ca_file': '/etc/ssl/certs/ca-certificates.crt'}, 'need an https'),
     ({'insecure': 'maybe'}, 'insecure must be true or false'),
