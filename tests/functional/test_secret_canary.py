@@ -11,6 +11,9 @@ tokens start with ``gAAAAA``: trust-scoped
 tokens the conductor obtained are unknown to the test, the shape finds
 them).  Each secret is looked for as is, URL-quoted and base64-encoded.
 
+The secrets are every password the local cloud made (its secrets.json:
+the users', Glance's and the clone service's, ZooKeeper's).
+
 Surfaces a user can read: task show and list, the copy and the source
 (image show, members, ``GET /v2/images/{id}/tasks`` in both regions).
 Surfaces an operator stores: every file the services wrote (sqlite
@@ -128,6 +131,13 @@ def run_canary(cloud, api, clones, extra_secrets=None):
     demo_token = user_session(cloud, 'demo').get_token()
     secrets = {f'password of {name}': user['password']
                for name, user in cloud['users'].items()}
+    # every secret the local cloud made, the services' own included
+    # (Glance's service user, whose password a Swift location once leaked)
+    stored = json.loads((pathlib.Path(cloud['state_dir']) /
+                         'secrets.json').read_text())
+    secrets.update({f'local cloud secret {name!r}': value
+                    for name, value in stored.items()
+                    if isinstance(value, str)})
     secrets['the token demo called clone-api with'] = demo_token
     secrets["the ZooKeeper password of glance-clone's services"] = \
         cloud['zookeeper_auth']['password']
