@@ -173,15 +173,23 @@ def assert_one_verified_copy(cloud, src, out):
     assert out.result['os_hash_value'] == src.os_hash_value
 
 
-ORDER = [c.AUTHORIZE, c.PLAN_COPY, c.RESERVE_IMAGE, c.COPY_DATA, c.VERIFY,
-         c.SYNC_PROPERTIES, c.ACTIVATE]
+ORDER = [c.HOLD_TRUST, c.AUTHORIZE, c.CHECK_METADATA, c.PLAN_COPY,
+         c.RESERVE_IMAGE, c.SYNC_PROPERTIES, c.COPY_DATA, c.VERIFY, c.ACTIVATE,
+         c.RELEASE_TRUST]
+#: The copy's step frozen *after* its upload ended (the target image is
+#: already active when the next conductor runs the step again).
+COPY_DONE = c.COPY_DATA
+KILL_STEPS = [
+    c.HOLD_TRUST, c.AUTHORIZE, c.CHECK_METADATA, c.PLAN_COPY, c.RESERVE_IMAGE,
+    c.SYNC_PROPERTIES, c.COPY_DATA + '@0.5',
+    pytest.param(COPY_DONE, id=f'{c.COPY_DATA}-after-the-upload'),
+    c.VERIFY, c.ACTIVATE, c.RELEASE_TRUST]
 
 
-@pytest.mark.parametrize('step', [c.AUTHORIZE, c.RESERVE_IMAGE,
-                                  c.COPY_DATA + '@0.5', c.VERIFY,
-                                  c.SYNC_PROPERTIES, c.ACTIVATE])
-def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
-                                                           step):
+def kill_9_and_resume(cloud, conductors, step):
+    """Conductor a freezes at ``step`` (after its work, before saying so),
+    is killed with SIGKILL; conductor b finishes the clone.  Every step
+    before ``step`` ran once, on a only; ``step`` ran again on b."""
     src = upload(cloud, os.urandom(24 * MiB), name=f'kill-at-{step}')
     marker = conductors.start('a', pause_at=step)
     clone_id = conductors.post(src.id)
@@ -199,6 +207,20 @@ def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
     resumed = [l for l in log_b.splitlines()
                if f'Clone {clone_id}: attempt 2' in l]
     assert resumed, 'conductor b never claimed the clone'
+    return clone_id, log_b
+
+
+@pytest.mark.parametrize('step', KILL_STEPS)
+def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
+                                                           step):
+    clone_id, log_b = kill_9_and_resume(cloud, conductors, step)
+    # The HTTP strategy's resume path: an upload that ended before the kill
+    # is not sent again (Glance refuses a second upload into an active
+    # image); any other resumed copy uploads.
+    found_active = [l for l in log_b.splitlines()
+                    if f'Clone {clone_id}: target image' in l and
+                    'is already active, not uploading again' in l]
+    assert bool(found_active) == (step == COPY_DONE), found_active
 
 
 def test_sigstop_past_the_session_timeout_then_sigcont(cloud, conductors):
