@@ -38,6 +38,7 @@ class Conductors:
         self.zookeeper = zookeeper
         self.max_attempts = max_attempts
         self.procs = {}
+        self._backend = None
         self.poster_conf = self._conf('poster')
 
     def _conf(self, name):
@@ -96,6 +97,9 @@ class Conductors:
                 proc.kill()
                 proc.wait(10)
         self.procs.clear()
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def post(self, image_id, user='demo'):
         r = subprocess.run(
@@ -112,7 +116,11 @@ class Conductors:
                              default_config_files=[], log=False)
 
     def backend(self):
-        return persistence.get_backend(self.conf())
+        """The test's own backend on the conductors' persistence (one: a
+        database server's connections are not opened per look)."""
+        if self._backend is None:
+            self._backend = persistence.get_backend(self.conf())
+        return self._backend
 
     @contextlib.contextmanager
     def board_client(self):
@@ -159,6 +167,34 @@ def conductors(cloud, tmp_path):
     cs = Conductors(cloud, tmp_path)
     yield cs
     cs.stop_all()
+
+
+@contextlib.contextmanager
+def conductors_on(kind, cloud, tmp_path):
+    """Conductors whose persistence is a new database on ``kind`` (sqlite,
+    mysql: MariaDB, postgresql), dropped afterwards."""
+    from tests.functional.test_persistence_backends import Databases
+    dbs = Databases(kind, tmp_path)
+    try:
+        cs = Conductors(cloud, tmp_path, persistence_url=dbs.new())
+        try:
+            yield cs
+        finally:
+            cs.stop_all()
+    finally:
+        dbs.close()
+
+
+@pytest.fixture(params=['sqlite', 'mysql', 'postgresql'])
+def conductors_on_each_database(request, cloud, tmp_path):
+    with conductors_on(request.param, cloud, tmp_path) as cs:
+        yield cs
+
+
+@pytest.fixture(params=['mysql', 'postgresql'])
+def conductors_on_a_database_server(request, cloud, tmp_path):
+    with conductors_on(request.param, cloud, tmp_path) as cs:
+        yield cs
 
 
 def steps_run(log, clone_id, step):
@@ -223,6 +259,14 @@ def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
     assert bool(found_active) == (step == COPY_DONE), found_active
 
 
+def test_kill_9_during_the_copy_resumes_on_a_database_server(
+        cloud, conductors_on_a_database_server):
+    """The deployment the README recommends: the flows in MariaDB or
+    PostgreSQL, shared by the conductors (the whole matrix runs on sqlite)."""
+    kill_9_and_resume(cloud, conductors_on_a_database_server,
+                      c.COPY_DATA + '@0.5')
+
+
 def test_sigstop_past_the_session_timeout_then_sigcont(cloud, conductors):
     data = os.urandom(160 * MiB)
     src = upload(cloud, data, name='paused-conductor')
@@ -277,22 +321,47 @@ def test_ensemble_leader_killed_mid_flow(cloud, tmp_path):
         ensemble.stop_all()
 
 
-def test_sigterm_hands_the_clone_over_at_once(cloud, conductors):
-    src = upload(cloud, os.urandom(160 * MiB), name='sigterm')
-    conductors.start('a')
+def serving_name(conductors, name):
+    """The jobboard name of conductor ``name`` once it serves, else None."""
+    for line in conductors.log(name).splitlines():
+        if ' serving ' in line and 'Conductor ' in line:
+            return line.split('Conductor ', 1)[1].split(' serving ')[0]
+    return None
+
+
+def test_sigterm_releases_the_claim_and_the_standby_takes_the_clone(
+        cloud, conductors):
+    """A released claim, not an expired one: the moment the conductor
+    running the clone has exited, its claim is gone (an expired one would
+    stay SESSION_TIMEOUT seconds longer, still its own), and the standby,
+    serving before the clone was posted, resumes the clone."""
+    from conductor import jobboard
+    src = upload(cloud, os.urandom(256 * MiB), name='sigterm')
+    names = {}
+    for name in ('a', 'b'):
+        conductors.start(name)
+    for name in ('a', 'b'):
+        wait_for(lambda: serving_name(conductors, name), what=f'{name} serves')
+        names[serving_name(conductors, name)] = name
     clone_id = conductors.post(src.id)
     wait_for_copy(cloud, src)
-    conductors.signal('a', signal.SIGTERM)
-    conductors.procs['a'].wait(60)
-    stopped = time.monotonic()
-    conductors.start('b')
-    wait_for(lambda: f'Clone {clone_id}: attempt 2' in conductors.log('b'),
-             what='conductor b to claim the clone')
-    # released claim: b needs no session timeout to take over
-    assert time.monotonic() - stopped < SESSION_TIMEOUT + 4
+    with conductors.board_client() as (conf, client):
+        board = jobboard.make_board(conf, client, conductors.backend())
+        [job] = list(board.iterjobs(ensure_fresh=True))
+        owner = board.find_owner(job)
+        running = names[owner]
+        standby = 'b' if running == 'a' else 'a'
+        conductors.signal(running, signal.SIGTERM)
+        conductors.procs[running].wait(60)
+        # no znode of the stopped conductor's session is left: released
+        assert board.find_owner(job) != owner
+        board.close()
+    wait_for(lambda: f'Clone {clone_id}: attempt 2' in conductors.log(standby),
+             what='the standby to claim the clone')
     out = conductors.wait(clone_id)
     assert_one_verified_copy(cloud, src, out)
-    assert 'stopped' in conductors.log('a')
+    assert f'Conductor {owner} stopped' in conductors.log(running)
+    assert steps_run(conductors.log(standby), clone_id, c.COPY_DATA) == 1
 
 
 def test_poison_job_is_trashed_after_max_attempts(cloud, tmp_path):
@@ -328,8 +397,10 @@ def test_poison_job_is_trashed_after_max_attempts(cloud, tmp_path):
         cs.stop_all()
 
 
-def test_two_conductors_fifty_concurrent_small_clones(cloud, conductors):
+def test_two_conductors_fifty_concurrent_small_clones(
+        cloud, conductors_on_each_database):
     from conductor import jobboard
+    conductors = conductors_on_each_database
     from tests.functional.conftest import user_session
     sources = [upload(cloud, os.urandom(1024 + i), name=f'many-{i}')
                for i in range(50)]
