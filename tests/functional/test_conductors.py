@@ -29,7 +29,7 @@ class Conductors:
     """Conductor processes sharing one persistence and one jobboard path."""
 
     def __init__(self, cloud, tmp_path, board=None, zookeeper=None,
-                 persistence_url=None, max_attempts=None):
+                 persistence_url=None, max_attempts=None, extra_conf=''):
         self.cloud = cloud
         self.dir = tmp_path
         self.board = board or f'/glance-clone-test/{uuid.uuid4().hex[:8]}/jobs'
@@ -37,6 +37,7 @@ class Conductors:
             f'sqlite:///{tmp_path}/shared-flows.sqlite'
         self.zookeeper = zookeeper
         self.max_attempts = max_attempts
+        self.extra_conf = extra_conf
         self.procs = {}
         self._backend = None
         self.poster_conf = self._conf('poster')
@@ -55,6 +56,7 @@ class Conductors:
                       f'use_tls = false\n')
         if self.max_attempts:
             extra += f'\n[jobboard]\nmax_attempts = {self.max_attempts}\n'
+        extra += self.extra_conf
         text = pathlib.Path(path).read_text()
         # later sections win in oslo.config only per key: rewrite in place
         for line in extra.strip().splitlines():
@@ -395,6 +397,66 @@ def test_poison_job_is_trashed_after_max_attempts(cloud, tmp_path):
             client.stop()
     finally:
         cs.stop_all()
+
+
+def test_the_periodic_sweep_removes_a_poison_jobs_image_once_the_region_is_back(
+        cloud, tmp_path):
+    """A poison job's own sweep fails (RegionTwo does not answer); the
+    conductor's periodic sweep removes the reserved image once RegionTwo
+    is back, and deletes the clone's trust."""
+    from tests.functional.conftest import user_session
+    cs = Conductors(cloud, tmp_path, max_attempts=1, extra_conf=(
+        '\n[conductor]\nsweep_interval = 2\n'
+        '\n[clone]\nglance_retry_seconds = 1\n'))
+    try:
+        src = upload(cloud, os.urandom(MiB), name='poison-swept-later')
+        marker = cs.start('p1', pause_at=c.RESERVE_IMAGE)
+        clone_id = cs.post(src.id)
+        wait_for(marker.exists, what='the image to be reserved')
+        cs.kill9('p1')
+        [reserved] = copies_of(cloud, src.id)
+        trust_id = runner.load_flow(cs.backend(), clone_id)[1].meta[
+            'store'][c.TRUST_ID]
+        localcloud('stop', 'glance-RegionTwo')
+        try:
+            cs.start('last')
+            out = cs.wait(clone_id)
+            assert 'started 1 times and never finished' in out.message
+            wait_for(lambda: f'Sweep of clone {clone_id} incomplete' in
+                     cs.log('last'), what="the poison job's own sweep")
+        finally:
+            localcloud('start', 'glance-RegionTwo')
+        assert [i.id for i in copies_of(cloud, src.id)] == [reserved.id]
+        wait_for(lambda: copies_of(cloud, src.id) == [], timeout=60,
+                 what='the periodic sweep to remove the reserved image')
+        assert 'Sweep: 1 clones cleaned, 0 left' in cs.log('last')
+        gone = user_session(cloud, 'admin').get(
+            f'/OS-TRUST/trusts/{trust_id}', raise_exc=False,
+            endpoint_filter={'service_type': 'identity',
+                             'interface': 'public'})
+        assert gone.status_code == 404, gone.text
+    finally:
+        cs.stop_all()
+
+
+def test_a_failed_clone_deletes_its_trust(cloud, conductors):
+    """The clone's trust worked (HoldTrust ran), then the clone failed
+    (the image does not exist): the revert deleted the trust in Keystone."""
+    from tests.functional.conftest import user_session
+    conductors.start('a')
+    clone_id = conductors.post(FAKE_IMAGE)
+    out = conductors.wait(clone_id)
+    assert not out.succeeded and 'not visible' in out.message, out.message
+    log = conductors.log('a')
+    assert f'Clone {clone_id}: step {c.HOLD_TRUST} SUCCESS' in log
+    assert f'Clone {clone_id}: step {c.HOLD_TRUST} REVERTED' in log
+    trust_id = runner.load_flow(conductors.backend(), clone_id)[1].meta[
+        'store'][c.TRUST_ID]
+    assert trust_id
+    gone = user_session(cloud, 'admin').get(
+        f'/OS-TRUST/trusts/{trust_id}', raise_exc=False,
+        endpoint_filter={'service_type': 'identity', 'interface': 'public'})
+    assert gone.status_code == 404, gone.text
 
 
 def test_two_conductors_fifty_concurrent_small_clones(
