@@ -166,26 +166,27 @@ def test_a_stopping_conductor_interrupts_before_reading_anything(cond):
     assert cond.board.reads == 0
 
 
-def test_suspended_then_reconnected_waits_and_proceeds(cond):
+def suspended_then(cond, state):
+    """The guard called while the session is suspended: it waits; then
+    the session becomes ``state``.  The guard's outcome."""
     guard = guard_of(cond)
     cond.client.change(SUSPENDED)
     thread, outcome = in_thread(guard)
     wait_until_waiting(cond, thread)
     assert thread.is_alive(), outcome       # waits while suspended
-    cond.client.change(CONNECTED)
+    cond.client.change(state)
     thread.join(30)
     assert not thread.is_alive()
-    assert outcome == {'value': None}
+    return outcome
+
+
+def test_suspended_then_reconnected_waits_and_proceeds(cond):
+    assert suspended_then(cond, CONNECTED) == {'value': None}
     assert cond.board.reads == 1
 
 
 def test_suspended_then_lost_interrupts(cond):
-    guard = guard_of(cond)
-    cond.client.change(SUSPENDED)
-    thread, outcome = in_thread(guard)
-    wait_until_waiting(cond, thread)
-    cond.client.change(LOST)
-    thread.join(30)
+    outcome = suspended_then(cond, LOST)
     assert isinstance(outcome.get('error'), exceptions.Interrupted)
     assert 'session lost' in str(outcome['error'])
     assert cond.board.reads == 0
