@@ -254,7 +254,8 @@ def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
     clone_id, log_b = kill_9_and_resume(cloud, conductors, step)
     # The HTTP strategy's resume path: an upload that ended before the kill
     # is not sent again (Glance refuses a second upload into an active
-    # image); any other resumed copy uploads.
+    # image); a copy killed mid-way uploads again, the other kills do not
+    # run the copy on b at all.
     found_active = [l for l in log_b.splitlines()
                     if f'Clone {clone_id}: target image' in l and
                     'is already active, not uploading again' in l]
