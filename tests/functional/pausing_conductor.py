@@ -17,6 +17,8 @@ from clone_flows import constants as c
 MODULES = {
     c.HOLD_TRUST: ('clone_flows.tasks.hold_trust', 'HoldTrust'),
     c.AUTHORIZE: ('clone_flows.tasks.authorize', 'Authorize'),
+    c.CLONE_DEPENDENCIES: ('clone_flows.tasks.clone_dependencies',
+                           'CloneDependencies'),
     c.CHECK_METADATA: ('clone_flows.tasks.check_metadata', 'CheckMetadata'),
     c.PLAN_COPY: ('clone_flows.tasks.plan_copy', 'PlanCopy'),
     c.RESERVE_IMAGE: ('clone_flows.tasks.reserve_image', 'ReserveImage'),

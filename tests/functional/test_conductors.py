@@ -211,9 +211,9 @@ def assert_one_verified_copy(cloud, src, out):
     assert out.result['os_hash_value'] == src.os_hash_value
 
 
-ORDER = [c.HOLD_TRUST, c.AUTHORIZE, c.CHECK_METADATA, c.PLAN_COPY,
-         c.RESERVE_IMAGE, c.SYNC_PROPERTIES, c.COPY_DATA, c.VERIFY, c.ACTIVATE,
-         c.RELEASE_TRUST]
+ORDER = [c.HOLD_TRUST, c.AUTHORIZE, c.CLONE_DEPENDENCIES, c.CHECK_METADATA,
+         c.PLAN_COPY, c.RESERVE_IMAGE, c.SYNC_PROPERTIES, c.COPY_DATA,
+         c.VERIFY, c.ACTIVATE, c.RELEASE_TRUST]
 #: The copy's step frozen *after* its upload ended (the target image is
 #: already active when the next conductor runs the step again).
 COPY_DONE = c.COPY_DATA
