@@ -17,12 +17,16 @@ from clone_flows import constants as c
 MODULES = {
     c.HOLD_TRUST: ('clone_flows.tasks.hold_trust', 'HoldTrust'),
     c.AUTHORIZE: ('clone_flows.tasks.authorize', 'Authorize'),
+    c.CLONE_DEPENDENCIES: ('clone_flows.tasks.clone_dependencies',
+                           'CloneDependencies'),
+    c.CHECK_METADATA: ('clone_flows.tasks.check_metadata', 'CheckMetadata'),
     c.PLAN_COPY: ('clone_flows.tasks.plan_copy', 'PlanCopy'),
     c.RESERVE_IMAGE: ('clone_flows.tasks.reserve_image', 'ReserveImage'),
     c.COPY_DATA: ('clone_flows.tasks.copy_data', 'CopyData'),
     c.VERIFY: ('clone_flows.tasks.verify', 'Verify'),
     c.SYNC_PROPERTIES: ('clone_flows.tasks.sync_properties', 'SyncProperties'),
     c.ACTIVATE: ('clone_flows.tasks.activate', 'Activate'),
+    c.RELEASE_TRUST: ('clone_flows.tasks.release_trust', 'ReleaseTrust'),
 }
 
 

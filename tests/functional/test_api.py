@@ -528,7 +528,6 @@ def test_clone_through_the_glance_cli_succeeds_and_leaves_no_token(cloud, api):
                             container_format='bare', visibility='private')
     gc1.images.upload(src.id, io.BytesIO(data))
     src = gc1.images.get(src.id)
-    tokens = [token(cloud, 'demo'), token(cloud, 'alt_demo')]
     task = task_create(cloud, api, 'demo', source_image_id=src.id,
                        name='api-copy')
     alt = task_create(cloud, api, 'alt_demo', source_image_id=src.id)
@@ -547,26 +546,44 @@ def test_clone_through_the_glance_cli_succeeds_and_leaves_no_token(cloud, api):
     assert alt_done['status'] == 'failure'
     assert 'not visible' in alt_done['message']
     # The tokens the CLI used (every glance call got a fresh one) are not
-    # known here; the ones made above went through the same paths.
-    for tok in tokens:
-        _post(api, tok, _clone_body())
-    time.sleep(1)
+    # known here: the same clones again, created with tokens we hold, run
+    # to their end (demo's copied, alt_demo's refused), then every place a
+    # token could be left is searched for those tokens.
+    ran = {}
+    for user, name in (('demo', 'api-copy-2'), ('alt_demo', None)):
+        tok = token(cloud, user)
+        r = _post(api, tok, _clone_body(source_image_id=src.id,
+                                        **({'name': name} if name else {})))
+        assert r.status_code == 201, r.text
+        ran[tok] = (user, r.json()['id'])
+    ended = {user: wait_status(cloud, api, user, task_id,
+                               ('success', 'failure'))
+             for user, task_id in ran.values()}
+    assert ended['demo']['status'] == 'success', ended['demo']
+    assert ended['alt_demo']['status'] == 'failure', ended['alt_demo']
+    tokens = list(ran)
     haystacks = {p.name: p.read_bytes() for p in api['dir'].iterdir()
                  if p.is_file() and (p.suffix in ('.log', '.sqlite',
                                                   '.stdout')
                                      or p.name.endswith('-wal'))}
+    assert any(name.endswith('.sqlite') for name in haystacks), haystacks
     for name, blob in haystacks.items():
         for tok in tokens:
             assert tok.encode() not in blob, f'a token is in {name}'
-    for path, blob in zookeeper_nodes(cloud):
+    nodes = zookeeper_nodes(cloud)
+    assert any(path.startswith(api['board_path']) for path, _ in nodes)
+    for path, blob in nodes:
         for tok in tokens:
             assert tok.encode() not in blob, f'a token is in znode {path}'
 
 
 def zookeeper_nodes(cloud):
     """(path, data) of every znode, seen as glance-clone's digest user (the
-    jobboard's znodes are readable by it alone)."""
+    jobboard's znodes are readable by it alone).  A znode that vanished
+    between listing and reading is left out; any other error (a znode we
+    may not read, a lost connection) fails the test."""
     from kazoo.client import KazooClient
+    from kazoo import exceptions as kz_exc
     auth = cloud['zookeeper_auth']
     zk = KazooClient(hosts=cloud['zookeeper'], auth_data=[
         ('digest', f"{auth['username']}:{auth['password']}")])
@@ -578,7 +595,7 @@ def zookeeper_nodes(cloud):
             try:
                 data, _ = zk.get(path)
                 children = zk.get_children(path)
-            except Exception:  # noqa: BLE001 - vanished meanwhile
+            except kz_exc.NoNodeError:      # vanished meanwhile
                 continue
             found.append((path, data or b''))
             stack.extend(path.rstrip('/') + '/' + c for c in children)

@@ -29,7 +29,7 @@ class Conductors:
     """Conductor processes sharing one persistence and one jobboard path."""
 
     def __init__(self, cloud, tmp_path, board=None, zookeeper=None,
-                 persistence_url=None, max_attempts=None):
+                 persistence_url=None, max_attempts=None, extra_conf=''):
         self.cloud = cloud
         self.dir = tmp_path
         self.board = board or f'/glance-clone-test/{uuid.uuid4().hex[:8]}/jobs'
@@ -37,7 +37,9 @@ class Conductors:
             f'sqlite:///{tmp_path}/shared-flows.sqlite'
         self.zookeeper = zookeeper
         self.max_attempts = max_attempts
+        self.extra_conf = extra_conf
         self.procs = {}
+        self._backend = None
         self.poster_conf = self._conf('poster')
 
     def _conf(self, name):
@@ -54,6 +56,7 @@ class Conductors:
                       f'use_tls = false\n')
         if self.max_attempts:
             extra += f'\n[jobboard]\nmax_attempts = {self.max_attempts}\n'
+        extra += self.extra_conf
         text = pathlib.Path(path).read_text()
         # later sections win in oslo.config only per key: rewrite in place
         for line in extra.strip().splitlines():
@@ -96,6 +99,9 @@ class Conductors:
                 proc.kill()
                 proc.wait(10)
         self.procs.clear()
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def post(self, image_id, user='demo'):
         r = subprocess.run(
@@ -112,7 +118,11 @@ class Conductors:
                              default_config_files=[], log=False)
 
     def backend(self):
-        return persistence.get_backend(self.conf())
+        """The test's own backend on the conductors' persistence (one: a
+        database server's connections are not opened per look)."""
+        if self._backend is None:
+            self._backend = persistence.get_backend(self.conf())
+        return self._backend
 
     @contextlib.contextmanager
     def board_client(self):
@@ -161,6 +171,34 @@ def conductors(cloud, tmp_path):
     cs.stop_all()
 
 
+@contextlib.contextmanager
+def conductors_on(kind, cloud, tmp_path):
+    """Conductors whose persistence is a new database on ``kind`` (sqlite,
+    mysql: MariaDB, postgresql), dropped afterwards."""
+    from tests.functional.test_persistence_backends import Databases
+    dbs = Databases(kind, tmp_path)
+    try:
+        cs = Conductors(cloud, tmp_path, persistence_url=dbs.new())
+        try:
+            yield cs
+        finally:
+            cs.stop_all()
+    finally:
+        dbs.close()
+
+
+@pytest.fixture(params=['sqlite', 'mysql', 'postgresql'])
+def conductors_on_each_database(request, cloud, tmp_path):
+    with conductors_on(request.param, cloud, tmp_path) as cs:
+        yield cs
+
+
+@pytest.fixture(params=['mysql', 'postgresql'])
+def conductors_on_a_database_server(request, cloud, tmp_path):
+    with conductors_on(request.param, cloud, tmp_path) as cs:
+        yield cs
+
+
 def steps_run(log, clone_id, step):
     return log.count(f'Clone {clone_id}: step {step} RUNNING')
 
@@ -173,15 +211,23 @@ def assert_one_verified_copy(cloud, src, out):
     assert out.result['os_hash_value'] == src.os_hash_value
 
 
-ORDER = [c.AUTHORIZE, c.PLAN_COPY, c.RESERVE_IMAGE, c.COPY_DATA, c.VERIFY,
-         c.SYNC_PROPERTIES, c.ACTIVATE]
+ORDER = [c.HOLD_TRUST, c.AUTHORIZE, c.CLONE_DEPENDENCIES, c.CHECK_METADATA,
+         c.PLAN_COPY, c.RESERVE_IMAGE, c.SYNC_PROPERTIES, c.COPY_DATA,
+         c.VERIFY, c.ACTIVATE, c.RELEASE_TRUST]
+#: The copy's step frozen *after* its upload ended (the target image is
+#: already active when the next conductor runs the step again).
+COPY_DONE = c.COPY_DATA
+KILL_STEPS = [
+    c.HOLD_TRUST, c.AUTHORIZE, c.CHECK_METADATA, c.PLAN_COPY, c.RESERVE_IMAGE,
+    c.SYNC_PROPERTIES, c.COPY_DATA + '@0.5',
+    pytest.param(COPY_DONE, id=f'{c.COPY_DATA}-after-the-upload'),
+    c.VERIFY, c.ACTIVATE, c.RELEASE_TRUST]
 
 
-@pytest.mark.parametrize('step', [c.AUTHORIZE, c.RESERVE_IMAGE,
-                                  c.COPY_DATA + '@0.5', c.VERIFY,
-                                  c.SYNC_PROPERTIES, c.ACTIVATE])
-def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
-                                                           step):
+def kill_9_and_resume(cloud, conductors, step):
+    """Conductor a freezes at ``step`` (after its work, before saying so),
+    is killed with SIGKILL; conductor b finishes the clone.  Every step
+    before ``step`` ran once, on a only; ``step`` ran again on b."""
     src = upload(cloud, os.urandom(24 * MiB), name=f'kill-at-{step}')
     marker = conductors.start('a', pause_at=step)
     clone_id = conductors.post(src.id)
@@ -199,6 +245,29 @@ def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
     resumed = [l for l in log_b.splitlines()
                if f'Clone {clone_id}: attempt 2' in l]
     assert resumed, 'conductor b never claimed the clone'
+    return clone_id, log_b
+
+
+@pytest.mark.parametrize('step', KILL_STEPS)
+def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
+                                                           step):
+    clone_id, log_b = kill_9_and_resume(cloud, conductors, step)
+    # The HTTP strategy's resume path: an upload that ended before the kill
+    # is not sent again (Glance refuses a second upload into an active
+    # image); a copy killed mid-way uploads again, the other kills do not
+    # run the copy on b at all.
+    found_active = [l for l in log_b.splitlines()
+                    if f'Clone {clone_id}: target image' in l and
+                    'is already active, not uploading again' in l]
+    assert bool(found_active) == (step == COPY_DONE), found_active
+
+
+def test_kill_9_during_the_copy_resumes_on_a_database_server(
+        cloud, conductors_on_a_database_server):
+    """The deployment the README recommends: the flows in MariaDB or
+    PostgreSQL, shared by the conductors (the whole matrix runs on sqlite)."""
+    kill_9_and_resume(cloud, conductors_on_a_database_server,
+                      c.COPY_DATA + '@0.5')
 
 
 def test_sigstop_past_the_session_timeout_then_sigcont(cloud, conductors):
@@ -255,22 +324,47 @@ def test_ensemble_leader_killed_mid_flow(cloud, tmp_path):
         ensemble.stop_all()
 
 
-def test_sigterm_hands_the_clone_over_at_once(cloud, conductors):
-    src = upload(cloud, os.urandom(160 * MiB), name='sigterm')
-    conductors.start('a')
+def serving_name(conductors, name):
+    """The jobboard name of conductor ``name`` once it serves, else None."""
+    for line in conductors.log(name).splitlines():
+        if ' serving ' in line and 'Conductor ' in line:
+            return line.split('Conductor ', 1)[1].split(' serving ')[0]
+    return None
+
+
+def test_sigterm_releases_the_claim_and_the_standby_takes_the_clone(
+        cloud, conductors):
+    """A released claim, not an expired one: the moment the conductor
+    running the clone has exited, its claim is gone (an expired one would
+    stay SESSION_TIMEOUT seconds longer, still its own), and the standby,
+    serving before the clone was posted, resumes the clone."""
+    from conductor import jobboard
+    src = upload(cloud, os.urandom(256 * MiB), name='sigterm')
+    names = {}
+    for name in ('a', 'b'):
+        conductors.start(name)
+    for name in ('a', 'b'):
+        wait_for(lambda: serving_name(conductors, name), what=f'{name} serves')
+        names[serving_name(conductors, name)] = name
     clone_id = conductors.post(src.id)
     wait_for_copy(cloud, src)
-    conductors.signal('a', signal.SIGTERM)
-    conductors.procs['a'].wait(60)
-    stopped = time.monotonic()
-    conductors.start('b')
-    wait_for(lambda: f'Clone {clone_id}: attempt 2' in conductors.log('b'),
-             what='conductor b to claim the clone')
-    # released claim: b needs no session timeout to take over
-    assert time.monotonic() - stopped < SESSION_TIMEOUT + 4
+    with conductors.board_client() as (conf, client):
+        board = jobboard.make_board(conf, client, conductors.backend())
+        [job] = list(board.iterjobs(ensure_fresh=True))
+        owner = board.find_owner(job)
+        running = names[owner]
+        standby = 'b' if running == 'a' else 'a'
+        conductors.signal(running, signal.SIGTERM)
+        conductors.procs[running].wait(60)
+        # no znode of the stopped conductor's session is left: released
+        assert board.find_owner(job) != owner
+        board.close()
+    wait_for(lambda: f'Clone {clone_id}: attempt 2' in conductors.log(standby),
+             what='the standby to claim the clone')
     out = conductors.wait(clone_id)
     assert_one_verified_copy(cloud, src, out)
-    assert 'stopped' in conductors.log('a')
+    assert f'Conductor {owner} stopped' in conductors.log(running)
+    assert steps_run(conductors.log(standby), clone_id, c.COPY_DATA) == 1
 
 
 def test_poison_job_is_trashed_after_max_attempts(cloud, tmp_path):
@@ -306,8 +400,71 @@ def test_poison_job_is_trashed_after_max_attempts(cloud, tmp_path):
         cs.stop_all()
 
 
-def test_two_conductors_fifty_concurrent_small_clones(cloud, conductors):
+def test_the_periodic_sweep_removes_a_poison_jobs_image_once_the_region_is_back(
+        cloud, tmp_path):
+    """A poison job's own sweep fails (RegionTwo does not answer); the
+    conductor's periodic sweep removes the reserved image once RegionTwo
+    is back, and deletes the clone's trust."""
+    from tests.functional.conftest import user_session
+    cs = Conductors(cloud, tmp_path, max_attempts=1, extra_conf=(
+        '\n[conductor]\nsweep_interval = 2\n'
+        '\n[clone]\nglance_retry_seconds = 1\n'))
+    try:
+        src = upload(cloud, os.urandom(MiB), name='poison-swept-later')
+        marker = cs.start('p1', pause_at=c.RESERVE_IMAGE)
+        clone_id = cs.post(src.id)
+        wait_for(marker.exists, what='the image to be reserved')
+        cs.kill9('p1')
+        [reserved] = copies_of(cloud, src.id)
+        trust_id = runner.load_flow(cs.backend(), clone_id)[1].meta[
+            'store'][c.TRUST_ID]
+        localcloud('stop', 'glance-RegionTwo')
+        try:
+            cs.start('last')
+            out = cs.wait(clone_id)
+            assert 'started 1 times and never finished' in out.message
+            wait_for(lambda: f'Sweep of clone {clone_id} incomplete' in
+                     cs.log('last'), what="the poison job's own sweep")
+        finally:
+            localcloud('start', 'glance-RegionTwo')
+        assert [i.id for i in copies_of(cloud, src.id)] == [reserved.id]
+        # (the image goes first, then the trust, then the sweep says so)
+        wait_for(lambda: 'Sweep: 1 clones cleaned, 0 left' in cs.log('last'),
+                 timeout=60, what='the periodic sweep to clean the clone')
+        assert copies_of(cloud, src.id) == []
+        gone = user_session(cloud, 'admin').get(
+            f'/OS-TRUST/trusts/{trust_id}', raise_exc=False,
+            endpoint_filter={'service_type': 'identity',
+                             'interface': 'public'})
+        assert gone.status_code == 404, gone.text
+    finally:
+        cs.stop_all()
+
+
+def test_a_failed_clone_deletes_its_trust(cloud, conductors):
+    """The clone's trust worked (HoldTrust ran), then the clone failed
+    (the image does not exist): the revert deleted the trust in Keystone."""
+    from tests.functional.conftest import user_session
+    conductors.start('a')
+    clone_id = conductors.post(FAKE_IMAGE)
+    out = conductors.wait(clone_id)
+    assert not out.succeeded and 'not visible' in out.message, out.message
+    log = conductors.log('a')
+    assert f'Clone {clone_id}: step {c.HOLD_TRUST} SUCCESS' in log
+    assert f'Clone {clone_id}: step {c.HOLD_TRUST} REVERTED' in log
+    trust_id = runner.load_flow(conductors.backend(), clone_id)[1].meta[
+        'store'][c.TRUST_ID]
+    assert trust_id
+    gone = user_session(cloud, 'admin').get(
+        f'/OS-TRUST/trusts/{trust_id}', raise_exc=False,
+        endpoint_filter={'service_type': 'identity', 'interface': 'public'})
+    assert gone.status_code == 404, gone.text
+
+
+def test_two_conductors_fifty_concurrent_small_clones(
+        cloud, conductors_on_each_database):
     from conductor import jobboard
+    conductors = conductors_on_each_database
     from tests.functional.conftest import user_session
     sources = [upload(cloud, os.urandom(1024 + i), name=f'many-{i}')
                for i in range(50)]

@@ -2,13 +2,12 @@
 
 Each test gets a new, empty database (``glance_clone_flows_test_<random>``
 on MariaDB at 127.0.0.1:3306 as root, on PostgreSQL at 127.0.0.1:5432 as
-postgres; ``GLANCE_CLONE_TEST_MYSQL_URL``/``GLANCE_CLONE_TEST_POSTGRESQL_URL``
-name other servers) and drops it afterwards.  A server that does not answer
-skips its tests with the reason.  The checks themselves are the ones of
+postgres; see tests/unit/databases.py for other servers) and drops it
+afterwards.  A server that does not answer skips its tests with the reason,
+or fails them in ``tools/test.sh``.  The checks themselves are the ones of
 tests/unit/test_persistence.py.
 """
 import contextlib
-import os
 import time
 import uuid
 
@@ -16,15 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from conductor import persistence
+from tests.unit import databases as servers
 from tests.unit import test_persistence as tp
 
-SERVERS = {
-    'mysql': os.environ.get('GLANCE_CLONE_TEST_MYSQL_URL',
-                            'mysql+pymysql://root@127.0.0.1:3306/'),
-    'postgresql': os.environ.get(
-        'GLANCE_CLONE_TEST_POSTGRESQL_URL',
-        'postgresql+psycopg2://postgres@127.0.0.1:5432/postgres'),
-}
+SERVERS = servers.SERVERS
 
 
 class Databases:
@@ -42,8 +36,8 @@ class Databases:
             try:
                 with self._admin.connect() as conn:
                     conn.exec_driver_sql('SELECT 1')
-            except Exception as e:  # noqa: BLE001 - any failure: not here
-                pytest.skip(f'{kind} at {SERVERS[kind]} is not available: {e}')
+            except servers.NOT_ANSWERING as e:
+                servers.not_available(kind, e)
 
     def new(self):
         """The URL of a new, empty database."""
@@ -57,8 +51,7 @@ class Databases:
             else:
                 conn.exec_driver_sql(f'CREATE DATABASE {name}')
         self.made.append(name)
-        return str(sa.engine.make_url(SERVERS[self.kind])
-                   .set(database=name).render_as_string(hide_password=False))
+        return servers.with_database(SERVERS[self.kind], name)
 
     def close(self):
         if self._admin is None:

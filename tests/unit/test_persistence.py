@@ -663,30 +663,30 @@ def test_a_short_steps_running_state_is_not_written(tmp_path):
     assert rows == stock_rows
 
 
-def test_a_long_steps_running_state_is_written_after_the_delay(tmp_path):
+def test_a_long_steps_running_state_is_written_while_it_runs(tmp_path):
+    """With a deferred RUNNING write, a step still running after the delay
+    gets its RUNNING row: the step itself waits until it can read that row
+    (a poll against a deadline, no wall-clock threshold)."""
     b = persistence.get_backend(make_conf(sqlite_url(tmp_path), 'lean',
                                           running_write_delay=0.2))
     seen = []
-    flow = linear_flow.Flow('slow').add(
-        Slow('quick', inject={'seconds': 0}),
-        Slow('long', inject={'seconds': 1.5}))
 
-    def watch():
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not seen:
-            if 'long' in _running_rows(b.engine):
-                seen.append(time.monotonic())
-            time.sleep(0.02)
+    class WaitsToBeSeenRunning(task.Task):
+        def execute(self):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if self.name in _running_rows(b.engine):
+                    seen.append(self.name)
+                    return
+                time.sleep(0.02)
+
+    flow = linear_flow.Flow('slow').add(
+        Slow('quick', inject={'seconds': 0}), WaitsToBeSeenRunning('long'))
     try:
-        watcher = threading.Thread(target=watch)
-        started = time.monotonic()
-        watcher.start()
         _run_flow(b, flow)
-        watcher.join()
     finally:
         b.close()
-    assert seen, "the long step's RUNNING was never written"
-    assert seen[0] - started < 1.5
+    assert seen == ['long'], "the long step's RUNNING was never written"
 
 
 def _row(engine, uuid_):

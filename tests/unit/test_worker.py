@@ -1,4 +1,5 @@
-"""Conductor decisions that need no ZooKeeper: the per-project limit."""
+"""Conductor decisions that need no ZooKeeper: the per-project limit and
+when the conductor looks at the board again."""
 from conductor import worker
 
 
@@ -53,38 +54,76 @@ class _Watches:
         self.func = func
 
 
-def _returns_within(fn, seconds):
-    import threading
-    t = threading.Thread(target=fn, daemon=True)
-    t.start()
-    t.join(seconds)
-    return not t.is_alive()
+class _Event:
+    """Stands for the watch's threading.Event: records each pause asked
+    for (its timeout, and whether a change had been seen), without waiting."""
+
+    def __init__(self):
+        self.flag = False
+        self.pauses = []
+
+    def set(self):
+        self.flag = True
+
+    def clear(self):
+        self.flag = False
+
+    def is_set(self):
+        return self.flag
+
+    def wait(self, timeout=None):
+        self.pauses.append((timeout, self.flag))
+        return self.flag
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def _board_watch(monkeypatch):
+    """A BoardWatch of 60 s on an injected clock; (watch, on_children,
+    clock): the pauses it asks for are in ``watch._changed.pauses``."""
+    watches, clock = [], _Clock()
+    monkeypatch.setattr(worker.kz_watchers, 'ChildrenWatch',
+                        lambda *a, **kw: watches.append(_Watches(*a, **kw)))
+    monkeypatch.setattr(worker.time, 'monotonic', clock)
+    wait = worker.BoardWatch(object(), '/board', 60.0, settle=0.5,
+                             settle_step=0.02)
+    wait._changed = _Event()
+    return wait, watches[0].func, clock
 
 
 def test_board_watch_looks_again_soon_after_a_new_job(monkeypatch):
-    watches = []
-    monkeypatch.setattr(worker.kz_watchers, 'ChildrenWatch',
-                        lambda *a, **kw: watches.append(_Watches(*a, **kw)))
-    wait = worker.BoardWatch(object(), '/board', 60.0)
-    on_children = watches[0].func
+    wait, on_children, clock = _board_watch(monkeypatch)
     on_children(['job1', 'job1.lock'])          # what is there at start
     on_children(['job1', 'job1.lock', 'job2'])  # job2 posted: wakes it
-    assert _returns_within(wait.wait, 5)
+    wait.wait()
     # The board may not list job2 yet: the next pauses are short ...
-    assert _returns_within(wait.wait, 5)
-    assert _returns_within(wait.wait, 5)
+    wait.wait()
+    clock.now += 0.4
+    wait.wait()
     # ... and only for a while.
-    wait._settle_until = 0.0
-    assert not _returns_within(wait.wait, 0.5)
-    wait.interrupt()
+    clock.now += 0.2
+    wait.wait()
+    assert wait._changed.pauses == [(0.02, True), (0.02, False),
+                                     (0.02, False), (60.0, False)]
+
+
+def test_board_watch_wakes_when_a_claim_is_released(monkeypatch):
+    wait, on_children, _ = _board_watch(monkeypatch)
+    on_children(['job1', 'job1.lock'])
+    on_children(['job1'])                        # released or expired
+    wait.wait()
+    assert wait._changed.pauses == [(0.02, True)]
 
 
 def test_board_watch_ignores_new_claims(monkeypatch):
-    watches = []
-    monkeypatch.setattr(worker.kz_watchers, 'ChildrenWatch',
-                        lambda *a, **kw: watches.append(_Watches(*a, **kw)))
-    wait = worker.BoardWatch(object(), '/board', 60.0)
-    watches[0].func(['job1'])
-    watches[0].func(['job1', 'job1.lock'])       # claimed by someone
-    assert not _returns_within(wait.wait, 0.5)
-    wait.interrupt()
+    wait, on_children, _ = _board_watch(monkeypatch)
+    on_children(['job1'])
+    on_children(['job1', 'job1.lock'])           # claimed by someone
+    wait.wait()
+    assert wait._changed.pauses == [(60.0, False)]

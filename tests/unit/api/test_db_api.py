@@ -3,7 +3,8 @@
 MariaDB (127.0.0.1:3306, root) and PostgreSQL (127.0.0.1:5432, postgres)
 tests use a database ``glance_clone_test_<checkout>`` (created if missing:
 one per checkout, so two checkouts' test runs never share it) and are
-skipped with the reason when the server does not answer.
+skipped with the reason when the server does not answer (failed in
+``tools/test.sh``: tests/unit/databases.py).
 """
 import datetime
 import hashlib
@@ -14,16 +15,13 @@ import pytest
 import sqlalchemy as sa
 
 from conductor.db import api as db_api
+from tests.unit import databases as servers
 
 DB = 'glance_clone_test_' + hashlib.sha1(
     str(pathlib.Path(__file__).resolve().parents[3]).encode(),
     usedforsecurity=False).hexdigest()[:8]
-SERVERS = {
-    'mysql': ('mysql+pymysql://root@127.0.0.1:3306/',
-              f'mysql+pymysql://root@127.0.0.1:3306/{DB}'),
-    'postgresql': ('postgresql+psycopg2://postgres@127.0.0.1:5432/postgres',
-                   f'postgresql+psycopg2://postgres@127.0.0.1:5432/{DB}'),
-}
+SERVERS = {kind: (url, servers.with_database(url, DB))
+           for kind, url in servers.SERVERS.items()}
 
 
 def _server_url(kind):
@@ -41,8 +39,8 @@ def _server_url(kind):
                     {'name': DB}).first()
                 if not exists:
                     conn.execute(sa.text(f'CREATE DATABASE {DB}'))
-    except Exception as e:  # noqa: BLE001 - any failure means "not here"
-        pytest.skip(f'{kind} at {admin_url} is not available: {e}')
+    except servers.NOT_ANSWERING as e:
+        servers.not_available(kind, e)
     finally:
         engine.dispose()
     # A clean table for every test.
