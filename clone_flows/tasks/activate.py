@@ -10,11 +10,24 @@ from clone_flows.tasks import common
 LOG = logging.getLogger(__name__)
 
 
+#: What a reserved image looks like: nothing of it shows.
+RESERVED = {'visibility': 'private', 'os_hidden': True, 'protected': False}
+
+
+def _revealed(image, activation):
+    """Whether ``image`` already shows as ``activation`` makes it (and that
+    shows more than a reserved image does)."""
+    return activation != RESERVED and all(
+        image.get(k) == v for k, v in activation.items())
+
+
 class Activate(common.Task):
     """Reveals the proven copy: the user's visibility, hidden and protected,
     once Keystone shows the user still delegates the clone's roles (a user
     whose role was removed during the clone gets nothing revealed; Keystone
-    not answering does not stop it: Glance would take the same token).
+    not answering does not stop it: Glance would take the same token).  A
+    cancel is honoured until the copy shows; once revealed (by this run or
+    by one that died before recording it) it comes too late.
 
     Provides the result the user sees.  Reversion strategy: hide it again,
     private and unprotected, so ReserveImage's revert can delete it.
@@ -28,11 +41,15 @@ class Activate(common.Task):
 
     def execute(self, services, clone_id, target_region, source_image,
                 target_image_id, overrides, verified_hash):
-        services.proceed()
-        if services.delegation_holds() is False:
-            raise exceptions.DelegationWithdrawn(target_region)
         policy = metadata.MetadataPolicy.from_conf(services.conf)
         activation = policy.activation(source_image, overrides)
+        # A run that revealed the copy and died before saying so: it is out
+        # there, so a cancel now comes too late (as at ReleaseTrust).
+        revealed = _revealed(services.glance(target_region).get_image(
+            target_image_id), activation)
+        services.proceed(cancellable=not revealed)
+        if not revealed and services.delegation_holds() is False:
+            raise exceptions.DelegationWithdrawn(target_region)
         try:
             image = services.glance(target_region).update_image(
                 target_image_id, activation)

@@ -11,23 +11,31 @@ the clone, nothing a writes changes the outcome.
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import requests
 
-from tests.functional.conftest import user_session
+from conductor import records
+from tests.functional.conftest import ROOT, glance_client, user_session
 from tests.functional.test_api import BIN, running_api, stop
 from tests.functional.test_clone_http import MiB, copies_of, upload
 
 SESSION_TIMEOUT = 6      # tools/write-clone-conf's default
 
 
-def _conductor(api, name):
+def _conductor(api, name, pause_at=None):
+    """A conductor on the API's board; with ``pause_at`` (a step name) one
+    that freezes right after that step did its work (writing
+    ``<dir>/<name>.paused``), for kill tests."""
     conf = api['dir'] / f'{name}.conf'
     text = api['conf'].with_name('clone-conductor.conf').read_text()
     conf.write_text(text.replace('clone-conductor.log', f'{name}.log'))
-    return subprocess.Popen([str(BIN / 'clone-conductor'), '--config-file',
-                             str(conf)],
+    cmd = [str(BIN / 'clone-conductor'), '--config-file', str(conf)]
+    if pause_at:
+        cmd = [sys.executable, '-m', 'tests.functional.pausing_conductor',
+               pause_at, str(api['dir'] / f'{name}.paused'), '--'] + cmd[1:]
+    return subprocess.Popen(cmd, cwd=ROOT,
                             stdout=open(api['dir'] / f'{name}.out', 'w'),
                             stderr=subprocess.STDOUT)
 
@@ -148,6 +156,47 @@ def test_a_clone_nobody_runs_shows_it_waits_then_goes_on(cloud, tmp_path):
             assert done['result']['attempts'] == 2
             assert done['result']['duration_s'] > \
                 done['result']['attempt_duration_s'] + 4
+        finally:
+            for proc in (a, b):
+                if proc is not None and proc.poll() is None:
+                    stop(proc)
+
+
+def test_a_cancel_after_the_copy_is_revealed_comes_too_late(cloud, tmp_path):
+    """Conductor a reveals the copy and dies before recording it; the user
+    cancels; conductor b runs Activate again: the copy stays, the clone
+    ends success saying the cancel came too late."""
+    src = upload(cloud, os.urandom(8 * MiB), name='late-cancel')
+    token = user_session(cloud, 'demo').get_token()
+    with running_api(cloud, tmp_path, conductor=False) as api:
+        a = _conductor(api, 'a', pause_at='clone-activate')
+        b = None
+        try:
+            r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
+                              headers={'X-Auth-Token': token},
+                              json={'type': 'clone', 'input': {
+                                  'source_region': 'RegionOne',
+                                  'source_image_id': src.id}})
+            assert r.status_code == 201, r.text
+            task_id = r.json()['id']
+            _until((api['dir'] / 'a.paused').exists, 'the copy revealed')
+            copy = copies_of(cloud, src.id)[0]
+            assert not copy.os_hidden            # out there already
+            r = requests.delete(f"{api['url']}/v2/tasks/{task_id}",
+                                timeout=30, headers={'X-Auth-Token': token})
+            assert r.status_code == 204, r.text
+            a.kill()
+            a.wait()
+            b = _conductor(api, 'b')
+            done = _until(lambda: (lambda t: t['status'] in (
+                'success', 'failure') and t)(_task(api, token, task_id)),
+                'conductor b to end the clone')
+            assert done['status'] == 'success', done
+            assert done['message'] == records.CANCEL_TOO_LATE
+            assert done['result']['image_id'] == copy.id
+            shown = glance_client(cloud, 'demo', 'RegionTwo').images.get(
+                copy.id)
+            assert shown.status == 'active' and not shown.os_hidden
         finally:
             for proc in (a, b):
                 if proc is not None and proc.poll() is None:

@@ -583,3 +583,27 @@ def test_auto_falls_back_to_http_and_names_every_strategy_it_passed_over(
     assert plan['strategy'] == 'http'
     assert plan['reason'] == ('rbd: not installed; broken: could not check '
                               '(the operator finds why in the clone\'s log)')
+
+
+@pytest.mark.parametrize('hidden,cancelled', [(True, True), (False, False)])
+def test_activate_run_again_after_revealing_ignores_a_late_cancel(
+        conf, cloud, hidden, cancelled):
+    """A run that revealed the copy and died before recording it: the next
+    run of Activate finds the copy showing, so a cancel comes too late."""
+    from clone_flows import exceptions
+    from clone_flows.tasks import activate
+    copy = cloud['R2'].add_image(b'abc', os_hidden=hidden)
+
+    def guard(reverting=False, in_step=False, cancellable=True):
+        if cancellable and not reverting:
+            raise exceptions.Cancelled()
+    services = fakes.FakeServices(conf, cloud, guard=guard)
+    run = lambda: activate.Activate().execute(     # noqa: E731
+        services, 'clone-1', 'R2', {'id': 'src'}, copy['id'], {},
+        {'size': 3, 'checksum': copy['checksum'], 'os_hash_algo': 'sha512',
+         'os_hash_value': copy['os_hash_value']})
+    if cancelled:
+        with pytest.raises(exceptions.Cancelled):
+            run()
+    else:
+        assert run()['image_id'] == copy['id']
