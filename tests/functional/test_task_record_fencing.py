@@ -52,15 +52,20 @@ def _log(api, name):
     return path.read_text() if path.exists() else ''
 
 
-def post_and_wait_for_copy(api, token, src, what):
-    """POST a clone of ``src``; its id once its copy has passed 5 %."""
+def post_clone(api, token, src):
+    """POST a clone of ``src`` (RegionOne to the API's region); its id."""
     r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
                       headers={'X-Auth-Token': token},
                       json={'type': 'clone', 'input': {
                           'source_region': 'RegionOne',
                           'source_image_id': src.id}})
     assert r.status_code == 201, r.text
-    task_id = r.json()['id']
+    return r.json()['id']
+
+
+def post_and_wait_for_copy(api, token, src, what):
+    """POST a clone of ``src``; its id once its copy has passed 5 %."""
+    task_id = post_clone(api, token, src)
     _until(lambda: (_task(api, token, task_id).get('result') or {})
            .get('progress', {}).get('percent', 0) > 5, what)
     return task_id
@@ -172,13 +177,7 @@ def test_a_cancel_after_the_copy_is_revealed_comes_too_late(cloud, tmp_path):
         a = _conductor(api, 'a', pause_at='clone-activate')
         b = None
         try:
-            r = requests.post(f"{api['url']}/v2/tasks", timeout=60,
-                              headers={'X-Auth-Token': token},
-                              json={'type': 'clone', 'input': {
-                                  'source_region': 'RegionOne',
-                                  'source_image_id': src.id}})
-            assert r.status_code == 201, r.text
-            task_id = r.json()['id']
+            task_id = post_clone(api, token, src)
             _until((api['dir'] / 'a.paused').exists, 'the copy revealed')
             copy = copies_of(cloud, src.id)[0]
             assert not copy.os_hidden            # out there already
