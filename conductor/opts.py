@@ -17,7 +17,7 @@ CLONE = ('clone_flows.auth', 'clone_flows.flow', 'clone_flows.glance',
          'clone_flows.stores.http', 'clone_flows.stores.swift',
          'conductor.persistence')
 # The services add the jobboard, the conductor and the tasks API.
-ALL = CLONE + ('conductor.jobboard', 'conductor.worker',
+ALL = CLONE + ('conductor.jobboard', 'conductor.worker.conductor',
                'conductor.api.config', 'conductor.db.api')
 
 PROJECT = 'glance-clone'

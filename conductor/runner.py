@@ -23,6 +23,7 @@ from taskflow.utils import misc as tf_misc
 from clone_flows import auth
 from clone_flows import constants as c
 from clone_flows import flow as clone_flow_mod
+from clone_flows import services as services_mod
 from conductor import outcome
 
 LOG = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ def inject_transients(conf, engine, services=None):
     engine.prepare()
     trust_id = engine.storage.fetch(c.TRUST_ID)
     if services is None:
-        services = auth.Services(conf, trust_id=trust_id)
+        services = services_mod.Services(conf, trust_id=trust_id)
     engine.storage.inject({c.SERVICES: services}, transient=True)
     try:
         details = engine.storage.get_task_progress_details(c.COPY_DATA) or {}

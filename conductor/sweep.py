@@ -10,10 +10,15 @@ import contextlib
 import logging
 import time
 
+from taskflow import exceptions as tf_exc
+
+from clone_flows import services as services_mod
 from clone_flows import auth
 from clone_flows import constants as c
 from clone_flows import exceptions
+from clone_flows.stores import base
 from clone_flows.tasks import reserve_image
+from conductor.db import api as db_api
 from conductor import persistence
 
 LOG = logging.getLogger(__name__)
@@ -38,17 +43,60 @@ def pending(backend):
             yield fd
 
 
+def _atoms(backend, clone_id):
+    """{atom name: atom detail} of a stored clone ({} if it has none)."""
+    with contextlib.closing(backend.get_connection()) as conn:
+        try:
+            fd = conn.get_flow_details(clone_id)
+        except tf_exc.NotFound:
+            return {}
+    return {ad.name: ad for ad in fd}
+
+
+def _store_leftovers(services, target, atoms, clone_id, source_region,
+                     image_ids):
+    """Let the strategy the clone planned remove what it wrote in the target
+    store for each of ``image_ids`` (e.g. Swift segments of a copy whose
+    revert failed); the image records go afterwards."""
+    plan = getattr(atoms.get(c.PLAN_COPY), 'results', None)
+    authorize = getattr(atoms.get(c.AUTHORIZE), 'results', None)
+    if not isinstance(plan, dict) or not isinstance(authorize, dict):
+        return              # it never planned a copy: no store data
+    strategy = services.strategies().get(plan.get('strategy'))
+    if strategy is None:
+        raise exceptions.CloneError(
+            f"the strategy {plan.get('strategy')!r} of clone {clone_id} is "
+            f"not installed here: its data cannot be removed")
+    copy = atoms.get(c.COPY_DATA)
+    progress = ((copy.meta or {}).get('progress_details') or {}) if copy else {}
+    checkpoint = (progress.get('details') or {}).get('checkpoint')
+    for image_id in image_ids:
+        strategy.cleanup(base.CopyJob(
+            source=services.glance(source_region), target=target,
+            source_image=authorize, target_image_id=image_id,
+            clone_id=clone_id), checkpoint=checkpoint)
+
+
 def sweep_one(conf, backend, fd, services=None):
-    """Remove this clone's leftovers; True when nothing remains."""
+    """Remove this clone's leftovers; True when nothing remains: what its
+    copy strategy wrote in the target store (through the strategy's own
+    cleanup), its images in the target region, then its trust."""
     store = (fd.meta or {}).get('store') or {}
     clone_id = store.get(c.CLONE_ID) or fd.uuid
-    services = services or auth.Services(conf, trust_id=store.get(c.TRUST_ID))
+    services = services or services_mod.Services(
+        conf, trust_id=store.get(c.TRUST_ID))
     try:
         target = services.glance(store[c.TARGET_REGION])
-        for image in reserve_image.find_reserved(target, clone_id):
-            reserve_image._unprotect(target, image['id'])
-            target.delete_image(image['id'])
-            LOG.info('Sweep: deleted image %s of clone %s', image['id'], clone_id)
+        images = reserve_image.find_reserved(target, clone_id)
+        if images:
+            _store_leftovers(services, target, _atoms(backend, fd.uuid),
+                             clone_id,
+                             store[c.SOURCE_REGION],
+                             sorted(i['id'] for i in images))
+        for image in images:
+            reserve_image.delete_reserved(target, image['id'])
+            LOG.info('Sweep: deleted image %s of clone %s', image['id'],
+                     clone_id)
         services.delete_trust()
     except (exceptions.CloneError, KeyError) as e:
         LOG.warning('Sweep of clone %s incomplete: %s', clone_id, e)
@@ -63,7 +111,6 @@ def release_trusts(conf, limit=100):
     """Delete the trusts ended clones may still hold (their own release
     failed: Keystone did not answer) and forget them in the task records;
     returns (released, left)."""
-    from conductor.db import api as db_api
     released = left = 0
     for task_id, trust_id in db_api.trusts_of_ended_tasks(conf, limit):
         if auth.delete_trust(conf, trust_id) is None:

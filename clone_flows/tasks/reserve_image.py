@@ -120,8 +120,7 @@ class ReserveImage(common.Task):
             if result and not isinstance(result, tf_failure.Failure):
                 ids.add(result)
             for image_id in ids:
-                _unprotect(target, image_id)
-                if target.delete_image(image_id):
+                if delete_reserved(target, image_id):
                     LOG.info('Clone %s: deleted image %s from %s', clone_id,
                              image_id, target_region)
 
@@ -129,10 +128,13 @@ class ReserveImage(common.Task):
                           f'{target_region}', timeout)
 
 
-def _unprotect(target, image_id):
+def delete_reserved(target, image_id):
+    """Delete a clone's image, unprotecting it first (a copy synced with a
+    protected source is protected); False if it was gone already."""
     try:
         image = target.get_image(image_id)
     except glance.NotFound:
-        return
+        return False
     if image.get('protected'):
         target.update_image(image_id, {'protected': False})
+    return target.delete_image(image_id)

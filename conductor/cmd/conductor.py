@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from conductor import opts
-from conductor import service
+from conductor.worker import service
 
 
 def main(argv=None):

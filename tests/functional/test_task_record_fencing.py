@@ -16,7 +16,7 @@ import time
 
 import requests
 
-from conductor import records
+from conductor.db import records
 from tests.functional.conftest import ROOT, glance_client, user_session
 from tests.functional.test_api import BIN, running_api, stop
 from tests.functional.test_clone_http import MiB, copies_of, upload

@@ -1,7 +1,7 @@
 """The conductor's claim logic, driven by a fake kazoo client.
 
-:class:`conductor.worker.SessionWatch` follows the client's states,
-:class:`conductor.worker.ClaimGuard` answers ``services.proceed()``, and the
+:class:`conductor.worker.guards.SessionWatch` follows the client's states,
+:class:`conductor.worker.guards.ClaimGuard` answers ``services.proceed()``, and the
 conductor gives up (abandons) a clone it lost and trashes a poison job.
 No ZooKeeper: the states and the claim's owner are set by the test.
 """
@@ -12,7 +12,8 @@ from kazoo.protocol import states as kz_states
 from taskflow.conductors.backends import impl_nonblocking
 
 from clone_flows import exceptions
-from conductor import worker
+from conductor.worker import conductor as worker
+from conductor.worker import guards
 
 CONNECTED = kz_states.KazooState.CONNECTED
 SUSPENDED = kz_states.KazooState.SUSPENDED
@@ -80,7 +81,7 @@ class FakeConductor:
 
     def __init__(self, session_timeout=30.0):
         self.client = FakeKazoo()
-        self.session = worker.SessionWatch(self.client)
+        self.session = guards.SessionWatch(self.client)
         self.session._changed = SeenWaiting()
         self.session_timeout = session_timeout
         self.name = 'me'
@@ -105,7 +106,7 @@ def cond():
 
 
 def guard_of(cond, **kwargs):
-    return worker.ClaimGuard(cond, job='job1', clone_id='c1', **kwargs)
+    return guards.ClaimGuard(cond, job='job1', clone_id='c1', **kwargs)
 
 
 def in_thread(fn):
@@ -244,7 +245,7 @@ def test_an_owner_read_failing_with_the_session_lost_interrupts(cond):
 def test_within_a_step_the_owner_is_read_again_only_after_recheck(
         cond, monkeypatch):
     clock = Clock()
-    monkeypatch.setattr(worker.time, 'monotonic', clock)
+    monkeypatch.setattr(guards.time, 'monotonic', clock)
     guard = guard_of(cond, recheck=1.0)
     guard()                                  # a step starts: read
     guard(in_step=True)
@@ -260,7 +261,7 @@ def test_within_a_step_the_owner_is_read_again_only_after_recheck(
 
 def test_session_flags_are_read_on_every_call_even_within_recheck(
         cond, monkeypatch):
-    monkeypatch.setattr(worker.time, 'monotonic', Clock())
+    monkeypatch.setattr(guards.time, 'monotonic', Clock())
     guard = guard_of(cond, recheck=1.0)
     guard()
     cond.client.change(LOST)
@@ -282,7 +283,7 @@ def test_a_cancel_stops_steps_but_not_reverts_or_the_last_step(cond):
 def test_the_watch_starts_suspended_when_the_client_is_not_connected():
     client = FakeKazoo()
     client.connected = False
-    assert worker.SessionWatch(client).state == SUSPENDED
+    assert guards.SessionWatch(client).state == SUSPENDED
 
 
 def test_each_lost_session_grows_the_epoch(cond):

@@ -1,6 +1,7 @@
 """Conductor decisions that need no ZooKeeper: the per-project limit and
 when the conductor looks at the board again."""
-from conductor import worker
+from conductor.worker import conductor as worker
+from conductor.worker import guards
 
 
 class Records:
@@ -88,10 +89,10 @@ def _board_watch(monkeypatch):
     """A BoardWatch of 60 s on an injected clock; (watch, on_children,
     clock): the pauses it asks for are in ``watch._changed.pauses``."""
     watches, clock = [], _Clock()
-    monkeypatch.setattr(worker.kz_watchers, 'ChildrenWatch',
+    monkeypatch.setattr(guards.kz_watchers, 'ChildrenWatch',
                         lambda *a, **kw: watches.append(_Watches(*a, **kw)))
-    monkeypatch.setattr(worker.time, 'monotonic', clock)
-    wait = worker.BoardWatch(object(), '/board', 60.0, settle=0.5,
+    monkeypatch.setattr(guards.time, 'monotonic', clock)
+    wait = guards.BoardWatch(object(), '/board', 60.0, settle=0.5,
                              settle_step=0.02)
     wait._changed = _Event()
     return wait, watches[0].func, clock

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from conductor import jobboard
 from conductor import persistence
 from conductor import sweep
-from conductor import worker
+from conductor.worker import conductor as worker
 
 LOG = logging.getLogger(__name__)
 
