@@ -195,13 +195,12 @@ class ServiceNotConfigured(CloneError):
         super().__init__(
             f"the clone service user is not configured: set auth_type, "
             f"auth_url, username, password and project_name in the "
-            f"[{group}] section of glance-clone.conf (pass it with "
-            f"--config-file)")
+            f"[{group}] section of glance-clone's configuration")
 
 
 class CredentialsRefused(CloneError):
     def __init__(self, detail=''):
-        msg = "Keystone refused your credentials (the OS_* variables)"
+        msg = "Keystone refused your credentials"
         if detail:
             msg += f": {detail}"
         super().__init__(msg)

@@ -251,9 +251,6 @@ class GlanceRegion:
                       json={'url': url, 'validation_data': validation_data},
                       **({'headers': headers} if headers else {}))
 
-    def get_locations(self, image_id):
-        return self._request('GET', f'/v2/images/{image_id}/locations').json()
-
     def image_tasks(self, image_id):
         """The image's Glance tasks (imports, location imports), newest
         first."""

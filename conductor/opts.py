@@ -47,9 +47,15 @@ def list_opts():
     return sorted(groups.items(), key=lambda kv: (kv[0] != 'DEFAULT', kv[0]))
 
 
-def new_conf(argv=None, default_config_files=None, log=True, modules=ALL):
+def new_conf(argv=None, default_config_files=None, log=True, modules=ALL,
+             config_files=()):
     """A fresh, parsed ConfigOpts with the options of ``modules`` (all by
-    default) registered."""
+    default) registered; ``config_files`` are read in order (as repeated
+    ``--config-file`` arguments), else oslo.config's default files."""
+    argv = [arg for f in config_files for arg in ('--config-file', f)] + \
+        list(argv or [])
+    if config_files and default_config_files is None:
+        default_config_files = []
     conf = cfg.ConfigOpts()
     register_opts(conf, modules)
     oslo_logging.register_options(conf)

@@ -14,6 +14,7 @@ import webob.exc
 
 from conductor.api import bodies
 from conductor.api import config
+from conductor.api import middleware
 from conductor.api import openapi
 from conductor.api import policies
 from conductor.api import schemas
@@ -21,7 +22,6 @@ from conductor.api import tasks
 
 LOG = logging.getLogger(__name__)
 
-CONTEXT_KEY = 'glance_clone.context'
 API_VERSION = 'v2.17'
 
 
@@ -111,7 +111,7 @@ class App:
                 return json_response(200, schemas.tasks_schema())
             if action == 'openapi':
                 return json_response(200, openapi.document())
-            context = req.environ.get(CONTEXT_KEY)
+            context = req.environ.get(middleware.CONTEXT_KEY)
             if context is None or not context.project_id:
                 return error_response(
                     401, 'The request you have made requires authentication '

@@ -15,12 +15,13 @@ from stevedore import extension
 
 from clone_flows import constants as c
 from clone_flows import stores
+from conductor.db import models
 
 UUID_PATTERN = ('^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}'
                 '-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$')
 GLANCE_TASK_TYPES = ['import', 'api_image_import', 'location_import']
 TASK_TYPES = ['clone'] + GLANCE_TASK_TYPES
-TASK_STATUSES = ['pending', 'processing', 'success', 'failure']
+TASK_STATUSES = list(models.TASK_STATUSES)
 VISIBILITIES = ['private', 'shared', 'community', 'public']
 IF_EXISTS = c.IF_EXISTS_CHOICES
 

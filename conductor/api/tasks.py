@@ -21,7 +21,7 @@ from conductor.db import api as db_api
 
 LOG = logging.getLogger(__name__)
 
-SORT_KEYS = ('created_at', 'updated_at', 'id', 'type', 'status')
+SORT_KEYS = db_api.SORT_KEYS
 TOP_LEVEL_KEYS = ('type', 'input')
 
 

@@ -14,11 +14,7 @@ ENV_CONFIG_FILES = 'GLANCE_CLONE_CONFIG_FILES'
 
 
 def load_conf(config_files, log=True):
-    argv = []
-    for f in config_files:
-        argv += ['--config-file', f]
-    return opts.new_conf(argv, default_config_files=[] if config_files
-                         else None, log=log)
+    return opts.new_conf(config_files=config_files, log=log)
 
 
 def init_application(config_files=None, conf=None):

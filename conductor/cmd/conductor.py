@@ -19,10 +19,7 @@ def main(argv=None):
     parser.add_argument('--config-file', action='append', default=[],
                         help='glance-clone configuration file (repeatable)')
     args = parser.parse_args(argv)
-    conf_args = []
-    for f in args.config_file:
-        conf_args += ['--config-file', f]
-    conf = opts.new_conf(conf_args)
+    conf = opts.new_conf(config_files=args.config_file)
     service.serve(conf)
     return 0
 
