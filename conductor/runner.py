@@ -25,6 +25,7 @@ from clone_flows import constants as c
 from clone_flows import flow as clone_flow_mod
 from clone_flows import services as services_mod
 from conductor import outcome
+from conductor import sweep
 
 LOG = logging.getLogger(__name__)
 
@@ -233,7 +234,6 @@ def run(engine, backend, clone_id):
     fd = load_flow(backend, clone_id)[1]
     out = outcome.from_flow_detail(fd)
     if out.cleanup_failed:
-        from conductor import sweep
         sweep.mark(backend, fd, 'revert failed')
     return out
 

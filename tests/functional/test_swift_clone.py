@@ -455,6 +455,65 @@ def _corrupted_segment_fails_cleanly(info, cluster, tmp_path):
     assert containers(r2) == before    # no object nor container left behind
 
 
+# -- the sweep ------------------------------------------------------------------
+
+def test_the_sweep_removes_swift_segments_a_failed_revert_left(
+        topology, tmp_path, monkeypatch):
+    """A copy whose segments are written but whose location never reaches
+    the image (the attach fails), and whose revert cannot clean up: the
+    segments stay in the target store with no image pointing at them.  The
+    sweep removes them through the strategy's own cleanup, then the image;
+    another image of the same user in the same store is untouched."""
+    from clone_flows import glance
+    from clone_flows import exceptions
+    from clone_flows.tasks import reserve_image
+    from conductor import opts
+    from conductor import persistence
+    from conductor import sweep
+    info = topology.ensure('per-region')
+    conf_path = write_conf(info, tmp_path / 'conf')
+    conf = opts.new_conf(config_files=[conf_path], log=False)
+    backend = persistence.get_backend(conf)
+    bystander = upload(info, os.urandom(SEG), region='RegionTwo',
+                       name='swift-sweep-bystander')
+    src = upload(info, os.urandom(3 * SEG), name='swift-sweep-leftovers')
+    r2 = store(info, 'RegionTwo')
+
+    def attach_refused(self, image_id, url, validation_data, headers=None):
+        raise exceptions.TargetRejected('RegionTwo', 'the location', 400)
+
+    def cleanup_fails(self, job, checkpoint=None):
+        raise exceptions.ServiceUnavailable('RegionTwo', what='Swift',
+                                            detail='injected')
+
+    monkeypatch.setattr(glance.GlanceRegion, 'add_location', attach_refused)
+    monkeypatch.setattr(swift.SwiftStrategy, 'cleanup', cleanup_fails)
+    new = runner.new_store(conf, user_session(info, 'demo'), {
+        'source_region': 'RegionOne', 'source_image_id': src.id,
+        'target_region': 'RegionTwo', 'strategy': 'swift'})
+    book, fd, flow = runner.save_new_flow(conf, backend, new)
+    engine = runner.prepare_engine(conf, backend, book, fd, flow=flow)
+    out = runner.run(engine, backend, new[c.CLONE_ID])
+    monkeypatch.undo()
+    assert not out.succeeded and out.cleanup_failed, out
+    as_clone = runner.services_mod.Services(
+        conf, trust_id=new[c.TRUST_ID]).glance('RegionTwo')
+    left = [i['id'] for i in reserve_image.find_reserved(
+        as_clone, new[c.CLONE_ID])]
+    assert len(left) == 1
+    assert len(segment_names(r2, left[0])) == 3     # orphaned in Swift
+
+    swept, unswept = sweep.sweep(conf, backend)
+    assert (swept, unswept) == (1, 0)
+    assert segment_names(r2, left[0]) == []
+    assert container(left[0]) not in containers(r2)
+    r2_images = glance_client(info, 'demo', 'RegionTwo')
+    with pytest.raises(Exception, match='404|not found|Not Found'):
+        r2_images.images.get(left[0])
+    assert segment_names(r2, bystander.id)            # untouched
+    assert r2_images.images.get(bystander.id).status == 'active'
+
+
 # -- mixed stores -------------------------------------------------------------------
 
 def test_mixed_stores_fall_back_to_http_and_say_why(topology, tmp_path):
