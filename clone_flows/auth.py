@@ -144,10 +144,10 @@ def delete_trust(conf, trust_id):
     """Revoke a clone's trust with the service's own (non-trust) token.
 
     Keystone lets the trustor or an admin delete a trust; deployments grant
-    the trustee too (see the README).  True: deleted now; False: it was
-    already gone; None: Keystone did not answer or refused (logged, not
-    raised: the conductors' sweep tries again for every ended clone, and the
-    trust expires on its own).
+    the trustee too (doc/source/operator/policies.rst).  True: deleted now;
+    False: it was already gone; None: Keystone did not answer or refused
+    (logged, not raised: the conductors' sweep tries again for every ended
+    clone, and the trust expires on its own).
     """
     try:
         service_session(conf).delete(f'/OS-TRUST/trusts/{trust_id}',
@@ -231,8 +231,8 @@ class Services:
     def delegation_holds(self):
         """Whether Keystone still issues a token for this clone's trust: a
         fresh one, not the session's cached token, which keeps working
-        after the user loses a delegated role on the project (measured on
-        Keystone 30).  None when Keystone does not answer (unknown)."""
+        after the user loses a delegated role on the project (as Keystone 30
+        does).  None when Keystone does not answer (unknown)."""
         if not self._trust_id:
             return True
         try:
