@@ -143,10 +143,10 @@ def delete_trust(conf, trust_id):
     """Revoke a clone's trust with the service's own (non-trust) token.
 
     Keystone lets the trustor or an admin delete a trust; deployments grant
-    the trustee too (see the README).  True: deleted now; False: it was
-    already gone; None: Keystone did not answer or refused (logged, not
-    raised: the conductors' sweep tries again for every ended clone, and the
-    trust expires on its own).
+    the trustee too (doc/source/operator/policies.rst).  True: deleted now;
+    False: it was already gone; None: Keystone did not answer or refused
+    (logged, not raised: the conductors' sweep tries again for every ended
+    clone, and the trust expires on its own).
     """
     try:
         service_session(conf).delete(f'/OS-TRUST/trusts/{trust_id}',

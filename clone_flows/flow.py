@@ -1,4 +1,5 @@
-"""The clone graph (DESIGN.md section 2), built by module-level factories.
+"""The clone graph, built by module-level factories (why each step exists:
+doc/source/architecture.rst, section "The clone graph").
 
     hold trust -> authorize -> check metadata -> plan copy
         -> [retry with a fresh image: reserve image -> sync properties

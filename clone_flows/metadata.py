@@ -1,4 +1,6 @@
-"""Which of a source image's metadata a copy receives (DESIGN.md section 4).
+"""Which of a source image's metadata a copy receives (the reasons:
+doc/source/architecture.rst, section "The metadata policy"; the table:
+doc/source/user/cloning.rst).
 
 One rule set, configurable, applied once: a key is *copied*, *skipped* with
 a reason, or *handled* by a dedicated step (formats at reservation,

@@ -63,8 +63,8 @@ class Services:
     def delegation_holds(self):
         """Whether Keystone still issues a token for this clone's trust: a
         fresh one, not the session's cached token, which keeps working
-        after the user loses a delegated role on the project (measured on
-        Keystone 30).  None when Keystone does not answer (unknown)."""
+        after the user loses a delegated role on the project (as Keystone 30
+        does).  None when Keystone does not answer (unknown)."""
         if not self._trust_id:
             return True
         try:

@@ -123,8 +123,8 @@ persistence_group_opts = [
                     'transactions and single statements). Keep it at '
                     'least [conductor] max_concurrent_clones + 1: a storage '
                     'call beyond it opens and closes a connection of its own '
-                    '(with PyMySQL that alone costs ~40 ms of CPU: it builds '
-                    'a TLS context for every new connection).'),
+                    '(with PyMySQL that alone is costly: it builds a TLS '
+                    'context for every new connection).'),
     cfg.StrOpt('sqlite_synchronous', default='NORMAL',
                choices=['OFF', 'NORMAL', 'FULL', 'EXTRA'],
                help='SQLite\'s "PRAGMA synchronous" for a sqlite file (in '
@@ -274,8 +274,8 @@ class _WrittenRows:
     here is simply written.  A row is kept as a 16-byte digest of its
     pickled values, not as objects, so that a change the caller makes later
     to a dict it passed cannot alter the record (equal rows pickle alike,
-    or at worst are written again), and 4,096 rows take ~0.7 MiB whatever
-    the rows hold (kept pickled, they took 3 MiB and more).
+    or at worst are written again), and the record's size does not depend
+    on what the rows hold.
 
     Deferred RUNNING writes (:meth:`defer`): most steps of a clone end
     within tens of milliseconds of starting, and their end is written
@@ -856,8 +856,8 @@ def _schema_lock(engine, timeout):
 #: flows are looked up by ``parent_uuid``.  InnoDB indexes a foreign key
 #: column by itself; sqlite and PostgreSQL do not, and every load or save of
 #: a flow then scans every atom of every clone ever stored: the cost of a
-#: clone grew with the database (sqlite lean: 19 -> 38 ms of CPU per clone
-#: between 300 and 1,300 stored clones).
+#: clone grew with the database (figures: doc/source/benchmarks.rst,
+#: "Persistence").
 PARENT_INDEXES = (('glance_clone_atomdetails_parent_idx', 'atomdetails'),
                   ('glance_clone_flowdetails_parent_idx', 'flowdetails'))
 

@@ -169,8 +169,8 @@ class ReentrantStorageLock:
 
     TaskFlow's ``Storage`` takes its ``lock`` (a fasteners
     ``ReaderWriterLock``: a condition variable, the current thread's
-    identity and two context managers per use) around each of its ~800
-    calls per clone, ~1.5 ms of CPU.  A serial engine's storage is used by
+    identity and two context managers per use) around each of its
+    hundreds of calls per clone.  A serial engine's storage is used by
     the engine's own thread (its tasks and their progress reports run
     there too) and, rarely, by a conductor thread suspending the engine:
     readers never wait for each other in practice, so one exclusive,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what glance-clone needs on a fresh Debian 12: system packages and
-# the product's virtualenv (.venv).  Idempotent and quick the second time.
+# the product's virtualenv (.venv), with what the tests and the docs build
+# (doc/requirements.txt) need.  Idempotent and quick the second time.
 # (The local cloud's own virtualenv is made by tools/localcloud.)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,12 +21,13 @@ fi
 
 PY=${PYTHON:-python3}
 stamp=.venv/.glance-clone-installed
-want=$(cat setup.cfg pyproject.toml | sha1sum | cut -d' ' -f1)
+want=$(cat setup.cfg pyproject.toml doc/requirements.txt | sha1sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing the product into .venv" >&2
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' \
+    -r doc/requirements.txt 2>&1 \
     | grep -v -E '^(WARNING: Location|  )' >&2 || true
-  .venv/bin/python -c 'import clone_flows, conductor, taskflow, kazoo' 
+  .venv/bin/python -c 'import clone_flows, conductor, taskflow, kazoo, sphinx'
   echo "$want" > "$stamp"
 fi

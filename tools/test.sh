@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests (seconds) and functional tests against the real
+# Builds the documentation (tools/docs.sh, warnings are errors), then runs
+# every test: unit tests (seconds) and functional tests against the real
 # local cloud, which the test session brings up (and down, if it started it),
 # and MariaDB and PostgreSQL (started, or installed, by
 # tools/test-databases.sh).  In this command a database server that does not
@@ -9,6 +10,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 bash tools/bootstrap.sh
+bash tools/docs.sh         # the documentation first: a Sphinx warning fails the command
 bash tools/test-databases.sh
 export GLANCE_CLONE_TEST_REQUIRE_DATABASES=1
 set +e

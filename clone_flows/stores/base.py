@@ -1,4 +1,5 @@
-"""What every store strategy answers (DESIGN.md section 7).
+"""What every store strategy answers (doc/source/architecture.rst, section
+"Store strategies").
 
 1. ``applies``: can it copy this source/target pair, and if not, why (a
    sentence the user can read).

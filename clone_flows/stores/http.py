@@ -25,8 +25,8 @@ http_opts = [
                     'time: the copy\'s memory is bounded by this.  64 KiB '
                     'is what Glance\'s file store reads from an upload at a '
                     'time; bigger chunks make a gunicorn-served Glance '
-                    're-buffer each one, costing it more CPU (1 MiB: ~40% '
-                    'more, see bench/clone_http.py in the README).'),
+                    're-buffer each one, costing it more CPU (figures: '
+                    'doc/source/benchmarks.rst).'),
     cfg.FloatOpt('busy_upload_timeout', default=10.0, min=0,
                  help='Seconds a resumed copy waits for a reserved image '
                       'still "saving" from an earlier attempt to fall back '

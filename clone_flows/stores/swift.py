@@ -45,7 +45,7 @@ header, never stored).  Glance attaches asynchronously (and, with
 ``do_secure_hash``, reads the data back with the trust-scoped token to hash
 it): the copy waits until the image is ``active``.
 
-Measured with Glance 33 / glance_store 5.7: a Glance with
+With Glance 33 / glance_store 5.7, a Glance with
 ``enabled_backends`` (multi-store) refuses a multi-tenant location through
 the location API ("Invalid location": the store's URL prefix never matches a
 storage URL), while a Glance whose multi-tenant Swift store is configured in
@@ -528,7 +528,7 @@ class SwiftStrategy(base.StoreStrategy):
         except glance.Forbidden as e:
             raise exceptions.TargetNotAuthorized(
                 job.target.region, 'the location API refused the clone '
-                'service (it needs the service role; see the README)') from e
+                'service (it needs the service role)') from e
         except glance.Conflict:
             pass        # an earlier attempt's attach is under way
         self._wait_active(job)

@@ -19,7 +19,8 @@ def _is_volume_snapshot(image):
 
 class CheckMetadata(common.Task):
     """Settles what in the source's metadata points into the source region,
-    before any data moves (DESIGN.md section 4).
+    before any data moves (doc/source/architecture.rst, section "The metadata
+    policy").
 
     Refuses a snapshot of a volume-backed server (its data are Cinder
     snapshots of the source region) and an encrypted image unless the

@@ -2,8 +2,9 @@
 
 TaskFlow's ``Atom.__init__`` maps the arguments of ``execute`` and
 ``revert`` to the flow's values by inspecting their signatures: six
-``inspect.signature`` calls per atom, 1.7 of the 1.9 ms it takes to build
-the clone graph, which a conductor does for every clone it runs.  The
+``inspect.signature`` calls per atom, most of the time it takes to build
+the clone graph, which a conductor does for every clone it runs (figures:
+doc/source/benchmarks.rst, "Persistence").  The
 mapping depends only on the class's methods and on the arguments its
 constructor passes on, so :class:`ArgMappingOnce` computes it with
 TaskFlow's own code once per class and those arguments, and gives each new

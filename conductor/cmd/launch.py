@@ -4,8 +4,8 @@ A command imports some 1,200 modules (TaskFlow, SQLAlchemy, networkx,
 oslo.*, keystoneauth).  Left alone, the garbage collector walks that growing
 heap again and again while it is imported, then walks all of it on every
 full collection while the command runs, and once more when the interpreter
-exits: about 0.25 s of a 1 s ``clone-manage clone`` of a small image
-(measured: 1.19 s median against 0.91 s over six runs of each).  What the
+exits: a good part of a short ``clone-manage clone`` (figures:
+doc/source/benchmarks.rst, "HTTP stream").  What the
 imports build lives as long as the process, so the collector is paused
 while they run and then told to leave them alone for good
 (:func:`gc.freeze`); everything made afterwards is collected as usual.

@@ -264,7 +264,7 @@ def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
 
 def test_kill_9_during_the_copy_resumes_on_a_database_server(
         cloud, conductors_on_a_database_server):
-    """The deployment the README recommends: the flows in MariaDB or
+    """The deployment the operator guide recommends: the flows in MariaDB or
     PostgreSQL, shared by the conductors (the whole matrix runs on sqlite)."""
     kill_9_and_resume(cloud, conductors_on_a_database_server,
                       c.COPY_DATA + '@0.5')

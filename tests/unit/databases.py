@@ -7,7 +7,7 @@ tests create and drop their own databases there).
 
 A server that does not answer skips its tests with the reason, except when
 ``GLANCE_CLONE_TEST_REQUIRE_DATABASES=1`` (set by ``tools/test.sh``, the
-README's test command, which starts the servers first): then it fails them,
+test command, which starts the servers first): then it fails them,
 so no test vanishes from that run.  Only a refused or failed connection
 counts as "not answering"; any other error (a missing driver, a wrong
 statement) is the test's own error.

@@ -1,4 +1,5 @@
-"""The metadata policy, key by key (DESIGN.md section 4)."""
+"""The metadata policy, key by key (doc/source/architecture.rst, section
+"The metadata policy")."""
 import pytest
 
 from clone_flows import metadata

@@ -539,8 +539,8 @@ def keystone_conf(cloud):
     for sub in ('fernet-keys', 'credential-keys'):
         os.makedirs(os.path.join(d, sub), mode=0o700, exist_ok=True)
     # glance-clone deletes each clone's trust with the service user's own
-    # token when the clone ends: the trustee may revoke its trusts (see the
-    # README, "Deployment requirement").
+    # token when the clone ends: the trustee may revoke its trusts (see
+    # doc/source/operator/policies.rst).
     policy_changed = write_if_changed(os.path.join(d, 'policy.yaml'), """\
 # written by tools/localcloud
 "identity:delete_trust": "rule:admin_required or user_id:%(target.trust.trustor_user_id)s or user_id:%(target.trust.trustee_user_id)s"
