@@ -23,6 +23,7 @@ from oslo_db.sqlalchemy import utils as db_utils
 from sqlalchemy import orm
 
 from conductor.db import models
+from conductor import sqlite
 
 LOG = logging.getLogger(__name__)
 # Alembic narrates every start-up at INFO; our own line says what changed.
@@ -100,10 +101,7 @@ def _url(conf):
 
 
 def _make_engine(conf, url):
-    if url.startswith('sqlite:///'):
-        path = url[len('sqlite:///'):]
-        if path and path != ':memory:':
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    sqlite.ensure_dir(url)
     kwargs = {}
     if not url.startswith('sqlite'):
         kwargs = dict(max_pool_size=conf.database.max_pool_size,
@@ -115,15 +113,9 @@ def _make_engine(conf, url):
         url, mysql_sql_mode=conf.database.mysql_sql_mode,
         max_retries=conf.database.max_retries,
         retry_interval=conf.database.retry_interval, **kwargs)
-    if url.startswith('sqlite:///') and ':memory:' not in url:
-        @sa.event.listens_for(engine, 'connect')
-        def _wal(dbapi_conn, _record):
-            # Readers do not wait for the writer (API and conductors share
-            # one file in the embedded set-up).
-            cur = dbapi_conn.cursor()
-            cur.execute('PRAGMA journal_mode=WAL')
-            cur.execute('PRAGMA busy_timeout=10000')
-            cur.close()
+    if sqlite.is_file(url):
+        sa.event.listen(engine, 'connect',
+                        sqlite.on_connect(busy_timeout_ms=10000))
     return engine
 
 
