@@ -8,9 +8,6 @@ failure; only :class:`CloneError` subclasses speak to the user.
 class CloneError(Exception):
     """Base class: ``str(exc)`` is the sentence shown to the user."""
 
-    #: Whether running the clone again could succeed without the user acting.
-    retryable = False
-
 
 class InvalidRequest(CloneError):
     """The clone request itself is malformed."""
@@ -125,7 +122,7 @@ def rejected(region, what, error):
 
 
 class ServiceUnavailable(CloneError):
-    retryable = True
+    """A region's service did not answer; the copy's retry tries again."""
 
     def __init__(self, region, what='the image service', detail=''):
         msg = f"{what} of {region} stopped answering"
@@ -147,7 +144,6 @@ class TargetRefusedSize(CloneError):
 class TargetImageBusy(CloneError):
     """The reserved image is still 'saving' data from an earlier attempt
     (a paused or partitioned conductor): it is replaced by a fresh one."""
-    retryable = True
 
     def __init__(self, image_id, region):
         super().__init__(

@@ -34,12 +34,6 @@ def register_opts(conf):
 def list_opts():
     return [('clone', glance_opts)]
 
-# Attributes Glance computes or owns: never sent back in a create or patch.
-READ_ONLY = frozenset((
-    'id', 'status', 'checksum', 'os_hash_algo', 'os_hash_value', 'size',
-    'virtual_size', 'created_at', 'updated_at', 'owner', 'locations', 'stores',
-    'direct_url', 'file', 'schema', 'self'))
-
 
 class GlanceError(Exception):
     """An unexpected answer from Glance (not a user error)."""
@@ -250,16 +244,6 @@ class GlanceRegion:
         self._request('POST', f'/v2/images/{image_id}/locations', ok=(202,),
                       json={'url': url, 'validation_data': validation_data},
                       **({'headers': headers} if headers else {}))
-
-    def image_tasks(self, image_id):
-        """The image's Glance tasks (imports, location imports), newest
-        first."""
-        try:
-            body = self._request('GET', f'/v2/images/{image_id}/tasks').json()
-        except (NotFound, Forbidden):
-            return []
-        return sorted(body.get('tasks', []),
-                      key=lambda t: t.get('created_at') or '', reverse=True)
 
     def usage(self):
         """The project's quota usage where Glance reports it (unified

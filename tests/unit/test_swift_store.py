@@ -167,10 +167,6 @@ class LocationGlance(fakes.FakeGlanceRegion):
     def default_store(self):
         return self.store
 
-    def image_tasks(self, image_id):
-        return [{'type': 'location_import', 'status': 'failure',
-                 'message': 'Task failed due to Internal Error'}]
-
     def add_location(self, image_id, url, validation_data, headers=None):
         self.location_calls.append((url, validation_data, headers))
         if not (headers or {}).get('X-Service-Token'):
