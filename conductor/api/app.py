@@ -36,7 +36,7 @@ def versions_body(conf, req):
                           'links': [{'rel': 'self', 'href': href}]}]}
 
 
-def json_response(status, body=None, location=None, request_id=None):
+def json_response(status, body=None, location=None):
     resp = webob.Response(status=status)
     if body is None:
         resp.content_type = None

@@ -26,7 +26,7 @@ def build_parser():
     return p
 
 
-def gunicorn_application(conf, config_files, options):
+def gunicorn_application(config_files, options):
     from gunicorn.app import base
 
     from conductor.api import wsgi
@@ -70,7 +70,7 @@ def main(argv=None):
     print(f'clone-api: task tables at revision {revision}; serving on '
           f'http://{bind} ({options["workers"]} workers x '
           f'{options["threads"]} threads)', file=sys.stderr, flush=True)
-    gunicorn_application(conf, args.config_file, options).run()
+    gunicorn_application(args.config_file, options).run()
     return 0
 
 
