@@ -156,10 +156,14 @@ def test_progress_bar_redraws_one_line_and_ends_full():
     bar.show({'status': 'pending', 'result': None})
     bar.show(running)
     bar.show(running)                       # unchanged: not drawn again
+    bar.show({'status': 'processing', 'result': {
+        'progress': running['result']['progress'],
+        'waiting_since': '2026-11-30T12:00:00Z'}})
     bar.show({'status': 'success', 'result': {'image_id': 'x'}})
     bar.close()
     text = out.getvalue()
-    assert text.count('\r') == 3 and text.endswith('\n')
+    assert text.count('\r') == 4 and text.endswith('\n')
+    assert 'waiting for a conductor since 2026-11-30T12:00:00Z' in text
     assert '25% 1.0/4.0 MiB 1.0 MiB/s' in text
     assert '[' + '#' * 7 + '.' * 23 + ']' in text
     assert text.rstrip().endswith('[' + '#' * 30 + '] 100%')

@@ -102,9 +102,14 @@ class ProgressBar:
         if task.get('status') == 'success':
             percent = 100
         filled = int(self.WIDTH * min(max(percent or 0, 0), 100) / 100)
+        if task.get('status') == 'success':
+            text = '100%'
+        elif result.get('waiting_since'):
+            text = f"waiting for a conductor since {result['waiting_since']}"
+        else:
+            text = _progress_text(progress)
         line = (f"{task.get('status', ''):<10} "
-                f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] "
-                f"{_progress_text(progress) if task.get('status') != 'success' else '100%'}")
+                f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {text}")
         if line != self._last:
             self.stream.write('\r' + line.ljust(len(self._last or '')))
             self.stream.flush()
