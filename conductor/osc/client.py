@@ -76,6 +76,7 @@ class CloneClient:
         self._override = override
         self.interface = interface
         self._endpoints = {}
+        self._via_image = set()      # regions served through their Glance
 
     # -- where ---------------------------------------------------------------
 
@@ -92,6 +93,7 @@ class CloneClient:
                 url = _base(url)
             else:
                 url = self._image_endpoint_with_clone_tasks(region)
+                self._via_image.add(region)
         self._endpoints[region] = url
         return url
 
@@ -189,8 +191,15 @@ class CloneClient:
             url, params = base + nxt, None
 
     def copies(self, image_id, image_region, region=None):
+        base = self.endpoint(region)
+        if (region or self.default_region) in self._via_image:
+            # (Glance's filter forwards clone tasks only)
+            raise CloneClientError(
+                "listing copies needs glance-clone's own API: the image "
+                "service forwards only clone tasks to it; give its URL with "
+                "--os-clone-endpoint")
         return self._send(
-            'GET', f'{self.endpoint(region)}/v2/images/{image_id}/copies',
+            'GET', f'{base}/v2/images/{image_id}/copies',
             params={'region': image_region})
 
     @staticmethod

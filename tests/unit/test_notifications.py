@@ -187,26 +187,29 @@ def test_a_conductor_whose_attempt_was_superseded_sends_no_end(task_conf,
 
 
 def test_a_full_queue_drops_newer_events_without_blocking(task_conf, caplog):
+    import threading
     enable(task_conf)
     task_conf.set_override('queue_size', 1, group='notifications')
     notifier = notifications.Notifier(task_conf)
-    sent = []
-    blocker = __import__('threading').Event()
+    sent, entered, release = [], threading.Event(), threading.Event()
 
-    class Slow:
+    class Slow:                        # a broker that does not answer
         def info(self, ctxt, event_type, payload):
-            blocker.wait(10)
-            sent.append(event_type)
+            entered.set()
+            release.wait(10)
+            sent.append(payload['attempt'])
 
     notifier._notifier = Slow()
     task = new_task(task_conf)
     caplog.set_level(logging.WARNING)
-    for _ in range(5):                  # one in flight, one waits, 3 dropped
-        notifier.start(task)
-    blocker.set()
+    notifier.start(dict(task, attempts=1))
+    assert entered.wait(10)            # the thread is stuck sending it
+    for attempt in (2, 3, 4, 5):       # 2 waits, 3 to 5 are dropped
+        notifier.start(dict(task, attempts=attempt))
+    assert caplog.text.count('dropped') == 3
+    release.set()
     assert notifier.flush(10)
-    assert 2 <= len(sent) <= 3
-    assert 'dropped' in caplog.text
+    assert sent == [1, 2]
 
 
 def test_payload_holds_no_trust_token_or_url():

@@ -75,6 +75,9 @@ def test_the_image_endpoint_serves_only_when_its_schema_knows_clone():
         default_region='R2')
     assert cc.list() == []
     with pytest.raises(client_mod.CloneClientError,
+                       match="listing copies needs glance-clone's own API"):
+        cc.copies(IMAGE_ID, 'R1')
+    with pytest.raises(client_mod.CloneClientError,
                        match="the image service of region 'R3' does not run "
                              "clone tasks.*--os-clone-endpoint"):
         cc.list(region='R3')
