@@ -264,7 +264,8 @@ def tls_clone_api(cloud, out, port):
                 requests.get(api['url'] + '/versions', verify=str(cert),
                              timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # (a worker still loading the app: the TLS handshake waits)
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
