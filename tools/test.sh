@@ -2,9 +2,9 @@
 # Builds the documentation (tools/docs.sh, warnings are errors), then runs
 # every test: unit tests (seconds) and functional tests against the real
 # local cloud, which the test session brings up (and down, if it started it),
-# and MariaDB and PostgreSQL (started, or installed, by
-# tools/test-databases.sh).  In this command a database server that does not
-# answer fails its tests instead of skipping them.
+# MariaDB and PostgreSQL (started, or installed, by tools/test-databases.sh)
+# and RabbitMQ (tools/test-rabbitmq.sh).  In this command a database server
+# or broker that does not answer fails its tests instead of skipping them.
 # Extra arguments go to pytest, e.g. `tools/test.sh tests/unit`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +12,9 @@ cd "$ROOT"
 bash tools/bootstrap.sh
 bash tools/docs.sh         # the documentation first: a Sphinx warning fails the command
 bash tools/test-databases.sh
+bash tools/test-rabbitmq.sh
 export GLANCE_CLONE_TEST_REQUIRE_DATABASES=1
+export GLANCE_CLONE_TEST_REQUIRE_RABBITMQ=1
 set +e
 .venv/bin/python -m pytest -ra "${@:-tests}"
 rc=$?

@@ -1,13 +1,16 @@
 """The user's view of a clone: its task record (status, message, result).
 
 The conductor maps engine events onto it; a clone posted without a record
-(for example by tests or by an operator) simply has none to update.
+(for example by tests or by an operator) simply has none to update.  Each
+change this conductor makes is also announced on the message bus when
+notifications are configured (:mod:`conductor.notifications`).
 """
 import datetime
 import logging
 import time
 
 from clone_flows import constants as c
+from conductor import notifications
 
 LOG = logging.getLogger(__name__)
 
@@ -23,9 +26,10 @@ class TaskRecords:
     comes back can change neither a newer owner's progress nor an outcome.
     """
 
-    def __init__(self, conf):
+    def __init__(self, conf, notifier=None):
         self._conf = conf
         self._attempts = {}       # clone id -> the attempt this process runs
+        self.notifier = notifier or notifications.Notifier(conf)
 
     def _api(self):
         from conductor.db import api
@@ -70,6 +74,8 @@ class TaskRecords:
             return None
         if attempt is not None:
             self._attempts[clone_id] = attempt
+            if self.notifier.enabled:
+                self.notifier.start(self.get(clone_id))
         return attempt
 
     def progress(self, clone_id, details):
@@ -78,7 +84,18 @@ class TaskRecords:
         progress = {k: details.get(k) for k in keys}
         if clone_id in self._attempts:
             progress['attempt'] = self._attempts[clone_id]
-        return self._update(clone_id, result={'progress': progress})
+        task = self._update(clone_id, result={'progress': progress})
+        if self._applied(clone_id, task, 'processing'):
+            self.notifier.progress(task, progress)
+        return task
+
+    def _applied(self, clone_id, task, status):
+        """Whether this conductor's fenced write of ``status`` took effect
+        (the record shows it, in this conductor's attempt)."""
+        if not task or task.get('status') != status:
+            return False
+        attempt = self._attempts.get(clone_id)
+        return attempt is None or task.get('attempts') == attempt
 
     def finished(self, clone_id, outcome, started=None, trust_released=False):
         """Record how the clone ended.  ``trust_released``: its run deleted
@@ -97,23 +114,41 @@ class TaskRecords:
                         time.time() - started, 3)
                 if task.get('attempts'):
                     result['attempts'] = task['attempts']
-                return self._update(
+                ended = self._update(
                     clone_id, status='success', result=result,
                     message=CANCEL_TOO_LATE if task.get('cancel_requested')
                     else '', **released)
-            return self._update(clone_id, status='failure',
-                                message=outcome.message or 'the clone failed',
-                                result={'failed_step': c.STEP_NAMES.get(
-                                    outcome.failed_step,
-                                    outcome.failed_step)}, **released)
+                if self._ends_now(clone_id, task, ended, 'success'):
+                    self.notifier.end(ended)
+                return ended
+            failed_step = c.STEP_NAMES.get(outcome.failed_step,
+                                           outcome.failed_step)
+            ended = self._update(clone_id, status='failure',
+                                 message=outcome.message or 'the clone failed',
+                                 result={'failed_step': failed_step},
+                                 **released)
+            if self._ends_now(clone_id, task, ended, 'failure'):
+                self.notifier.error(ended, failed_step=failed_step)
+            return ended
         finally:
             self._attempts.pop(clone_id, None)
 
     def failed(self, clone_id, message):
         try:
-            return self._update(clone_id, status='failure', message=message)
+            before = self.get(clone_id) if self.notifier.enabled else None
+            ended = self._update(clone_id, status='failure', message=message)
+            if before and self._ends_now(clone_id, before, ended, 'failure'):
+                self.notifier.error(ended)
+            return ended
         finally:
             self._attempts.pop(clone_id, None)
+
+    def _ends_now(self, clone_id, before, after, status):
+        """Whether this write ended the clone: it had not ended before and
+        the record now shows ``status`` in this conductor's attempt."""
+        if (before or {}).get('status') in ('success', 'failure'):
+            return False
+        return self._applied(clone_id, after, status)
 
     def heartbeat(self):
         """Mark every clone this conductor runs as still running (their

@@ -79,7 +79,8 @@ def wait_http(url, timeout=30, proc=None):
         try:
             requests.get(url, timeout=2)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # (a worker still loading the app: accepted, not yet answered)
             time.sleep(0.2)
     raise RuntimeError(f'{url} did not answer in {timeout}s')
 
