@@ -1,0 +1,227 @@
+"""Pending clones in ZooKeeper, one queue per project, and the fair order
+in which conductors start them.
+
+A posted clone is not a TaskFlow job yet: it is an entry in its project's
+queue, ``<board path>.pending/<project>/p<posted ms>-<clone id>-<seq>``,
+holding ids only.  A conductor with a free slot turns the entry into a
+claimed job in one ZooKeeper transaction (:mod:`conductor.jobboard`), so the
+jobboard itself holds only clones that have started.
+
+What runs per project is ``<board path>.running/<project>``: a JSON object
+``{clone id: job znode name}``.  Every start writes it with the version it
+read, so two conductors on two hosts can never both take a project's last
+slot; the clone's end (consume or trash) removes its entry.
+
+:class:`Index` is one conductor's view of both, kept by ZooKeeper watches:
+looking for work reads nothing from ZooKeeper; a change costs each conductor
+one read of the queue or running node that changed, whose size is bounded by
+``[api] max_pending_clones_per_project`` or the running limit -- never by the
+whole backlog.
+"""
+import json
+import threading
+import time
+import urllib.parse
+import uuid
+
+from kazoo import exceptions as kazoo_exceptions
+from kazoo.recipe import watchers as kz_watchers
+
+ENTRY_PREFIX = 'p'
+
+
+def pending_root(board_path):
+    return board_path.rstrip('/') + '.pending'
+
+
+def running_root(board_path):
+    return board_path.rstrip('/') + '.running'
+
+
+def project_node(project_id):
+    """A project id as one znode name (any character but '/' is kept)."""
+    return urllib.parse.quote(project_id, safe='')
+
+
+def project_of(node):
+    return urllib.parse.unquote(node)
+
+
+def job_name(clone_id):
+    """The clone's job znode on the board: one per clone, ever (a second
+    start of the same clone finds it taken).  TaskFlow reads the digits after
+    ``job`` as the job's sequence number."""
+    return f'job{uuid.UUID(clone_id).int:039d}'
+
+
+def parse_entry(name):
+    """``(posted ms, clone id)`` of a queue entry's name, or None."""
+    rest = name[len(ENTRY_PREFIX):]
+    if len(rest) < 52 or rest[13] != '-' or rest[50] != '-':
+        return None
+    try:
+        return int(rest[:13]), str(uuid.UUID(rest[14:50]))
+    except ValueError:
+        return None
+
+
+def enqueue(client, board_path, clone_id, project_id):
+    """Add the clone to its project's queue; returns the entry's path."""
+    posted = int(time.time() * 1000)
+    base = (f'{pending_root(board_path)}/{project_node(project_id)}/'
+            f'{ENTRY_PREFIX}{posted:013d}-{clone_id}-')
+    value = json.dumps({'clone_id': clone_id,
+                        'project_id': project_id}).encode()
+    return client.create(base, value=value, sequence=True, makepath=True)
+
+
+def read_running(client, board_path, project_id):
+    """``(running dict, znode version)``; the node is made when missing."""
+    path = f'{running_root(board_path)}/{project_node(project_id)}'
+    try:
+        data, stat = client.get(path)
+    except kazoo_exceptions.NoNodeError:
+        try:
+            client.create(path, b'{}', makepath=True)
+        except kazoo_exceptions.NodeExistsError:
+            pass
+        data, stat = client.get(path)
+    return json.loads(data or b'{}'), stat.version
+
+
+def release(client, board_path, project_id, clone_id, attempts=20):
+    """Remove the clone from its project's running node (it ended)."""
+    path = f'{running_root(board_path)}/{project_node(project_id)}'
+    for _ in range(attempts):
+        try:
+            data, stat = client.get(path)
+        except kazoo_exceptions.NoNodeError:
+            return False
+        running = json.loads(data or b'{}')
+        if clone_id not in running:
+            return False
+        running.pop(clone_id)
+        try:
+            client.set(path, json.dumps(running).encode(),
+                       version=stat.version)
+            return True
+        except kazoo_exceptions.BadVersionError:
+            continue
+    return False
+
+
+def counts(client, board_path):
+    """``{project: (pending, running)}`` read once (for operators)."""
+    out = {}
+    for root, i in ((pending_root(board_path), 0),
+                    (running_root(board_path), 1)):
+        try:
+            nodes = client.get_children(root)
+        except kazoo_exceptions.NoNodeError:
+            continue
+        for node in nodes:
+            if i == 0:
+                n = len(client.get_children(f'{root}/{node}'))
+            else:
+                n = len(json.loads(client.get(f'{root}/{node}')[0] or b'{}'))
+            pair = list(out.get(project_of(node), (0, 0)))
+            pair[i] = n
+            out[project_of(node)] = tuple(pair)
+    return out
+
+
+class Index:
+    """One conductor's watched view of every project's queue and running
+    clones, and the fair order of what to start next."""
+
+    def __init__(self, client, board_path):
+        self._client = client
+        self._board_path = board_path
+        self._lock = threading.Lock()
+        self._queues = {}       # project node -> sorted entry names
+        self._running = {}      # project node -> (running dict, version)
+        self._watched = set()
+        self._started = False
+
+    def start(self):
+        if self._started:
+            return
+        self._started = True
+        for root in (pending_root(self._board_path),
+                     running_root(self._board_path)):
+            self._client.ensure_path(root)
+        kz_watchers.ChildrenWatch(self._client,
+                                  pending_root(self._board_path),
+                                  func=self._on_projects,
+                                  allow_session_lost=True)
+
+    def _on_projects(self, nodes):
+        for node in nodes:
+            if node in self._watched:
+                continue
+            self._watched.add(node)
+            kz_watchers.ChildrenWatch(
+                self._client, f'{pending_root(self._board_path)}/{node}',
+                func=lambda names, node=node: self._on_queue(node, names),
+                allow_session_lost=True)
+            kz_watchers.DataWatch(
+                self._client, f'{running_root(self._board_path)}/{node}',
+                func=lambda data, stat, node=node: self._on_running(
+                    node, data, stat))
+
+    def _on_queue(self, node, names):
+        entries = sorted(n for n in names if parse_entry(n))
+        with self._lock:
+            self._queues[node] = entries
+
+    def _on_running(self, node, data, stat):
+        running = json.loads(data or b'{}') if stat is not None else {}
+        version = stat.version if stat is not None else -1
+        self.note_running(node, running, version)
+
+    def note_running(self, node, running, version):
+        """Record a running node's content, unless an older version."""
+        with self._lock:
+            known = self._running.get(node)
+            if known is None or version >= known[1]:
+                self._running[node] = (dict(running), version)
+
+    def note_started(self, node, entry):
+        """Forget an entry this conductor has just started."""
+        with self._lock:
+            entries = self._queues.get(node)
+            if entries and entry in entries:
+                entries.remove(entry)
+
+    def running(self, node):
+        with self._lock:
+            return dict(self._running.get(node, ({}, -1))[0])
+
+    def order(self, limit, skip=()):
+        """Queue entries to try, best first: one per project under its
+        running limit (0: none), the project running fewest clones first,
+        then the one whose oldest clone waited longest.  ``skip``: entry
+        names already tried."""
+        with self._lock:
+            choices = []
+            for node, entries in self._queues.items():
+                head = next((e for e in entries if e not in skip), None)
+                if head is None:
+                    continue
+                running = len(self._running.get(node, ({}, -1))[0])
+                if limit and running >= limit:
+                    continue
+                choices.append((running, parse_entry(head)[0], head, node))
+        choices.sort()
+        return [(node, head) for _r, _t, head, node in choices]
+
+    def at_limit(self, limit):
+        """Projects with clones waiting that are at their running limit:
+        ``{project node: running dict}``."""
+        if not limit:
+            return {}
+        with self._lock:
+            return {node: dict(self._running.get(node, ({}, -1))[0])
+                    for node, entries in self._queues.items()
+                    if entries and len(self._running.get(
+                        node, ({}, -1))[0]) >= limit}
