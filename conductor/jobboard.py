@@ -359,11 +359,11 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
             for clone_id, name in running.items():
                 if name in names or self.client.exists(f'{self.path}/{name}'):
                     continue
-                LOG.warning('Clone %s of project %s is no longer on the '
-                            'board: its running slot is freed', clone_id,
-                            pending.project_of(node))
-                pending.release(self.client, self.path,
-                                pending.project_of(node), clone_id)
+                if pending.release(self.client, self.path,
+                                   pending.project_of(node), clone_id):
+                    LOG.warning('Clone %s of project %s is no longer on the '
+                                'board: its running slot is freed', clone_id,
+                                pending.project_of(node))
 
     # -- starting a pending clone -----------------------------------------
     def _on_posted(self, _state, details):

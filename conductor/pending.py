@@ -18,6 +18,7 @@ one read of the queue or running node that changed, whose size is bounded by
 ``[api] max_pending_clones_per_project`` or the running limit -- never by the
 whole backlog.
 """
+import functools
 import json
 import threading
 import time
@@ -162,19 +163,19 @@ class Index:
             self._watched.add(node)
             kz_watchers.ChildrenWatch(
                 self._client, f'{pending_root(self._board_path)}/{node}',
-                func=lambda names, node=node: self._on_queue(node, names),
+                func=functools.partial(self._on_queue, node),
                 allow_session_lost=True)
+            # (kazoo calls it with the event as a third argument)
             kz_watchers.DataWatch(
                 self._client, f'{running_root(self._board_path)}/{node}',
-                func=lambda data, stat, node=node: self._on_running(
-                    node, data, stat))
+                func=functools.partial(self._on_running, node))
 
     def _on_queue(self, node, names):
         entries = sorted(n for n in names if parse_entry(n))
         with self._lock:
             self._queues[node] = entries
 
-    def _on_running(self, node, data, stat):
+    def _on_running(self, node, data, stat, _event=None):
         running = json.loads(data or b'{}') if stat is not None else {}
         version = stat.version if stat is not None else -1
         self.note_running(node, running, version)

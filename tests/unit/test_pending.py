@@ -82,3 +82,23 @@ def test_a_clone_has_one_job_name_ever():
     name = pending.job_name(clone_id)
     assert name == pending.job_name(clone_id.upper())
     assert name.startswith('job') and int(name[3:]) == uuid.UUID(clone_id).int
+
+
+def test_watches_feed_the_index_as_kazoo_calls_them(monkeypatch):
+    """kazoo's DataWatch calls its function with (data, stat, event)."""
+    made = []
+
+    class Watch:
+        def __init__(self, client, path, func, **kw):
+            made.append((path, func))
+    monkeypatch.setattr(pending.kz_watchers, 'ChildrenWatch', Watch)
+    monkeypatch.setattr(pending.kz_watchers, 'DataWatch', Watch)
+    index = pending.Index(client=None, board_path='/b')
+    index._on_projects(['A'])
+    funcs = dict(made)
+    entry = _entry(1000)
+    funcs['/b.pending/A']([entry])
+    funcs['/b.running/A'](b'{"x": "jobx"}', _Stat(3), object())
+    assert index.running('A') == {'x': 'jobx'}
+    assert index.order(limit=2) == [('A', entry)]
+    assert index.order(limit=1) == []
