@@ -8,7 +8,10 @@ a ``socat`` on the host end, which connects to 127.0.0.1:<port>: a process
 in the namespace is configured exactly as one on the host.  Each group of
 ports (ZooKeeper, Glance, the rest) has a veth pair of its own; cutting a
 group sets the host end of its pair down, so whatever the namespace sends
-on it is dropped silently (and nothing comes back) until it is healed.
+on it is dropped silently (and nothing comes back) until it is healed:
+established connections stall.  (A connection made during a cut is
+accepted by the namespace's forwarder, which closes it when it cannot reach
+the host: the client sees the connection lost, not a connect timeout.)
 
 Needs root, iproute2 (``ip netns``, veth) and ``socat``; ``tc``'s ``tbf``
 slows a link when asked.

@@ -30,6 +30,9 @@ from tests.functional.test_conductors import BIN, SESSION_TIMEOUT, \
 #: a copy that goes on sends that much in a few milliseconds.
 QUIET = 256 * 1024
 
+#: [clone] glance_timeout of the Glance partition: the cut outlasts it.
+GLANCE_TIMEOUT = 5
+
 
 def _free_ports(n):
     """``n`` TCP ports free on 127.0.0.1 now."""
@@ -107,7 +110,8 @@ def test_a_conductor_cut_from_zookeeper_stops_writing_and_another_resumes(
     within the session timeout a sends nothing more to Glance, b resumes the
     clone, which ends with one verified image.  Healed, a rejoins (it runs
     the next clone) without touching the first: it sends nothing to Glance
-    for it and its log says nothing more of it."""
+    for it, runs none of its steps, and only finds that its lost claim is
+    gone."""
     cs, ns = partitioned
     src = upload(cloud, os.urandom(192 * MiB), name='cut-from-zookeeper')
     cs.start_in('a', ns['a'])
@@ -136,19 +140,23 @@ def test_a_conductor_cut_from_zookeeper_stops_writing_and_another_resumes(
     out2 = cs.wait(second)
     assert_one_verified_copy(cloud, small, out2)
     assert f'Clone {second}: attempt 1' in cs.log('a')
-    # a never came back to the first clone
-    later = cs.log('a')[len(log_a):]
-    assert clone_id not in later
+    # a never came back to the first clone: once reconnected it only found
+    # that the claim it had lost was not its own any more
+    later = cs.log('a')[len(log_a):].splitlines()
+    assert [line for line in later if clone_id in line and
+            f'Job {clone_id}: claim already gone' not in line] == []
     assert_one_verified_copy(cloud, src, out)
 
 
 def test_a_conductor_cut_from_glance_keeps_its_claim_and_no_one_else_writes(
         cloud, partitioned):
     """a copies; a's links to both Glance regions drop every packet for
-    three session timeouts, its ZooKeeper session stays: b never takes the
-    clone (b sends nothing to Glance), and once healed the clone ends with
-    one verified image, or fails with a one-sentence message."""
+    three session timeouts (longer than [clone] glance_timeout), its
+    ZooKeeper session stays: a's upload times out and a retries the copy,
+    logging why, until Glance answers again; b never takes the clone (b
+    sends nothing to Glance); the clone ends with one verified image."""
     cs, ns = partitioned
+    cs.extra_conf += f'\n[clone]\nglance_timeout = {GLANCE_TIMEOUT}\n'
     src = upload(cloud, os.urandom(192 * MiB), name='cut-from-glance')
     cs.start_in('a', ns['a'])
     _serving(cs, 'a')
@@ -164,15 +172,10 @@ def test_a_conductor_cut_from_glance_keeps_its_claim_and_no_one_else_writes(
     ns['a'].heal('glance')
     out = cs.wait(clone_id, timeout=300)
     log_a, log_b = cs.log('a'), cs.log('b')
-    if out.succeeded:
-        assert_one_verified_copy(cloud, src, out)
-    else:
-        assert out.message and '\n' not in out.message, out.message
-    if f'Clone {clone_id}: attempt 2' in log_b:
-        # a let go (its copy failed over): it had stopped before b began
-        assert f'Clone {clone_id} interrupted on' in log_a or \
-            f'Job ' in log_a, log_a[-2000:]
-    else:
-        assert ns['b'].sent('glance') - b_sent < QUIET
-    assert steps_run(log_a, clone_id, c.COPY_DATA) + \
-        steps_run(log_b, clone_id, c.COPY_DATA) >= 1
+    assert_one_verified_copy(cloud, src, out)
+    # a's upload timed out; it retried, saying why, until Glance answered
+    assert f'Clone {clone_id}: retry clone-copy-retry RETRYING' in log_a
+    assert 'stopped answering' in log_a and 'trying again in' in log_a
+    # never two writers: b never took the clone, nor sent anything to Glance
+    assert f'Clone {clone_id}: attempt' not in log_b
+    assert ns['b'].sent('glance') - b_sent < QUIET
