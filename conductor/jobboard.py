@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 
 from kazoo import client as kazoo_client
 from kazoo import exceptions as kazoo_exceptions
@@ -288,7 +289,8 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
     First the clones already started whose conductor let go (their job is
     on the board without a claim: a resume); then, one at a time, the
     oldest pending clone of the project running the fewest clones (ties:
-    the project whose oldest clone waited longest), skipping projects at
+    the project that has waited longest since it last started a clone, or
+    since its oldest clone was posted), skipping projects at
     ``max_running`` (0: no limit).  Nothing is read from ZooKeeper to choose
     (:class:`conductor.pending.Index` keeps its view by watches), and
     nothing is claimed that this conductor would not run: a pending clone
@@ -381,14 +383,20 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
         running_path = f'{pending.running_root(self.path)}/{job.node}'
         name = pending.job_name(job.uuid)
         try:
-            running, version = pending.read_running(
-                self.client, self.path, job.project_id)
-            self.index.note_running(job.node, running, version)
-            if self.max_running and len(running) >= self.max_running:
+            running = pending.read_running(self.client, self.path,
+                                           job.project_id)
+            self.index.note_running(job.node, running)
+            if self.max_running and \
+                    len(running.clones) >= self.max_running:
                 raise tf_exc.UnclaimableJob(
-                    f'project {job.project_id} already runs {len(running)} '
-                    f'clones (limit {self.max_running})')
-            running[job.uuid] = name
+                    f'project {job.project_id} already runs '
+                    f'{len(running.clones)} clones (limit '
+                    f'{self.max_running})')
+            started = running._replace(
+                clones=dict(running.clones, **{job.uuid: name}),
+                last_start_ms=max(int(time.time() * 1000),
+                                  running.last_start_ms + 1),
+                version=running.version + 1)
             posting = tf_jobs_base.format_posting(
                 job.uuid, job.name, details=job.details,
                 book=_BookRef(f'clone-{job.uuid}', job.uuid))
@@ -398,8 +406,8 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
             try:
                 txn = self.client.transaction()
                 txn.delete(entry_path)
-                txn.set_data(running_path, json.dumps(running).encode(),
-                             version=version)
+                txn.set_data(running_path, started.encode(),
+                             version=running.version)
                 txn.create(job.path, json.dumps(posting).encode())
                 txn.create(job.lock_path,
                            json.dumps({'owner': who}).encode(),
@@ -409,7 +417,7 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
                           and not isinstance(
                               r, kazoo_exceptions.RolledBackError)]
                 if not failed:
-                    self.index.note_running(job.node, running, version + 1)
+                    self.index.note_running(job.node, started)
                     self.index.note_started(job.node, job.entry)
                     # consume/abandon/trash ask the board to know the job
                     event.wait(self._known_timeout)
@@ -427,7 +435,7 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
                 f'{type(failed[0]).__name__} (another conductor started it, '
                 f'or another clone of its project)')
         LOG.info('Started clone %s of project %s (%d running)', job.uuid,
-                 job.project_id, len(running))
+                 job.project_id, len(started.clones))
 
     # -- ending ----------------------------------------------------------
     def _release(self, job):

@@ -8,9 +8,10 @@ claimed job in one ZooKeeper transaction (:mod:`conductor.jobboard`), so the
 jobboard itself holds only clones that have started.
 
 What runs per project is ``<board path>.running/<project>``: a JSON object
-``{clone id: job znode name}``.  Every start writes it with the version it
-read, so two conductors on two hosts can never both take a project's last
-slot; the clone's end (consume or trash) removes its entry.
+``{"clones": {clone id: job znode name}, "last_start_ms": ...}``.  Every
+start writes it with the version it read, so two conductors on two hosts can
+never both take a project's last slot; the clone's end (consume or trash)
+removes its entry.
 
 :class:`Index` is one conductor's view of both, kept by ZooKeeper watches:
 looking for work reads nothing from ZooKeeper; a change costs each conductor
@@ -18,6 +19,7 @@ one read of the queue or running node that changed, whose size is bounded by
 ``[api] max_pending_clones_per_project`` or the running limit -- never by the
 whole backlog.
 """
+import collections
 import functools
 import json
 import threading
@@ -76,18 +78,38 @@ def enqueue(client, board_path, clone_id, project_id):
     return client.create(base, value=value, sequence=True, makepath=True)
 
 
+class Running(collections.namedtuple('Running',
+                                      'clones last_start_ms version')):
+    """A project's running node: ``clones`` {clone id: job znode name},
+    when it last started one (ms, the starting conductor's clock; 0:
+    never), the node's version (-1: none)."""
+
+    @classmethod
+    def decode(cls, data, version):
+        doc = json.loads(data or b'{}')
+        return cls(dict(doc.get('clones') or {}),
+                   int(doc.get('last_start_ms') or 0), version)
+
+    def encode(self):
+        return json.dumps({'clones': self.clones,
+                           'last_start_ms': self.last_start_ms}).encode()
+
+
+NONE_RUNNING = Running({}, 0, -1)
+
+
 def read_running(client, board_path, project_id):
-    """``(running dict, znode version)``; the node is made when missing."""
+    """The project's :class:`Running`; the node is made when missing."""
     path = f'{running_root(board_path)}/{project_node(project_id)}'
     try:
         data, stat = client.get(path)
     except kazoo_exceptions.NoNodeError:
         try:
-            client.create(path, b'{}', makepath=True)
+            client.create(path, NONE_RUNNING.encode(), makepath=True)
         except kazoo_exceptions.NodeExistsError:
             pass
         data, stat = client.get(path)
-    return json.loads(data or b'{}'), stat.version
+    return Running.decode(data, stat.version)
 
 
 def release(client, board_path, project_id, clone_id, attempts=20):
@@ -98,13 +120,12 @@ def release(client, board_path, project_id, clone_id, attempts=20):
             data, stat = client.get(path)
         except kazoo_exceptions.NoNodeError:
             return False
-        running = json.loads(data or b'{}')
-        if clone_id not in running:
+        running = Running.decode(data, stat.version)
+        if clone_id not in running.clones:
             return False
-        running.pop(clone_id)
+        running.clones.pop(clone_id)
         try:
-            client.set(path, json.dumps(running).encode(),
-                       version=stat.version)
+            client.set(path, running.encode(), version=stat.version)
             return True
         except kazoo_exceptions.BadVersionError:
             continue
@@ -124,7 +145,8 @@ def counts(client, board_path):
             if i == 0:
                 n = len(client.get_children(f'{root}/{node}'))
             else:
-                n = len(json.loads(client.get(f'{root}/{node}')[0] or b'{}'))
+                n = len(Running.decode(client.get(f'{root}/{node}')[0],
+                                       0).clones)
             pair = list(out.get(project_of(node), (0, 0)))
             pair[i] = n
             out[project_of(node)] = tuple(pair)
@@ -140,7 +162,7 @@ class Index:
         self._board_path = board_path
         self._lock = threading.Lock()
         self._queues = {}       # project node -> sorted entry names
-        self._running = {}      # project node -> (running dict, version)
+        self._running = {}      # project node -> Running
         self._watched = set()
         self._started = False
 
@@ -176,16 +198,15 @@ class Index:
             self._queues[node] = entries
 
     def _on_running(self, node, data, stat, _event=None):
-        running = json.loads(data or b'{}') if stat is not None else {}
-        version = stat.version if stat is not None else -1
-        self.note_running(node, running, version)
+        self.note_running(node, NONE_RUNNING if stat is None else
+                          Running.decode(data, stat.version))
 
-    def note_running(self, node, running, version):
-        """Record a running node's content, unless an older version."""
+    def note_running(self, node, running):
+        """Record a project's :class:`Running`, unless older than known."""
         with self._lock:
             known = self._running.get(node)
-            if known is None or version >= known[1]:
-                self._running[node] = (dict(running), version)
+            if known is None or running.version >= known.version:
+                self._running[node] = running
 
     def note_started(self, node, entry):
         """Forget an entry this conductor has just started."""
@@ -196,33 +217,37 @@ class Index:
 
     def running(self, node):
         with self._lock:
-            return dict(self._running.get(node, ({}, -1))[0])
+            return dict(self._running.get(node, NONE_RUNNING).clones)
 
     def order(self, limit, skip=()):
         """Queue entries to try, best first: one per project under its
         running limit (0: none), the project running fewest clones first,
-        then the one whose oldest clone waited longest.  ``skip``: entry
-        names already tried."""
+        then the one that has waited longest -- since it last started a
+        clone, or since its oldest clone was posted if later (round robin
+        among equals).  ``skip``: entry names already tried."""
         with self._lock:
             choices = []
             for node, entries in self._queues.items():
                 head = next((e for e in entries if e not in skip), None)
                 if head is None:
                     continue
-                running = len(self._running.get(node, ({}, -1))[0])
-                if limit and running >= limit:
+                running = self._running.get(node, NONE_RUNNING)
+                if limit and len(running.clones) >= limit:
                     continue
-                choices.append((running, parse_entry(head)[0], head, node))
+                waiting_since = max(parse_entry(head)[0],
+                                    running.last_start_ms)
+                choices.append((len(running.clones), waiting_since, head,
+                                node))
         choices.sort()
         return [(node, head) for _r, _t, head, node in choices]
 
     def at_limit(self, limit):
         """Projects with clones waiting that are at their running limit:
-        ``{project node: running dict}``."""
+        ``{project node: {clone id: job znode name}}``."""
         if not limit:
             return {}
         with self._lock:
-            return {node: dict(self._running.get(node, ({}, -1))[0])
+            return {node: dict(self._running[node].clones)
                     for node, entries in self._queues.items()
-                    if entries and len(self._running.get(
-                        node, ({}, -1))[0]) >= limit}
+                    if entries and node in self._running and
+                    len(self._running[node].clones) >= limit}

@@ -15,12 +15,18 @@ def _entry(millis, seq=0):
     return f'p{millis:013d}-{uuid.uuid4()}-{seq:010d}'
 
 
-def _index(queues, running=None):
+def _running(clones, last_start_ms=0):
+    return json.dumps({'clones': clones,
+                       'last_start_ms': last_start_ms}).encode()
+
+
+def _index(queues, running=None, last_starts=None):
     index = pending.Index(client=None, board_path='/b')
     for node, entries in queues.items():
         index._on_queue(node, entries)
     for node, clones in (running or {}).items():
-        index._on_running(node, json.dumps(clones).encode(), _Stat(1))
+        index._on_running(node, _running(
+            clones, (last_starts or {}).get(node, 0)), _Stat(1))
     return index
 
 
@@ -45,6 +51,18 @@ def test_ties_go_to_the_project_whose_oldest_clone_waited_longest():
                                                        ('A', a[0])]
 
 
+def test_a_project_that_just_started_a_clone_waits_behind_one_that_did_not():
+    """Round robin among equals: A's backlog is older, but A started a
+    clone after newcomer N posted its own, so N goes first."""
+    a, n = [_entry(1000 + i, i) for i in range(50)], [_entry(9000)]
+    index = _index({'A': a, 'N': n}, {'A': {}, 'N': {}},
+                   last_starts={'A': 9500})
+    assert index.order(limit=0) == [('N', n[0]), ('A', a[0])]
+    index = _index({'A': a, 'N': n}, {'A': {}, 'N': {}},
+                   last_starts={'A': 8000})
+    assert index.order(limit=0) == [('A', a[0]), ('N', n[0])]
+
+
 def test_projects_at_their_running_limit_are_not_offered():
     a, b = [_entry(1000)], [_entry(2000)]
     index = _index({'A': a, 'B': b},
@@ -63,11 +81,17 @@ def test_an_entry_tried_is_skipped_for_the_next_of_its_project():
 
 def test_an_older_running_version_does_not_overwrite_a_newer_one():
     index = _index({'A': [_entry(1)]})
-    index.note_running('A', {'x': 'jobx'}, 5)
-    index._on_running('A', b'{}', _Stat(4))
+    index.note_running('A', pending.Running({'x': 'jobx'}, 5, 5))
+    index._on_running('A', _running({}), _Stat(4))
     assert index.running('A') == {'x': 'jobx'}
-    index._on_running('A', b'{}', _Stat(6))
+    index._on_running('A', _running({}), _Stat(6))
     assert index.running('A') == {}
+
+
+def test_a_running_node_round_trips():
+    node = pending.Running({'c': 'jobc'}, 1234, 7)
+    assert pending.Running.decode(node.encode(), 7) == node
+    assert pending.Running.decode(b'', 0) == pending.Running({}, 0, 0)
 
 
 def test_project_ids_become_one_znode_name_and_back():
@@ -98,7 +122,7 @@ def test_watches_feed_the_index_as_kazoo_calls_them(monkeypatch):
     funcs = dict(made)
     entry = _entry(1000)
     funcs['/b.pending/A']([entry])
-    funcs['/b.running/A'](b'{"x": "jobx"}', _Stat(3), object())
+    funcs['/b.running/A'](_running({'x': 'jobx'}), _Stat(3), object())
     assert index.running('A') == {'x': 'jobx'}
     assert index.order(limit=2) == [('A', entry)]
     assert index.order(limit=1) == []
