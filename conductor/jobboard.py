@@ -289,8 +289,8 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
     First the clones already started whose conductor let go (their job is
     on the board without a claim: a resume); then, one at a time, the
     oldest pending clone of the project running the fewest clones (ties:
-    the project that has waited longest since it last started a clone, or
-    since its oldest clone was posted), skipping projects at
+    the project that has waited longest since it last started a clone,
+    one that never did first; then the oldest clone), skipping projects at
     ``max_running`` (0: no limit).  Nothing is read from ZooKeeper to choose
     (:class:`conductor.pending.Index` keeps its view by watches), and
     nothing is claimed that this conductor would not run: a pending clone

@@ -222,9 +222,10 @@ class Index:
     def order(self, limit, skip=()):
         """Queue entries to try, best first: one per project under its
         running limit (0: none), the project running fewest clones first,
-        then the one that has waited longest -- since it last started a
-        clone, or since its oldest clone was posted if later (round robin
-        among equals).  ``skip``: entry names already tried."""
+        then the one that has waited longest since it last started a clone
+        (one that never did first: round robin, least recently served
+        first), then the one whose oldest clone was posted first.
+        ``skip``: entry names already tried."""
         with self._lock:
             choices = []
             for node, entries in self._queues.items():
@@ -234,12 +235,10 @@ class Index:
                 running = self._running.get(node, NONE_RUNNING)
                 if limit and len(running.clones) >= limit:
                     continue
-                waiting_since = max(parse_entry(head)[0],
-                                    running.last_start_ms)
-                choices.append((len(running.clones), waiting_since, head,
-                                node))
+                choices.append((len(running.clones), running.last_start_ms,
+                                parse_entry(head)[0], head, node))
         choices.sort()
-        return [(node, head) for _r, _t, head, node in choices]
+        return [(node, head) for *_key, head, node in choices]
 
     def at_limit(self, limit):
         """Projects with clones waiting that are at their running limit:

@@ -51,16 +51,15 @@ def test_ties_go_to_the_project_whose_oldest_clone_waited_longest():
                                                        ('A', a[0])]
 
 
-def test_a_project_that_just_started_a_clone_waits_behind_one_that_did_not():
-    """Round robin among equals: A's backlog is older, but A started a
-    clone after newcomer N posted its own, so N goes first."""
-    a, n = [_entry(1000 + i, i) for i in range(50)], [_entry(9000)]
-    index = _index({'A': a, 'N': n}, {'A': {}, 'N': {}},
-                   last_starts={'A': 9500})
-    assert index.order(limit=0) == [('N', n[0]), ('A', a[0])]
-    index = _index({'A': a, 'N': n}, {'A': {}, 'N': {}},
-                   last_starts={'A': 8000})
-    assert index.order(limit=0) == [('A', a[0]), ('N', n[0])]
+def test_the_least_recently_served_project_goes_first_among_equals():
+    """Round robin among projects running as many: N never started a
+    clone, so it goes before A, whose backlog is older but which started
+    one lately; of A and B, the one served longer ago goes first."""
+    a, b = [_entry(1000 + i, i) for i in range(50)], [_entry(1500)]
+    n = [_entry(9000)]
+    index = _index({'A': a, 'B': b, 'N': n}, {'A': {}, 'B': {}},
+                   last_starts={'A': 9500, 'B': 9400})
+    assert index.order(limit=0) == [('N', n[0]), ('B', b[0]), ('A', a[0])]
 
 
 def test_projects_at_their_running_limit_are_not_offered():
