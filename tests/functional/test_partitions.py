@@ -10,6 +10,7 @@ copies for several seconds keeps the test command's time.  What a conductor
 writes to Glance is read from its Glance link's byte counter.
 """
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -68,6 +69,10 @@ class NsConductors(Conductors):
 @pytest.fixture
 def partitioned(cloud, tmp_path):
     """An ensemble, two namespaces whose links can be cut, conductors."""
+    missing = [t for t in ('ip', 'socat', 'tc') if not shutil.which(t)]
+    if os.geteuid() != 0 or missing:
+        pytest.skip(f'network namespaces need root, iproute2 and socat '
+                    f'(uid {os.geteuid()}, missing: {missing or "none"})')
     from tests.functional.zk_ensemble import Ensemble
     ports = _free_ports(9)
     ensemble = Ensemble(tmp_path / 'ensemble')
