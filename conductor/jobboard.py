@@ -1,9 +1,11 @@
 """Clones as TaskFlow jobs on a ZooKeeper jobboard (kazoo).
 
-A posted job holds ids only (the flow's persisted store: clone id, regions,
-image id, trust id); the logbook and the flow factory's name and JSON
-arguments are saved in persistence first, so any conductor can rebuild the
-graph.  One long-lived ZooKeeper client per process.
+A posted clone waits in its project's queue (:mod:`conductor.pending`) and
+becomes a job when a conductor starts it (:class:`FairJobBoard`).  Queue
+entries and jobs hold ids only (clone id, project); the logbook, the flow
+factory's name and JSON arguments and the store (the request's input) are
+saved in persistence first, so any conductor can rebuild the graph.  One
+long-lived ZooKeeper client per process.
 
 With ``[jobboard] password``, every client authenticates with ZooKeeper's
 digest scheme and every znode it creates (the board path, jobs, their
@@ -429,7 +431,8 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
                 f'clone {job.uuid} was not started: ZooKeeper said '
                 f'{type(e).__name__}') from e
         if failed:
-            self.index.note_started(job.node, job.entry)
+            if isinstance(results[0], kazoo_exceptions.NoNodeError):
+                self.index.note_started(job.node, job.entry)   # taken
             raise tf_exc.UnclaimableJob(
                 f'clone {job.uuid} was not started: '
                 f'{type(failed[0]).__name__} (another conductor started it, '

@@ -5,8 +5,10 @@
 1. a Keystone trust from the user to the clone service user (made with the
    user's token, which is then forgotten: never stored, never logged);
 2. a task record (status ``pending``, id = the clone id);
-3. a job on the jobboard (``conductor.jobboard.post_clone``), when that
-   module is installed; without it the task stays ``pending``.
+3. an entry in its project's queue of pending clones in ZooKeeper
+   (``conductor.jobboard.post_clone``; the task's ``job_id`` is the clone
+   id, its job's uuid once a conductor starts it), when that module is
+   installed; without it the task stays ``pending``.
 
 If the job cannot be posted, the task ends ``failure`` at once and the trust
 is deleted, so no task waits for a job that does not exist.  (A process
