@@ -22,8 +22,8 @@ from tests.functional.test_task_record_fencing import _conductor, _log, \
     _until
 
 LINE = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*?'
-                  r'Clone ([0-9a-f-]{36})(: attempt (\d+) on conductor | ended)',
-                  re.M)
+                  r'Clone ([0-9a-f-]{36})'
+                  r'(: attempt (\d+) on conductor | ended)', re.M)
 
 
 def _post(api, token, image_id):
