@@ -13,9 +13,10 @@ exactly as clone-api makes them.
 For each backlog size (``--pending``, spread over ``--projects``):
 
 * **reads/start**: ZooKeeper reads (get, get_children, exists, sync and
-  their async forms, counted in a KazooClient subclass) of all conductors
-  divided by the clones started in the window, and the znode names those
-  get_children returned per start;
+  their async forms; a KazooClient subclass counts each look-up of those
+  public methods, one per call, kazoo's own retries included) of all
+  conductors divided by the clones started in the window, and the znode
+  names get_children returned per start;
 * **CPU ms/start**: user+system CPU of all conductor processes in the
   window, per clone started;
 * **new project, post -> start**: a project with nothing running posts one
