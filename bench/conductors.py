@@ -386,6 +386,9 @@ class Fleet:
             cp.add_section('conductor')
         cp['conductor']['name'] = f'{self.label}-{name}'
         cp['conductor']['max_concurrent_clones'] = str(self.max_concurrent)
+        # all of the bench's clones are one project's ("-": posted without
+        # one); it measures conductors, not the per-project limit
+        cp['conductor']['max_running_clones_per_project'] = '0'
         if self.bench.args.sweep_interval is not None:
             cp['conductor']['sweep_interval'] = str(
                 self.bench.args.sweep_interval)

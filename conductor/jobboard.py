@@ -1,9 +1,11 @@
 """Clones as TaskFlow jobs on a ZooKeeper jobboard (kazoo).
 
-A posted job holds ids only (the flow's persisted store: clone id, regions,
-image id, trust id); the logbook and the flow factory's name and JSON
-arguments are saved in persistence first, so any conductor can rebuild the
-graph.  One long-lived ZooKeeper client per process.
+A posted clone waits in its project's queue (:mod:`conductor.pending`) and
+becomes a job when a conductor starts it (:class:`FairJobBoard`).  Queue
+entries and jobs hold ids only (clone id, project); the logbook, the flow
+factory's name and JSON arguments and the store (the request's input) are
+saved in persistence first, so any conductor can rebuild the graph.  One
+long-lived ZooKeeper client per process.
 
 With ``[jobboard] password``, every client authenticates with ZooKeeper's
 digest scheme and every znode it creates (the board path, jobs, their
@@ -13,17 +15,24 @@ A board made by an older version without ACLs is given them when a process
 first connects with the credential (:func:`secure_board`).
 """
 import contextlib
+import json
 import logging
 import threading
+import time
 
 from kazoo import client as kazoo_client
 from kazoo import exceptions as kazoo_exceptions
 from kazoo import security as kazoo_security
 from kazoo.protocol import serialization as kazoo_serialization
+from kazoo.recipe import watchers as kz_watchers
 from oslo_config import cfg
+from taskflow import exceptions as tf_exc
 from taskflow.jobs import backends as job_backends
+from taskflow.jobs import base as tf_jobs_base
+from taskflow.jobs.backends import impl_zookeeper as zk_impl
 
 from clone_flows import constants as c
+from conductor import pending
 from conductor import persistence
 from conductor import runner
 
@@ -164,10 +173,27 @@ def make_client(conf):
 
 
 def make_board(conf, client, backend, name='glance-clone'):
-    """The jobboard over an existing client (the board does not own it)."""
+    """The jobboard over an existing client (the board does not own it):
+    TaskFlow's own, which lists the clones that have started."""
     board = job_backends.fetch(
         name, {'board': 'zookeeper', 'path': conf.jobboard.path},
         client=client, persistence=backend)
+    return _connect(conf, client, board)
+
+
+def make_conductor_board(conf, client, backend, name='glance-clone'):
+    """A conductor's jobboard (:class:`FairJobBoard`): it offers the clones
+    this conductor should start, fairly across projects, up to ``[conductor]
+    max_running_clones_per_project`` each."""
+    board = FairJobBoard(
+        name, {'board': 'zookeeper', 'path': conf.jobboard.path},
+        client=client, persistence=backend,
+        max_running=conf.conductor.max_running_clones_per_project,
+        known_timeout=conf.jobboard.session_timeout)
+    return _connect(conf, client, board)
+
+
+def _connect(conf, client, board):
     board.connect()
     acl = _acl(conf)
     if acl is None:
@@ -205,7 +231,9 @@ def secure_board(client, board, acl):
                 client.set_acls(node, acl)
                 changed += 1
 
-    for path in (board.trash_path, board.entity_path):
+    for path in (board.trash_path, board.entity_path,
+                 pending.pending_root(board.path),
+                 pending.running_root(board.path)):
         secure(path)
     parent = board.path.rsplit('/', 1)[0]
     if parent:
@@ -219,22 +247,222 @@ def secure_board(client, board, acl):
     return changed
 
 
-def job_details(store, task=None):
-    details = {'store': dict(store), 'flow_uuid': store[c.CLONE_ID]}
-    if task is not None:
-        details['project_id'] = task.get('owner')
-    return details
+def job_details(clone_id, project_id):
+    """What a clone's job znode holds: ids only.  The request's input (its
+    properties, tags, name) stays in the database: the flow detail saved
+    by :func:`conductor.runner.save_new_flow` holds the store."""
+    return {'flow_uuid': clone_id, 'project_id': project_id}
 
 
-def post(board, backend, conf, store, project_id=None):
-    """Save the clone's flow to persistence, then post its job."""
-    book, _fd, _flow = runner.save_new_flow(conf, backend, store)
-    details = job_details(store)
-    if project_id:
-        details['project_id'] = project_id
-    job = board.post(f'clone-{store[c.CLONE_ID]}', book=book, details=details)
-    LOG.info('Posted clone %s as job %s', store[c.CLONE_ID], job.uuid)
-    return job
+def post(client, backend, conf, store, project_id=None):
+    """Save the clone's flow to persistence, then queue it as pending in
+    its project's queue (:mod:`conductor.pending`); returns the clone id,
+    which is also its job's uuid once a conductor starts it."""
+    runner.save_new_flow(conf, backend, store)
+    clone_id = store[c.CLONE_ID]
+    entry = pending.enqueue(client, conf.jobboard.path, clone_id,
+                            project_id or '-')
+    LOG.info('Queued clone %s as %s', clone_id, entry)
+    return clone_id
+
+
+class PendingJob(zk_impl.ZookeeperJob):
+    """A clone waiting in its project's queue, offered to the conductor as
+    a job; :meth:`FairJobBoard.claim` starts it (it has no znode on the
+    board before)."""
+
+    def __init__(self, board, node, entry, clone_id, backend):
+        project_id = pending.project_of(node)
+        super().__init__(
+            board, f'clone-{clone_id}', board.client,
+            f'{board.path}/{pending.job_name(clone_id)}', uuid=clone_id,
+            details=job_details(clone_id, project_id),
+            book_data={'name': f'clone-{clone_id}', 'uuid': clone_id},
+            backend=backend)
+        self.node = node
+        self.entry = entry
+        self.project_id = project_id
+
+
+class FairJobBoard(zk_impl.ZookeeperJobBoard):
+    """The conductors' jobboard: ``iterjobs()`` offers only what this
+    conductor should start, fairly across projects.
+
+    First the clones already started whose conductor let go (their job is
+    on the board without a claim: a resume); then, one at a time, the
+    oldest pending clone of the project running the fewest clones (ties:
+    the project that has waited longest since it last started a clone,
+    one that never did first; then the oldest clone), skipping projects at
+    ``max_running`` (0: no limit).  Nothing is read from ZooKeeper to choose
+    (:class:`conductor.pending.Index` keeps its view by watches), and
+    nothing is claimed that this conductor would not run: a pending clone
+    is started by :meth:`claim` itself, in one transaction that removes it
+    from its queue, adds it to its project's running node at the version
+    read (which is how conductors on several hosts keep the limit between
+    them), creates its job and this conductor's claim.
+    """
+
+    def __init__(self, name, conf, client, persistence, max_running=0,
+                 known_timeout=10.0):
+        super().__init__(name, conf, client=client, persistence=persistence)
+        self.client = client
+        self.max_running = max_running
+        self._backend = persistence
+        self._known_timeout = known_timeout
+        self.index = pending.Index(client, self.path)
+        self._children = None          # the board's znode names (watched)
+        self._posted = {}              # job path -> Event: the board knows it
+        self._posted_lock = threading.Lock()
+        self.notifier.register(tf_jobs_base.POSTED, self._on_posted)
+
+    # -- what to try -----------------------------------------------------
+    def _watch_board(self):
+        if self._children is None:
+            self._children = set()
+            kz_watchers.ChildrenWatch(self.client, self.path,
+                                      func=self._on_board,
+                                      allow_session_lost=True)
+
+    def _on_board(self, children):
+        self._children = set(children)
+
+    def _unclaimed(self):
+        names = self._children or set()
+        locked = {n[:-len(self.LOCK_POSTFIX)] for n in names
+                  if n.endswith(self.LOCK_POSTFIX)}
+        return {n for n in names if n.startswith(self.JOB_PREFIX) and
+                not n.endswith(self.LOCK_POSTFIX) and n not in locked}
+
+    def iterjobs(self, only_unclaimed=False, ensure_fresh=False):
+        self.index.start()
+        self._watch_board()
+        return self._fair_jobs(ensure_fresh)
+
+    def _fair_jobs(self, ensure_fresh):
+        if self._unclaimed():
+            # a started clone nobody holds: resume it before starting more
+            yield from super().iterjobs(only_unclaimed=True,
+                                        ensure_fresh=ensure_fresh)
+        if ensure_fresh:
+            self._drop_stale_running()
+        tried = set()
+        while True:
+            order = self.index.order(self.max_running, skip=tried)
+            if not order:
+                return
+            node, entry = order[0]
+            tried.add(entry)
+            clone_id = pending.parse_entry(entry)[1]
+            yield PendingJob(self, node, entry, clone_id, self._backend)
+
+    def _drop_stale_running(self):
+        """Running entries whose job has left the board (a conductor died
+        between ending a clone and releasing its entry) free their slot."""
+        names = self._children or set()
+        for node, running in self.index.at_limit(self.max_running).items():
+            for clone_id, name in running.items():
+                if name in names or self.client.exists(f'{self.path}/{name}'):
+                    continue
+                if pending.release(self.client, self.path,
+                                   pending.project_of(node), clone_id):
+                    LOG.warning('Clone %s of project %s is no longer on the '
+                                'board: its running slot is freed', clone_id,
+                                pending.project_of(node))
+
+    # -- starting a pending clone -----------------------------------------
+    def _on_posted(self, _state, details):
+        job = details.get('job')
+        with self._posted_lock:
+            event = self._posted.get(getattr(job, 'path', None))
+        if event is not None:
+            event.set()
+
+    def claim(self, job, who):
+        if not isinstance(job, PendingJob):
+            return super().claim(job, who)
+        entry_path = (f'{pending.pending_root(self.path)}/{job.node}/'
+                      f'{job.entry}')
+        running_path = f'{pending.running_root(self.path)}/{job.node}'
+        name = pending.job_name(job.uuid)
+        try:
+            running = pending.read_running(self.client, self.path,
+                                           job.project_id)
+            self.index.note_running(job.node, running)
+            if self.max_running and \
+                    len(running.clones) >= self.max_running:
+                raise tf_exc.UnclaimableJob(
+                    f'project {job.project_id} already runs '
+                    f'{len(running.clones)} clones (limit '
+                    f'{self.max_running})')
+            started = running._replace(
+                clones=dict(running.clones, **{job.uuid: name}),
+                last_start_ms=max(int(time.time() * 1000),
+                                  running.last_start_ms + 1),
+                version=running.version + 1)
+            posting = tf_jobs_base.format_posting(
+                job.uuid, job.name, details=job.details,
+                book=_BookRef(f'clone-{job.uuid}', job.uuid))
+            event = threading.Event()
+            with self._posted_lock:
+                self._posted[job.path] = event
+            try:
+                txn = self.client.transaction()
+                txn.delete(entry_path)
+                txn.set_data(running_path, started.encode(),
+                             version=running.version)
+                txn.create(job.path, json.dumps(posting).encode())
+                txn.create(job.lock_path,
+                           json.dumps({'owner': who}).encode(),
+                           ephemeral=True)
+                results = txn.commit()
+                failed = [r for r in results if isinstance(r, Exception)
+                          and not isinstance(
+                              r, kazoo_exceptions.RolledBackError)]
+                if not failed:
+                    self.index.note_running(job.node, started)
+                    self.index.note_started(job.node, job.entry)
+                    # consume/abandon/trash ask the board to know the job
+                    event.wait(self._known_timeout)
+            finally:
+                with self._posted_lock:
+                    self._posted.pop(job.path, None)
+        except kazoo_exceptions.KazooException as e:
+            raise tf_exc.JobFailure(
+                f'clone {job.uuid} was not started: ZooKeeper said '
+                f'{type(e).__name__}') from e
+        if failed:
+            if isinstance(results[0], kazoo_exceptions.NoNodeError):
+                self.index.note_started(job.node, job.entry)   # taken
+            raise tf_exc.UnclaimableJob(
+                f'clone {job.uuid} was not started: '
+                f'{type(failed[0]).__name__} (another conductor started it, '
+                f'or another clone of its project)')
+        LOG.info('Started clone %s of project %s (%d running)', job.uuid,
+                 job.project_id, len(started.clones))
+
+    # -- ending ----------------------------------------------------------
+    def _release(self, job):
+        details = job.details or {}
+        project_id, clone_id = details.get('project_id'), \
+            details.get('flow_uuid')
+        if project_id and clone_id:
+            with contextlib.suppress(kazoo_exceptions.KazooException):
+                pending.release(self.client, self.path, project_id, clone_id)
+
+    def consume(self, job, who):
+        super().consume(job, who)
+        self._release(job)
+
+    def trash(self, job, who):
+        super().trash(job, who)
+        self._release(job)
+
+
+class _BookRef:
+    """What a job posting names of its logbook."""
+
+    def __init__(self, name, uuid):
+        self.name, self.uuid = name, uuid
 
 
 class Poster:
@@ -257,8 +485,9 @@ class Poster:
             return self._board, self._backend
 
     def post(self, store, project_id=None):
-        board, backend = self._ensure()
-        return post(board, backend, self._conf, store, project_id=project_id)
+        _board, backend = self._ensure()
+        return post(self._client, backend, self._conf, store,
+                    project_id=project_id)
 
     def close(self):
         with self._lock:

@@ -5,8 +5,10 @@
 1. a Keystone trust from the user to the clone service user (made with the
    user's token, which is then forgotten: never stored, never logged);
 2. a task record (status ``pending``, id = the clone id);
-3. a job on the jobboard (``conductor.jobboard.post_clone``), when that
-   module is installed; without it the task stays ``pending``.
+3. an entry in its project's queue of pending clones in ZooKeeper
+   (``conductor.jobboard.post_clone``; the task's ``job_id`` is the clone
+   id, its job's uuid once a conductor starts it), when that module is
+   installed; without it the task stays ``pending``.
 
 If the job cannot be posted, the task ends ``failure`` at once and the trust
 is deleted, so no task waits for a job that does not exist.  (A process
@@ -16,7 +18,12 @@ unused trust: ``clone-manage tasks fail-orphans`` ends such tasks
 
 The per-project limit on running clones (``[conductor]
 max_running_clones_per_project``) is the conductors' to enforce: excess
-clones wait as ``pending``; the API accepts them.
+clones wait as ``pending``.  What may wait is bounded here: over ``[api]
+max_pending_clones_per_project`` or ``[api] max_pending_clones``,
+:class:`TooManyPending` is raised before any trust or record is made.
+(Counted in the database before the trust is made, so requests of one
+project arriving together may pass the cap by the API's concurrent
+requests.)
 """
 import importlib
 import importlib.util
@@ -41,6 +48,29 @@ _TRUSTEE = {}       # service user id, per service_auth configuration
 
 class SubmitFailed(Exception):
     """The clone could not be queued; ``str()`` is a sentence for the user."""
+
+
+class TooManyPending(Exception):
+    """The project (or the service) has as many clones waiting as it may;
+    ``str()`` is a sentence for the user."""
+
+
+def check_pending(conf, owner):
+    """:class:`TooManyPending` when ``owner`` may not queue one more clone."""
+    per_project = conf.api.max_pending_clones_per_project
+    if per_project:
+        waiting = db_api.count_tasks(conf, owner, ('pending',))
+        if waiting >= per_project:
+            raise TooManyPending(
+                f'project {owner} already has {waiting} clones waiting; '
+                f'try again when some finish')
+    overall = conf.api.max_pending_clones
+    if overall:
+        waiting = db_api.count_tasks(conf, None, ('pending',))
+        if waiting >= overall:
+            raise TooManyPending(
+                f'the clone service already has {waiting} clones waiting '
+                f'(all projects); try again when some finish')
 
 
 class ClientTokenReused(Exception):
@@ -130,6 +160,7 @@ def submit_clone(conf, context, task_input):
         existing = db_api.get_task_by_token(conf, owner, token)
         if existing is not None:
             return _same_request(existing, task_input)
+    check_pending(conf, owner)
     clone_id = str(uuid.uuid4())
     t0 = time.monotonic()
     trust_id = create_user_trust(conf, context)

@@ -42,6 +42,16 @@ api_opts = [
                help='Tasks per page when a list request gives no limit.'),
     cfg.IntOpt('api_limit_max', default=1000, min=1,
                help='Largest page of tasks a list request may ask for.'),
+    cfg.IntOpt('max_pending_clones_per_project', default=50, min=0,
+               help='Clones one project may have waiting for a conductor '
+                    '(status pending); a request over it is refused with '
+                    '429 before any trust or job is made (0: no limit). '
+                    'Each pending clone holds a Keystone trust and a '
+                    'ZooKeeper entry.'),
+    cfg.IntOpt('max_pending_clones', default=5000, min=0,
+               help='Clones all projects together may have waiting (status '
+                    'pending); over it, requests are refused with 429 (0: '
+                    'no limit).'),
 ]
 
 _CONF = {'conf': None}

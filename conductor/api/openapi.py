@@ -21,6 +21,9 @@ _ERRORS = {
          'request.',
     413: 'The request body is over the size limit.',
     415: 'The request body is not application/json.',
+    429: 'The project (or the service) already has as many clones waiting '
+         'as it may ([api] max_pending_clones_per_project, '
+         'max_pending_clones); nothing was made.',
     503: 'Keystone or the job board did not answer; nothing was made.',
 }
 
@@ -152,7 +155,7 @@ def document():
                          200: ('The task this client_token made already, '
                                'for the same input',
                                '#/components/schemas/Task')},
-                        400, 401, 403, 409, 413, 415, 503)},
+                        400, 401, 403, 409, 413, 415, 429, 503)},
                 'get': {
                     'operationId': 'listTasks',
                     'summary': 'List clone tasks (newest first)',

@@ -327,6 +327,8 @@ def _submit_error(exc):
         return ApiError(503, str(exc))
     if isinstance(exc, submit.ClientTokenReused):
         return ApiError(409, str(exc))
+    if isinstance(exc, submit.TooManyPending):
+        return ApiError(429, str(exc))
     if isinstance(exc, exceptions.TrustRolesMissing):
         return ApiError(403, str(exc))
     if isinstance(exc, ksa_exc.Unauthorized):

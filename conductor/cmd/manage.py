@@ -106,7 +106,7 @@ def cmd_clone(conf, args):
             return 1
         job = jobboard.Poster(conf)
         try:
-            job.post(store)
+            job.post(store, project_id=user_session.get_project_id())
         finally:
             job.close()
         clone_id = store['clone_id']
@@ -274,7 +274,9 @@ def build_parser():
     s = sub.add_parser('sweep', help='remove what clones whose cleanup '
                        'failed left behind (images in the target, trusts)')
     s.set_defaults(func=cmd_sweep)
-    j = sub.add_parser('jobs', help='list clone jobs on the jobboard')
+    j = sub.add_parser('jobs', help='list the clones started on the '
+                       'jobboard, and how many each project has pending and '
+                       'running')
     j.set_defaults(func=cmd_jobs)
     from conductor.cmd import manage_db
     manage_db.add_parsers(sub)
@@ -314,6 +316,7 @@ def cmd_sweep(conf, args):
 
 def cmd_jobs(conf, args):
     from conductor import jobboard
+    from conductor import pending
     backend = persistence.get_backend(conf)
     client = jobboard.make_client(conf)
     client.start(timeout=conf.jobboard.session_timeout)
@@ -322,12 +325,18 @@ def cmd_jobs(conf, args):
         rows = []
         for job in board.iterjobs(ensure_fresh=True):
             details = job.details or {}
-            store = details.get('store') or {}
-            rows.append((details.get('flow_uuid', '-'), job.state,
+            clone_id = details.get('flow_uuid', '-')
+            try:
+                store = runner.load_flow(backend, clone_id)[1].meta.get(
+                    'store') or {}
+            except LookupError:
+                store = details.get('store') or {}
+            rows.append((clone_id, job.state,
                          board.find_owner(job) or '-',
                          f"{store.get('source_region')}/"
                          f"{store.get('source_image_id')} -> "
                          f"{store.get('target_region')}"))
+        waiting = pending.counts(client, conf.jobboard.path)
         board.close()
     finally:
         client.stop()
@@ -335,6 +344,10 @@ def cmd_jobs(conf, args):
     print(f"{'CLONE':36}  {'STATE':9}  {'OWNER':24}  WHAT")
     for r in rows:
         print(f'{r[0]:36}  {r[1]:9}  {r[2]:24}  {r[3]}')
+    print(f"\n{'PROJECT':36}  {'PENDING':>7}  {'RUNNING':>7}")
+    for project, (n_pending, n_running) in sorted(waiting.items()):
+        if n_pending or n_running:
+            print(f'{project:36}  {n_pending:7}  {n_running:7}')
     return 0
 
 

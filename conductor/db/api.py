@@ -413,11 +413,13 @@ def trusts_of_ended_tasks(conf, limit=100):
 
 
 def count_tasks(conf, owner, statuses=('processing',)):
+    """Tasks of ``owner`` (None: of every project) in ``statuses``."""
+    query = sa.select(sa.func.count()).select_from(models.CloneTask).where(
+        models.CloneTask.status.in_(tuple(statuses)))
+    if owner is not None:
+        query = query.where(models.CloneTask.owner == owner)
     with _session(conf) as session:
-        return session.execute(
-            sa.select(sa.func.count()).select_from(models.CloneTask).where(
-                models.CloneTask.owner == owner,
-                models.CloneTask.status.in_(tuple(statuses)))).scalar_one()
+        return session.execute(query).scalar_one()
 
 
 def purge_expired(conf, now=None):

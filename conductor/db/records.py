@@ -53,13 +53,6 @@ class TaskRecords:
             LOG.exception('Could not read task record %s', clone_id)
             return None
 
-    def count_running(self, owner):
-        try:
-            return self._api().count_tasks(self._conf, owner, ('processing',))
-        except Exception:
-            LOG.exception('Could not count running clones of %s', owner)
-            return 0
-
     def cancel_requested(self, clone_id):
         task = self.get(clone_id)
         return bool(task and task.get('cancel_requested'))

@@ -52,8 +52,9 @@ conductor_opts = [
     cfg.IntOpt('max_running_clones_per_project', default=4, min=0,
                help='Clones of one project that run at the same time across '
                     'all conductors; more wait as "pending" (0: no limit). '
-                    'Checked when a conductor claims a clone, so several '
-                    'conductors claiming at once may briefly exceed it.'),
+                    'Conductors skip a project at its limit without '
+                    'claiming anything; the count lives in ZooKeeper, so '
+                    'conductors on several hosts keep it between them.'),
     cfg.FloatOpt('stop_timeout', default=30.0, min=0,
                  help='Seconds a stopping conductor waits for its clones '
                       'to reach a safe point.'),
@@ -184,9 +185,6 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
     def _dispatch_job(self, job):
         clone_id = (job.details or {}).get('flow_uuid')
         started = time.time()
-        if clone_id and self._must_wait(clone_id):
-            time.sleep(1.0)           # leave it on the board, pending
-            return False
         if clone_id:
             self.records.processing(clone_id)
         try:
@@ -202,18 +200,6 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         if clone_id and consume:
             self._record_end(clone_id, started)
         return consume
-
-    def _must_wait(self, clone_id):
-        limit = self.conf.conductor.max_running_clones_per_project
-        task = self.records.get(clone_id) if limit else None
-        if not task or task.get('status') != 'pending':
-            return False
-        running = self.records.count_running(task['owner'])
-        if running < limit:
-            return False
-        LOG.info('Clone %s waits: project %s already runs %d clones (limit '
-                 '%d)', clone_id, task['owner'], running, limit)
-        return True
 
     def _record_end(self, clone_id, started):
         try:

@@ -123,7 +123,7 @@ def serve(conf):
     backend = persistence.get_backend(conf)
     client = jobboard.make_client(conf)
     client.start(timeout=conf.jobboard.session_timeout * 2)
-    board = jobboard.make_board(conf, client, backend)
+    board = jobboard.make_conductor_board(conf, client, backend)
     cond = worker.CloneConductor(conf, board, backend, client)
 
     def on_stop(signum, _frame):

@@ -128,7 +128,8 @@ def running_api(cloud, out, port=None, conductor=True, extra_conf=''):
 
 def delete_trusts_and_jobs(cloud, api):
     """What clones that no conductor ran leave: their trusts (deleted as
-    their trustor, demo) and their jobs (the API's jobboard path)."""
+    their trustor, demo) and their jobs (the API's jobboard path, its
+    pending queues and running counts)."""
     from kazoo.client import KazooClient
 
     from conductor.api import wsgi
@@ -145,8 +146,10 @@ def delete_trusts_and_jobs(cloud, api):
         ('digest', f"{auth['username']}:{auth['password']}")])
     zk.start(timeout=10)
     try:
-        if zk.exists(api['board_path']):
-            zk.delete(api['board_path'], recursive=True)
+        for path in (api['board_path'], api['board_path'] + '.pending',
+                     api['board_path'] + '.running'):
+            if zk.exists(path):
+                zk.delete(path, recursive=True)
     finally:
         zk.stop()
         zk.close()

@@ -1,51 +1,6 @@
-"""Conductor decisions that need no ZooKeeper: the per-project limit and
-when the conductor looks at the board again."""
-from conductor.worker import conductor as worker
+"""Conductor decisions that need no ZooKeeper: when the conductor looks at
+the board again."""
 from conductor.worker import guards
-
-
-class Records:
-    def __init__(self, tasks, running):
-        self.tasks = tasks
-        self.running = running
-
-    def get(self, clone_id):
-        return self.tasks.get(clone_id)
-
-    def count_running(self, owner):
-        return self.running.get(owner, 0)
-
-
-def _conductor(conf, records):
-    cond = object.__new__(worker.CloneConductor)
-    cond.conf = conf
-    cond.records = records
-    return cond
-
-
-def test_a_project_at_its_limit_waits_pending(conf):
-    conf.set_override('max_running_clones_per_project', 2, group='conductor')
-    records = Records({'c1': {'status': 'pending', 'owner': 'p1'},
-                       'c2': {'status': 'pending', 'owner': 'p2'}},
-                      {'p1': 2, 'p2': 1})
-    cond = _conductor(conf, records)
-    assert cond._must_wait('c1') is True
-    assert cond._must_wait('c2') is False
-
-
-def test_resumed_clones_and_clones_without_records_never_wait(conf):
-    conf.set_override('max_running_clones_per_project', 1, group='conductor')
-    records = Records({'c1': {'status': 'processing', 'owner': 'p1'}},
-                      {'p1': 5})
-    cond = _conductor(conf, records)
-    assert cond._must_wait('c1') is False      # already running: resume it
-    assert cond._must_wait('unknown') is False
-
-
-def test_zero_means_no_limit(conf):
-    conf.set_override('max_running_clones_per_project', 0, group='conductor')
-    records = Records({'c1': {'status': 'pending', 'owner': 'p1'}}, {'p1': 99})
-    assert _conductor(conf, records)._must_wait('c1') is False
 
 
 class _Watches:

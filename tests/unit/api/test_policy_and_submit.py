@@ -167,3 +167,44 @@ def test_tasks_recorded_but_never_queued_are_failed_by_fail_orphans(
     assert task['status'] == 'failure' and 'never queued' in task['message']
     assert trusts['deleted'] == [old['trust_id']]
     assert db_api.get_task(api_conf, queued['id'])['status'] == 'pending'
+
+
+def test_a_project_over_its_pending_cap_gets_429_and_nothing_is_made(
+        api_conf, trusts, clients):
+    api_conf.set_override('max_pending_clones_per_project', 2, group='api')
+    demo, alt = clients['demo'], clients['alt']
+    assert [demo.create().status_int for _ in range(2)] == [201, 201]
+    r = demo.create()
+    assert r.status_int == 429
+    owner = db_api.list_tasks(api_conf)[0]['owner']
+    assert r.json['error']['message'] == (
+        f'project {owner} already has 2 clones waiting; try again when '
+        f'some finish')
+    assert len(trusts['made']) == 2 and len(db_api.list_tasks(api_conf)) == 2
+    # another project still may; a pending clone that starts frees a place
+    assert alt.create().status_int == 201
+    task = db_api.list_tasks(api_conf, owner=owner)[0]
+    db_api.update_task(api_conf, task['id'], status='processing')
+    assert demo.create().status_int == 201
+
+
+def test_the_service_over_its_global_pending_cap_gets_429(api_conf, trusts,
+                                                          clients):
+    api_conf.set_override('max_pending_clones', 2, group='api')
+    assert clients['demo'].create().status_int == 201
+    assert clients['alt'].create().status_int == 201
+    r = clients['alt'].create()
+    assert r.status_int == 429 and r.json['error']['message'] == (
+        'the clone service already has 2 clones waiting (all projects); '
+        'try again when some finish')
+    assert len(trusts['made']) == 2
+
+
+def test_a_client_token_replay_is_answered_even_over_the_cap(api_conf, trusts,
+                                                             clients):
+    api_conf.set_override('max_pending_clones_per_project', 1, group='api')
+    demo = clients['demo']
+    first = demo.create(client_token='t-1')
+    assert first.status_int == 201
+    again = demo.create(client_token='t-1')
+    assert again.status_int == 200 and again.json['id'] == first.json['id']
