@@ -18,6 +18,7 @@ CLONE = ('clone_flows.auth', 'clone_flows.flow', 'clone_flows.glance',
          'conductor.persistence')
 # The services add the jobboard, the conductor and the tasks API.
 ALL = CLONE + ('conductor.jobboard', 'conductor.worker.conductor',
+               'conductor.purge',
                'conductor.api.config', 'conductor.db.api')
 
 PROJECT = 'glance-clone'

@@ -7,7 +7,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 need_pkgs=()
-for pkg in python3-venv zookeeper; do
+# graphviz: the "dot" program clone-manage flow graph draws with.
+for pkg in python3-venv zookeeper graphviz; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
