@@ -127,7 +127,7 @@ def atom_rows(fd, names=None):
             'result': summarize(result),
             'failure': (failure.exception_str.splitlines() or [''])[0][:200]
             if failure else '',
-            'traceback': (failure.traceback_str or '') if failure else '',
+            'traceback': failure.pformat(traceback=True) if failure else '',
             'progress': ((ad.meta or {}).get('progress_details') or {}).get(
                 'details') if name == c.COPY_DATA else None,
         })
