@@ -7,6 +7,7 @@
 """
 import contextlib
 import datetime
+import logging
 import os
 import socket
 import time
@@ -17,6 +18,8 @@ from cliff import show
 from conductor import boardinfo
 from conductor.cmd import manage
 from conductor import persistence
+
+LOG = logging.getLogger(__name__)
 
 #: Longest --reason recorded on the user's task.
 REASON_LENGTH = 300
@@ -260,7 +263,7 @@ class JobTrash(manage.Command):
                 boardinfo.release(client, board, job)
             who = _who()
             board.claim(job, who)
-            board.trash(job, who)
+            trash_board(client, board, job, who)
             clone_id = boardinfo.clone_id_of(job)
             message = stop_message(reason)
             fd = _flow_meta(backend, clone_id)
@@ -273,6 +276,25 @@ class JobTrash(manage.Command):
             f'job {job.uuid} trashed; clone {clone_id} ended failure '
             f'("{message}"); clone sweep --apply removes what it made\n')
         return 0
+
+
+def trash_board(client, board, job, who):
+    """Move a job we claimed to the board's trash.  TaskFlow names the
+    trash entry after the job's sequence number, in a trash path shared by
+    every board with the same parent: a board made again (or a sibling
+    board) may have used the name already, and TaskFlow's trash then fails
+    every time.  The job is then consumed instead (its clone's records keep
+    everything the trash entry would)."""
+    from taskflow import exceptions as tf_exc
+    try:
+        board.trash(job, who)
+    except tf_exc.JobFailure:
+        taken = job.path.replace(board.path, board.trash_path)
+        if not client.exists(taken):
+            raise
+        LOG.warning('Trash entry %s exists already: job %s consumed instead',
+                    taken, job.uuid)
+        board.consume(job, who)
 
 
 class LegacyJobs(JobList):

@@ -1,0 +1,160 @@
+"""Benchmark: clone-manage's flow inspection with many stored clones, and
+the purge keeping the persistence bounded.
+
+    .venv/bin/python bench/manage.py [--clones 10000] [--purge 1000]
+        [--rounds 5] [--dir DIR]
+
+One story, top to bottom.  A sqlite persistence (the embedded default) is
+filled with ``--clones`` finished clones, each the flow detail a conductor
+leaves (every step of the clone graph SUCCESS, ~25 recorded transitions),
+plus one clone still running (its copy RUNNING, with progress).  Then:
+
+1. ``flow show`` on the running clone, ``--rounds`` times: the command's
+   own work in-process (open the persistence, load the clone, rebuild its
+   graph's order, build the rows), and the whole ``clone-manage flow show``
+   as a process (interpreter start and imports included).  Medians.
+2. Bounded: the file's size and rows; ``flow purge`` of everything
+   finished (``--purge`` clones at a time, as a periodic purge would find
+   them); ``--purge`` new finished clones stored and purged again, three
+   times: the file stops growing (sqlite reuses the freed pages) and the
+   rows go back to the running clone's.
+"""
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import sqlalchemy as sa  # noqa: E402
+
+from conductor import flowstate  # noqa: E402
+from conductor import opts  # noqa: E402
+from conductor import persistence  # noqa: E402
+from conductor import purge  # noqa: E402
+from conductor import runner  # noqa: E402
+
+
+def conf_for(path):
+    conf_file = os.path.join(os.path.dirname(path), 'bench.conf')
+    with open(conf_file, 'w') as f:
+        f.write(f'[persistence]\nconnection = sqlite:///{path}\n')
+    return conf_file, opts.new_conf(['--config-file', conf_file],
+                                    default_config_files=[], log=False)
+
+
+def store_clones(conf, backend, n, state='SUCCESS'):
+    """``n`` clones as a conductor leaves them; returns their ids."""
+    ids = []
+    now = time.time()
+    for i in range(n):
+        store = runner.build_store(conf, 'trust-bench', {
+            'source_region': 'RegionOne', 'source_image_id': str(uuid.uuid4()),
+            'target_region': 'RegionTwo'})
+        book, fd, flow = runner.save_new_flow(conf, backend, store)
+        history = [[now, 'flow', 'clone', 'RUNNING', 'bench-conductor']]
+        for ad in fd:
+            if ad.name.startswith('_'):
+                continue
+            running = state == 'RUNNING' and ad.name == 'clone-copy-data'
+            ad.state = 'RUNNING' if running else (
+                'PENDING' if state == 'RUNNING' and ad.name in (
+                    'clone-verify', 'clone-activate', 'clone-release-trust')
+                else 'SUCCESS')
+            if running:
+                ad.meta['progress_details'] = {'progress': 0.4, 'details': {
+                    'bytes_done': 400 << 20, 'bytes_total': 1 << 30,
+                    'percent': 39.1, 'rate_bytes_per_s': 90 << 20,
+                    'strategy': 'http'}}
+            ad.results = {'id': str(uuid.uuid4()), 'status': 'ok'} \
+                if ad.state == 'SUCCESS' else None
+            history += [[now, 'task', ad.name, 'RUNNING', 'bench-conductor'],
+                        [now + 0.1, 'task', ad.name, ad.state,
+                         'bench-conductor']]
+        fd.state = state
+        fd.meta['history'] = history
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.update_flow_details(fd)
+        ids.append(fd.uuid)
+    return ids
+
+
+def rows(backend):
+    with backend.engine.connect() as c:
+        return {t: c.execute(sa.select(sa.func.count()).select_from(
+            getattr(backend.tables, t))).scalar_one()
+            for t in ('logbooks', 'flowdetails', 'atomdetails')}
+
+
+def show_in_process(conf, clone_id):
+    t0 = time.perf_counter()
+    backend = persistence.get_backend(conf)
+    fd = runner.load_flow(backend, clone_id)[1]
+    flowstate.atom_rows(fd, flowstate.order(fd))
+    elapsed = time.perf_counter() - t0
+    backend.close()
+    return elapsed
+
+
+def show_process(conf_file, clone_id):
+    t0 = time.perf_counter()
+    subprocess.run([os.path.join(os.path.dirname(sys.executable),
+                                 'clone-manage'), '--config-file', conf_file,
+                    'flow', 'show', clone_id, '-f', 'json'], check=True,
+                   capture_output=True)
+    return time.perf_counter() - t0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--clones', type=int, default=10000)
+    p.add_argument('--purge', type=int, default=1000)
+    p.add_argument('--rounds', type=int, default=5)
+    p.add_argument('--dir')
+    a = p.parse_args()
+    d = a.dir or tempfile.mkdtemp(prefix='bench-manage-')
+    path = os.path.join(d, 'flows.sqlite')
+    conf_file, conf = conf_for(path)
+    backend = persistence.get_backend(conf)
+    t0 = time.perf_counter()
+    store_clones(conf, backend, a.clones)
+    [running] = store_clones(conf, backend, 1, state='RUNNING')
+    print(f'stored {a.clones} finished clones + 1 running in '
+          f'{time.perf_counter() - t0:.0f} s ({path})')
+    inproc = [show_in_process(conf, running) for _ in range(a.rounds)]
+    procs = [show_process(conf_file, running) for _ in range(a.rounds)]
+    print(f'\n| flow show, running clone, {a.clones} stored | median | '
+          f'min | max |\n|---|---|---|---|')
+    for name, xs in (('in-process (the command\'s work)', inproc),
+                     ('clone-manage process', procs)):
+        print(f'| {name} | {statistics.median(xs) * 1000:.0f} ms | '
+              f'{min(xs) * 1000:.0f} ms | {max(xs) * 1000:.0f} ms |')
+    print('\n| step | flow/atom/logbook rows | file size |\n|---|---|---|')
+
+    def line(what):
+        r = rows(backend)
+        print(f"| {what} | {r['flowdetails']}/{r['atomdetails']}/"
+              f"{r['logbooks']} | {os.path.getsize(path) / 2**20:.1f} MiB |")
+    line(f'{a.clones} finished + 1 running')
+    t0 = time.perf_counter()
+    purged = purge.purge(backend, 0)
+    print(f'| purge of {len(purged)} finished clones '
+          f'({time.perf_counter() - t0:.1f} s) | | |')
+    line('after the purge')
+    for i in range(3):
+        store_clones(conf, backend, a.purge)
+        line(f'{a.purge} more finished (round {i + 1})')
+        t0 = time.perf_counter()
+        n = len(purge.purge(backend, 0))
+        line(f'purged {n} ({time.perf_counter() - t0:.2f} s)')
+    backend.close()
+
+
+if __name__ == '__main__':
+    main()
