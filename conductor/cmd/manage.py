@@ -398,9 +398,10 @@ class Command(cliff_command.Command):
 
 
 class CloneRun(Command):
-    """Clone an image from one region into another, running the persisted
-    clone graph in this process (as the user of the OS_* environment) or
-    posting it for the conductors (--conductor)."""
+    """Clone an image into another region.
+
+    Runs the persisted clone graph in this process (as the user of the
+    OS_* environment), or posts it for the conductors (--conductor)."""
 
     opt_modules = opts.CLONE
 
@@ -452,8 +453,9 @@ class CloneRun(Command):
 
 
 class Copies(Command):
-    """List an image's copies in every region (as the user of the OS_*
-    environment sees them)."""
+    """List an image's copies in every region.
+
+    As the user of the OS_* environment sees them."""
 
     opt_modules = opts.CLONE
 

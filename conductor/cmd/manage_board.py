@@ -111,8 +111,9 @@ def job_row(job, owner, live, backend):
 
 
 class ConductorList(lister.Lister):
-    """List the live conductors (registered in ZooKeeper): name, host, pid,
-    since when, and the clones each holds."""
+    """List the live conductors and the clones each holds.
+
+    From ZooKeeper: name, host, pid, since when, clones held."""
 
     def take_action(self, parsed_args):
         conf = self.app.conf()
@@ -132,8 +133,9 @@ class ConductorList(lister.Lister):
 
 
 class JobList(lister.Lister):
-    """List the clone jobs on the jobboard, oldest first: unclaimed or
-    claimed (and by whom), age, attempts, project, clone id."""
+    """List the clone jobs on the jobboard, oldest first.
+
+    Unclaimed or claimed (and by whom), age, attempts, project, clone id."""
 
     COLUMNS = ('Job', 'Clone', 'State', 'Owner', 'Owner alive', 'Created',
                'Age', 'Attempts', 'Project', 'Flow state')
@@ -194,9 +196,11 @@ def _refuse_live_owner(client, board, job, owner, force, what):
 
 
 class JobRelease(manage.Command):
-    """Make a stuck claim available again: delete the job's claim so that
-    any conductor may take the clone (it resumes from its last saved
-    step).  Refused while the owner is alive, unless --force."""
+    """Make a stuck claim available again.
+
+    Deletes the job's claim so that any conductor may take the clone (it
+    resumes from its last saved step).  Refused while the owner is alive,
+    unless --force."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -227,10 +231,11 @@ def stop_message(reason):
 
 
 class JobTrash(manage.Command):
-    """Take a clone job off the board for good (a poison job): the clone
-    ends failed with the reason given on the task the user sees, and what
-    it made is left to the sweep (clone sweep --apply).  Refused while a
-    live conductor holds it, unless --force."""
+    """Take a clone job off the board for good (a poison job).
+
+    The clone ends failed with the reason given on the task the user sees;
+    what it made is left to the sweep (clone sweep --apply).  Refused while
+    a live conductor holds it, unless --force."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -298,7 +303,7 @@ def trash_board(client, board, job, who):
 
 
 class LegacyJobs(JobList):
-    """List clone jobs on the jobboard (same as: job list)."""
+    """List clone jobs on the jobboard (the former listing: job list)."""
 
 
 COMMANDS = {

@@ -91,9 +91,10 @@ class CloneList(lister.Lister):
 
 
 class CloneCancel(manage.Command):
-    """Cancel a pending or running clone (as the user's DELETE of the task
-    does): its conductor stops it at the next step and removes what it
-    made."""
+    """Cancel a pending or running clone.
+
+    As the user's DELETE of the task does: its conductor stops it at the
+    next step and removes what it made."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -135,8 +136,9 @@ def reset_for_retry(fd):
 
 
 class CloneRetry(manage.Command):
-    """Re-post a failed clone: it resumes from what was kept (steps that
-    had succeeded are not run again).  Possible while the clone's trust
+    """Re-post a failed clone; it resumes from what was kept.
+
+    Steps that had succeeded are not run again.  Possible while the clone's trust
     (the user's delegation) still exists: after a poison job or an operator's
     trash not yet swept, or a failed cleanup."""
 
@@ -252,8 +254,9 @@ def orphans(conf, backend, session, regions):
 
 
 class CloneSweep(lister.Lister):
-    """Find what failed clones left behind and, with --apply, remove it:
-    the images and store data of clones marked for the sweep (their revert
+    """Find (and with --apply remove) what failed clones left behind.
+
+    The images and store data of clones marked for the sweep (their revert
     failed, or they were trashed), through each clone's copy strategy's own
     cleanup; and, with --region, images in those regions that carry a
     clone's provenance while that clone is neither running nor successful
@@ -295,8 +298,10 @@ class CloneSweep(lister.Lister):
 
 
 class LegacySweep(manage.Command):
-    """Remove what clones whose cleanup failed left behind (images in the
-    target, trusts); the same as: clone sweep --apply."""
+    """Remove what clones whose cleanup failed left (the former sweep).
+
+    Images in the target, trusts: as clone sweep --apply does for the
+    clones marked for the sweep."""
 
     def take_action(self, a):
         conf = self.app.conf()

@@ -21,8 +21,9 @@ class DbSync(manage.Command):
 
 
 class TasksPurge(manage.Command):
-    """Delete finished tasks whose expires_at has passed ([api]
-    task_ttl_hours after they ended)."""
+    """Delete finished tasks whose expires_at has passed.
+
+    That is [api] task_ttl_hours after they ended."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -39,8 +40,9 @@ class TasksPurge(manage.Command):
 
 
 class TasksFailOrphans(manage.Command):
-    """End pending tasks that never got a jobboard job (the API died
-    between the two) and delete their trusts."""
+    """End pending tasks that never got a job, and delete their trusts.
+
+    The API died between recording the task and posting its job."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)

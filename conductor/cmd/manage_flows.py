@@ -54,8 +54,10 @@ def _text_table(rows):
 
 
 class FlowShow(lister.Lister):
-    """Every step of a clone's graph: state, start, end, duration, attempts,
-    a short result (never a secret) and its failure; --traceback adds the
+    """Show every step of a clone's graph and its state.
+
+    State, start, end, duration, attempts, a short result (never a secret)
+    and its failure; --traceback adds the
     failures' tracebacks (for operators only: they may name hosts and
     paths); --watch redraws it until the clone ends, with the copy's
     progress bar."""
@@ -107,8 +109,9 @@ class FlowShow(lister.Lister):
 
 
 class FlowHistory(lister.Lister):
-    """The state transitions of a clone, in order, with the conductor that
-    made each (recorded by the conductors; a step's start is written with
+    """Show a clone's state transitions with the conductor that made each.
+
+    In order (recorded by the conductors; a step's start is written with
     its end, so a crash loses only the start of the step it cut)."""
 
     def get_parser(self, prog_name):
@@ -126,7 +129,9 @@ class FlowHistory(lister.Lister):
 
 
 class FlowGraph(manage.Command):
-    """Draw a clone's graph, each step coloured by its state (grey pending,
+    """Draw a clone's graph, each step coloured by its state.
+
+    Colours: (grey pending,
     blue running, green success, red failure, yellow reverted, dark red
     revert failure, orange reverting, purple retrying), as SVG, PNG (with
     Graphviz's dot) or DOT text, by the file's extension."""
@@ -155,9 +160,10 @@ class FlowGraph(manage.Command):
 
 
 class FlowPurge(lister.Lister):
-    """Remove the flow records (logbook, flow and atom details, history) of
-    clones that finished longer than DURATION ago, and the trashed jobs as
-    old.  Running clones, and clones waiting for the sweep, are never
+    """Remove finished clones' flow records and old trashed jobs.
+
+    The logbook, flow and atom details and history of clones that finished
+    longer than DURATION ago, and the trashed jobs as old.  Running clones, and clones waiting for the sweep, are never
     touched."""
 
     def get_parser(self, prog_name):

@@ -234,9 +234,12 @@ def test_flow_show_and_history_of_ended_clones(site):
     assert done['clone-activate']['Result'].startswith('image_id=') or \
         'image_id=' in done['clone-activate']['Result']
     failed = site.json('flow', 'show', site.clones['failed'], '--traceback')
-    failing = [r for r in failed if r['State'] == 'FAILURE']
-    assert failing and failing[0]['Failure'] and failing[0]['Traceback']
-    assert any(r['State'] == 'REVERTED' for r in failed)
+    # the step that failed was reverted too; its failure stays with it
+    failing = [r for r in failed if r['Failure']]
+    assert [r['Step'] for r in failing] == ['clone-authorize']
+    assert 'not visible' in failing[0]['Failure']
+    assert 'Traceback' in failing[0]['Traceback']
+    assert {r['State'] for r in failed} == {'REVERTED', 'PENDING'}
     history = site.json('flow', 'history', site.clones['succeeded'])
     assert {h['Conductor'] for h in history} == {site.name_of('a')}
     assert history[0]['Kind'] == 'flow' and history[0]['State'] == 'RUNNING'
