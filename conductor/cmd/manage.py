@@ -472,6 +472,14 @@ class Copies(Command):
         return cmd_copies(self.conf(), parsed_args)
 
 
+def for_humans(parsed_args, rows):
+    """Rows as given for machine formats (json, yaml: null stays null);
+    for table, value and csv, an empty cell instead of "None"."""
+    if getattr(parsed_args, 'formatter', None) in ('json', 'yaml'):
+        return rows
+    return [tuple('' if v is None else v for v in row) for row in rows]
+
+
 def _commands():
     from conductor.cmd import manage_board
     from conductor.cmd import manage_clones

@@ -129,7 +129,7 @@ class ConductorList(lister.Lister):
                  len(held.get(c['name'], ())),
                  ' '.join(sorted(held.get(c['name'], ()))))
                 for c in cons]
-        return columns, rows
+        return columns, manage.for_humans(parsed_args, rows)
 
 
 class JobList(lister.Lister):
@@ -156,7 +156,8 @@ class JobList(lister.Lister):
             rows = [r for r in rows if r['state'] == parsed_args.state]
         keys = ('job', 'clone', 'state', 'owner', 'owner_alive', 'created',
                 'age', 'attempts', 'project', 'flow_state')
-        return self.COLUMNS, [tuple(r[k] for k in keys) for r in rows]
+        return self.COLUMNS, manage.for_humans(
+            parsed_args, [tuple(r[k] for k in keys) for r in rows])
 
 
 class JobShow(show.ShowOne):
@@ -180,7 +181,7 @@ class JobShow(show.ShowOne):
                    target_region=store.get('target_region'))
         keys = sorted(row)
         return tuple(k.replace('_', ' ').capitalize() for k in keys), \
-            tuple(row[k] for k in keys)
+            manage.for_humans(parsed_args, [tuple(row[k] for k in keys)])[0]
 
 
 def _who():

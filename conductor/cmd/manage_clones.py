@@ -87,7 +87,8 @@ class CloneList(lister.Lister):
             if len(rows) >= a.limit:
                 break
         return ('ID', 'Status', 'Project', 'Source', 'Target region',
-                'Created', 'Age', 'Attempts', 'Message'), rows
+                'Created', 'Age', 'Attempts', 'Message'), \
+            manage.for_humans(a, rows)
 
 
 class CloneCancel(manage.Command):
@@ -294,7 +295,7 @@ class CloneSweep(lister.Lister):
                 rows.append((clone_id, region, image['id'], image['status'],
                              'no running clone', action, ''))
         return ('Clone', 'Region', 'Image', 'Image status', 'Why', 'Action',
-                'Note'), rows
+                'Note'), manage.for_humans(a, rows)
 
 
 class LegacySweep(manage.Command):

@@ -85,7 +85,8 @@ class FlowShow(lister.Lister):
         columns, keys = SHOW_COLUMNS, SHOW_KEYS
         if a.traceback:
             columns, keys = columns + ('Traceback',), keys + ('traceback',)
-        return columns, [tuple(r[k] for k in keys) for r in rows]
+        return columns, manage.for_humans(
+            a, [tuple(r[k] for k in keys) for r in rows])
 
     def _watch(self, backend, a, names, fd):
         out = self.app.stdout
@@ -123,9 +124,10 @@ class FlowHistory(lister.Lister):
         conf = self.app.conf(('conductor.persistence',))
         fd = _load(persistence.get_backend(conf), a.id)
         rows = flowstate.history_rows(fd)
-        return ('Time', 'Kind', 'Name', 'State', 'Conductor'), [
-            (r['time'], r['kind'], r['name'], r['state'], r['conductor'])
-            for r in rows]
+        return ('Time', 'Kind', 'Name', 'State', 'Conductor'), \
+            manage.for_humans(a, [(r['time'], r['kind'], r['name'],
+                                   r['state'], r['conductor'])
+                                  for r in rows])
 
 
 class FlowGraph(manage.Command):

@@ -17,8 +17,10 @@ Writes: one flow-detail save per transition, except that a step's RUNNING is
 kept in memory and saved with the step's next transition (its end): most
 steps end within a second, and a separate save of the start would cost one
 more database transaction per step (and write the step's RUNNING state at
-once, which ``[persistence] running_write_delay`` spares).  A crash thus loses
-only the start of the step it interrupted, whose end never came.  Bounded: at
+once, which ``[persistence] running_write_delay`` spares).  The copy's start
+is the exception, saved at once: it is the step that runs for minutes, which
+``flow show --watch`` follows.  A crash thus loses only the start of a short
+step it interrupted, whose end never came.  Bounded: at
 most :data:`MAX_ENTRIES` entries are kept (the oldest go first and
 ``meta['history_dropped']`` counts them); a clone makes ~25 transitions per
 attempt, so the bound is reached only by a clone retried many times.
@@ -31,6 +33,8 @@ import time
 from taskflow import states
 from taskflow.listeners import base as tf_listeners
 from taskflow.types import notifier as tf_notifier
+
+from clone_flows import constants as c
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +63,9 @@ def entries(meta):
 class HistoryRecorder(tf_listeners.Listener):
     """Records every transition of one clone's engine in its flow detail."""
 
+    #: Steps whose start is saved when it happens (the long ones).
+    SAVED_AT_ONCE = frozenset([c.COPY_DATA])
+
     def __init__(self, engine, conductor_name, clock=time.time):
         super().__init__(engine, task_listen_for=(tf_notifier.Notifier.ANY,),
                          flow_listen_for=(tf_notifier.Notifier.ANY,),
@@ -69,7 +76,8 @@ class HistoryRecorder(tf_listeners.Listener):
 
     def _record(self, kind, name, state):
         entry = [round(self._clock(), 3), kind, name, state, self._who]
-        if kind != FLOW and state == states.RUNNING:
+        if kind != FLOW and state == states.RUNNING and \
+                name not in self.SAVED_AT_ONCE:
             self._pending.append(entry)     # saved with the step's end
             return
         storage = self._engine.storage
