@@ -55,7 +55,12 @@ def _ends(node, first):
     return out
 
 
-def _emit(flow, states, lines, edges, depth=1):
+#: Border of a step whose execution failed (its fill tells its state now,
+#: e.g. REVERTED: the border tells where the clone failed).
+FAILED_BORDER = '#cc0000'
+
+
+def _emit(flow, states, lines, edges, depth=1, failed=()):
     pad = '  ' * depth
     nodes = [n for n, _ in flow.iter_nodes()]
     members = list(nodes)
@@ -68,15 +73,21 @@ def _emit(flow, states, lines, edges, depth=1):
             lines.append(f'{pad}subgraph {_quote("cluster_" + n.name)} {{')
             lines.append(f'{pad}  label={_quote(n.name)}; style=rounded; '
                          f'color="#999999"; fontsize=10;')
-            _emit(n, states, lines, edges, depth + 1)
+            _emit(n, states, lines, edges, depth + 1, failed)
             lines.append(f'{pad}}}')
             continue
         state = states.get(n.name, 'PENDING')
         shape = 'diamond' if isinstance(n, tf_retry.Retry) else 'box'
+        label = n.name + '\n' + state
+        border = ''
+        if n.name in failed:
+            label += '\n(failed here)'
+            border = f', color={_quote(FAILED_BORDER)}, penwidth=3'
         lines.append(
-            f'{pad}{_quote(n.name)} [label={_quote(n.name + chr(10) + state)}'
+            f'{pad}{_quote(n.name)} [label={_quote(label)}'
             f', shape={shape}, style="filled,rounded", '
-            f'fillcolor={_quote(COLOURS.get(state, UNKNOWN_COLOUR))}];')
+            f'fillcolor={_quote(COLOURS.get(state, UNKNOWN_COLOUR))}'
+            f'{border}];')
     if isinstance(flow, linear_flow.Flow):
         pairs = list(zip(nodes, nodes[1:]))
     elif isinstance(flow, graph_flow.Flow):
@@ -89,14 +100,15 @@ def _emit(flow, states, lines, edges, depth=1):
                 edges.append((a, b, 'solid'))
 
 
-def dot_text(flow, states, title=''):
+def dot_text(flow, states, title='', failed=()):
     """DOT for ``flow``, each atom filled with the colour of its state in
-    ``states`` ({atom name: state}; PENDING when absent)."""
+    ``states`` ({atom name: state}; PENDING when absent); the atoms named in
+    ``failed`` (their execution failed) get a thick red border."""
     lines = ['digraph clone {', '  rankdir=TB;',
              '  node [fontname="Helvetica", fontsize=11];',
              f'  label={_quote(title)}; labelloc=t; fontname="Helvetica";']
     edges = []
-    _emit(flow, states, lines, edges)
+    _emit(flow, states, lines, edges, failed=set(failed))
     for a, b, style in edges:
         lines.append(f'  {_quote(a)} -> {_quote(b)} [style={style}];')
     lines.append('}')
@@ -107,8 +119,9 @@ def flow_dot(fd):
     """DOT of a stored clone's graph in its current states."""
     flow = taskflow.engines.flow_from_detail(fd)
     states = {ad.name: ad.state for ad in fd}
-    return dot_text(flow, states,
-                    title=f'clone {fd.uuid}: {fd.state}')
+    failed = {ad.name for ad in fd if ad.failure is not None}
+    return dot_text(flow, states, title=f'clone {fd.uuid}: {fd.state}',
+                    failed=failed)
 
 
 def render(dot, path, fmt, timeout=60):

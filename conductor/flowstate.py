@@ -80,7 +80,8 @@ def order(fd):
 
 
 def _times(entries):
-    """{atom: (first start, last end, runs)} from the history."""
+    """{atom: (first start, end of the last run, runs)} from the history:
+    a run ends SUCCESS or FAILURE; a later revert is not part of it."""
     out = {}
     for e in entries:
         if e['kind'] == history_mod.FLOW:
@@ -90,9 +91,8 @@ def _times(entries):
             runs += 1
             start = e['time'] if start is None else start
             end = None
-        elif e['state'] in ('SUCCESS', 'FAILURE', 'REVERTED',
-                            'REVERT_FAILURE', 'IGNORE'):
-            end = e['time']
+        elif e['state'] in ('SUCCESS', 'FAILURE'):
+            end = e['time']     # its execution's end (not a later revert)
         out[e['name']] = (start, end, runs)
     return out
 

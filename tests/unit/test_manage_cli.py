@@ -159,7 +159,8 @@ def test_flow_graph_colours_each_step_by_its_state(conf_file, tmp_path):
               'clone-reserve-image': 'REVERT_FAILURE',
               'clone-copy-data': 'FAILURE'}
     fd = clones.stored_clone(conf, backend, flow_state='FAILURE',
-                             states=states)
+                             states=states,
+                             failures={'clone-copy-data': clones.failure()})
     backend.close()
     for ext in ('svg', 'png', 'dot'):
         out = tmp_path / f'g.{ext}'
@@ -173,10 +174,14 @@ def test_flow_graph_colours_each_step_by_its_state(conf_file, tmp_path):
         want = states.get(ad.name, 'PENDING')
         assert fills[ad.name] == flowgraph.COLOURS[want], ad.name
     assert (tmp_path / 'g.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    strokes = svg_fills((tmp_path / 'g.svg').read_text(), 'stroke')
+    assert {n for n, s in strokes.items()
+            if s == flowgraph.FAILED_BORDER} == {'clone-copy-data'}
 
 
-def svg_fills(svg):
-    """{node title: fill colour} of a Graphviz SVG."""
+def svg_fills(svg, attribute='fill'):
+    """{node title: fill colour} of a Graphviz SVG (or another attribute
+    of the node's shape)."""
     import xml.etree.ElementTree as ET
     ns = {'s': 'http://www.w3.org/2000/svg'}
     fills = {}
@@ -187,5 +192,5 @@ def svg_fills(svg):
         shape = g.find('s:path', ns)
         if shape is None:
             shape = g.find('s:polygon', ns)
-        fills[title] = shape.get('fill')
+        fills[title] = shape.get(attribute)
     return fills
