@@ -121,3 +121,28 @@ def test_durations_read_as_operators_write_them():
         with contextlib.suppress(ValueError):
             purge.parse_duration(bad)
             raise AssertionError(bad)
+
+
+def test_a_retried_clone_keeps_what_succeeded_unless_it_was_reverted(conf):
+    from conductor.cmd import manage_clones
+    backend = persistence.get_backend(conf)
+    boom = clones.failure()
+    fd = clones.stored_clone(
+        conf, backend, 'FAILURE',
+        states={'clone-hold-trust': 'SUCCESS', 'clone-authorize': 'SUCCESS',
+                'clone-reserve-image': 'REVERT_FAILURE'},
+        failures={'clone-reserve-image': boom},
+        meta={'gave_up': 'poison', 'needs_sweep': 'poison job',
+              'attempts': 6})
+    manage_clones.reset_for_retry(fd)
+    states = {ad.name: ad.state for ad in fd if ad.name[0] != '_'}
+    assert states['clone-hold-trust'] == states['clone-authorize'] == \
+        'SUCCESS'
+    assert states['clone-reserve-image'] == 'PENDING'
+    assert all(ad.failure is None for ad in fd)
+    assert fd.state == 'PENDING'
+    assert not {'gave_up', 'needs_sweep', 'attempts'} & set(fd.meta)
+    reverted = clones.stored_clone(conf, backend, 'REVERTED', states={
+        'clone-hold-trust': 'SUCCESS'})
+    manage_clones.reset_for_retry(reverted)
+    assert {ad.state for ad in reverted if ad.name[0] != '_'} == {'PENDING'}
