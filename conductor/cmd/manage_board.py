@@ -80,21 +80,18 @@ def _created(job):
     return created.timestamp()
 
 
-def _flow_meta(backend, clone_id):
+def flow_or_none(backend, clone_id):
+    """The clone's stored flow detail, or None."""
+    from conductor import runner
     try:
-        return persistence_flow(backend, clone_id)
+        return runner.load_flow(backend, clone_id)[1]
     except LookupError:
         return None
 
 
-def persistence_flow(backend, clone_id):
-    from conductor import runner
-    return runner.load_flow(backend, clone_id)[1]
-
-
 def job_row(job, owner, live, backend):
     clone_id = boardinfo.clone_id_of(job)
-    fd = _flow_meta(backend, clone_id) if clone_id else None
+    fd = flow_or_none(backend, clone_id) if clone_id else None
     created = _created(job)
     return {
         'job': job.uuid,
@@ -272,7 +269,7 @@ class JobTrash(manage.Command):
             trash_board(client, board, job, who)
             clone_id = boardinfo.clone_id_of(job)
             message = stop_message(reason)
-            fd = _flow_meta(backend, clone_id)
+            fd = flow_or_none(backend, clone_id)
             if fd is not None:
                 fd.meta[outcome.GAVE_UP] = message
                 fd.meta['trashed_by'] = who

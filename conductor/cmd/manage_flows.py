@@ -6,7 +6,6 @@
     clone-manage flow purge --older-than DURATION [--dry-run]
 """
 import os
-import sys
 import time
 
 from cliff import lister
@@ -188,8 +187,9 @@ class FlowPurge(lister.Lister):
                 with manage_board.board_session(conf) as (client, board, _b):
                     trashed = purge.purge_trash(client, board, a.older_than)
             except manage.CommandError as e:
-                sys.stderr.write(f'clone-manage: trashed jobs not purged: '
-                                 f'{e}\n')
+                self.partial = True
+                self.app.stderr.write(f'clone-manage: trashed jobs not '
+                                      f'purged: {e}\n')
         action = 'would purge' if a.dry_run else 'purged'
         rows = [(cid, action) for cid in ids]
         if trashed:
