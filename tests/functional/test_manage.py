@@ -266,27 +266,55 @@ def test_purge_dry_run_leaves_the_running_clone(site):
     assert c['running'] not in ids
 
 
-def test_a_crashed_clone_resumes_and_flow_show_watch_follows_it(site):
+def test_job_release_force_hands_a_hung_conductors_clone_to_another(site):
+    """p is alive but stuck (frozen in the copy): --force takes its claim
+    away and conductor a resumes the clone from its last saved step."""
     running = site.clones['running']
+    r = site.manage('job', 'release', running, '--force')
+    assert f'released from {site.name_of("p")}' in r.stdout
+    assert site.wait_ended(running)['status'] == 'success'
+    conductors = [h['Conductor'] for h in site.json('flow', 'history',
+                                                    running)]
+    assert conductors[0] == site.name_of('p')
+    assert conductors[-1] == site.name_of('a')
+    steps = {r['Step']: r for r in site.json('flow', 'show', running)}
+    assert steps['clone-copy-data']['Attempts'] == 2       # p, then a
+    assert steps['clone-reserve-image']['Attempts'] == 1   # kept
+
+
+def test_a_crashed_clone_resumes_and_flow_show_watch_follows_it(site):
+    """q is killed with SIGKILL mid-copy; its claim goes with its session
+    and conductor b resumes the clone; ``flow show --watch`` follows it to
+    the end with the copy's progress bar."""
+    site.procs['p'].kill()                  # (frozen: it would not stop)
+    site.procs['a'].send_signal(signal.SIGTERM)   # nobody else may claim it
+    site.procs['p'].wait(60)
+    site.procs['a'].wait(60)
+    marker = site.start('q', pause_at='clone-copy-data@0.5',
+                        extra=NO_SWEEP + 'max_concurrent_clones = 1\n')
+    src = upload(site.cloud, os.urandom(16 * MiB), name='manage-crashed')
+    crashed = site.clones['crashed'] = post_clone(site.api, site.token, src)
+    until(marker.exists, 'conductor q to freeze in the copy')
     watch = subprocess.Popen(
         [str(BIN / 'clone-manage'), '--config-file', str(site.manage_conf),
-         'flow', 'show', running, '--watch', '--interval', '0.5',
+         'flow', 'show', crashed, '--watch', '--interval', '0.5',
          '-f', 'json'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
-    site.procs['p'].send_signal(signal.SIGKILL)
-    site.procs['p'].wait()
-    assert site.wait_ended(running)['status'] == 'success'
+    site.procs['q'].send_signal(signal.SIGKILL)
+    site.procs['q'].wait()
+    site.start('b', extra=NO_SWEEP)
+    assert site.wait_ended(crashed)['status'] == 'success'
     out, err = watch.communicate(timeout=120)
     assert watch.returncode == 0, err
     assert 'copy [' in out                          # the progress bar
     final = json.loads(out[out.rindex('\n[') + 1:])
     assert {r['State'] for r in final} <= {'SUCCESS', 'IGNORE'}
     conductors = [h['Conductor'] for h in site.json('flow', 'history',
-                                                    running)]
-    assert conductors[0] == site.name_of('p')
-    assert conductors[-1] == site.name_of('a')
-    assert site.name_of('p') not in {
-        r['Name'] for r in site.json('conductor', 'list')}
+                                                    crashed)]
+    assert conductors[0] == site.name_of('q')
+    assert conductors[-1] == site.name_of('b')
+    live = {r['Name'] for r in site.json('conductor', 'list')}
+    assert site.name_of('q') not in live and site.name_of('b') in live
 
 
 def test_clone_sweep_removes_injected_debris_and_nothing_else(site):
