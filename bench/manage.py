@@ -18,6 +18,12 @@ plus one clone still running (its copy RUNNING, with progress).  Then:
    them); ``--purge`` new finished clones stored and purged again, three
    times: the file stops growing (sqlite reuses the freed pages) and the
    rows go back to the running clone's.
+3. What recording the history costs a conductor: clones of a 1 KiB image
+   run in-process against the fake Glance regions of tests/unit/fakes.py
+   on a sqlite file (the default lean saves), with and without
+   ``HistoryRecorder`` on the engine, interleaved, ``--rounds`` times:
+   CPU and wall per clone, database transactions per clone.
+   (``--recorder-only`` runs just this part.)
 """
 import argparse
 import contextlib
@@ -130,14 +136,83 @@ def imports_only():
             before.ru_stime)
 
 
+def recorder_cost(d, rounds, clones=20):
+    """Median (cpu ms, wall ms, commits) per clone, without and with the
+    history recorder."""
+    import gc
+    from clone_flows import constants as c
+    from conductor.worker import history
+    from tests.unit import fakes
+    _, conf = conf_for(os.path.join(d, 'recorder.sqlite'))
+    conf.set_override('copy_retry_delay', 0, group='clone')
+    backend = persistence.get_backend(conf)
+    commits = [0]
+    sa.event.listen(backend.engine, 'commit',
+                    lambda *a: commits.__setitem__(0, commits[0] + 1))
+    auto = getattr(backend, '_autocommit', None)
+    if auto is not None:
+        sa.event.listen(auto, 'before_cursor_execute',
+                        lambda *a: commits.__setitem__(0, commits[0] + 1))
+    cloud = {'R1': fakes.FakeGlanceRegion('R1'),
+             'R2': fakes.FakeGlanceRegion('R2')}
+    src = cloud['R1'].add_image(os.urandom(1024))
+    services = fakes.FakeServices(conf, cloud)
+
+    def clone(record):
+        store = {c.CLONE_ID: str(uuid.uuid4()), c.SOURCE_REGION: 'R1',
+                 c.SOURCE_IMAGE_ID: src['id'], c.TARGET_REGION: 'R2',
+                 c.TRUST_ID: 'trust-bench', c.OVERRIDES: {},
+                 c.STRATEGY_NAME: 'auto'}
+        book, fd, flow = runner.save_new_flow(conf, backend, store)
+        engine = runner.prepare_engine(conf, backend, book, fd, flow=flow,
+                                       services=services)
+        if record:
+            with history.HistoryRecorder(engine, 'bench'):
+                out = runner.run(engine, backend, store[c.CLONE_ID])
+        else:
+            out = runner.run(engine, backend, store[c.CLONE_ID])
+        assert out.succeeded, out.message
+        for region in cloud.values():
+            region.calls.clear()
+        cloud['R2'].images.clear()
+        cloud['R2'].data.clear()
+
+    for _ in range(5):
+        clone(False)
+        clone(True)
+    got = {False: [], True: []}
+    for r in range(rounds):
+        for record in ((False, True) if r % 2 == 0 else (True, False)):
+            gc.collect()
+            commits[0] = 0
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for _ in range(clones):
+                clone(record)
+            got[record].append(((time.process_time() - cpu0) * 1000 / clones,
+                                (time.perf_counter() - wall0) * 1000 / clones,
+                                commits[0] / clones))
+    backend.close()
+    print(f'\n| {clones} clones x {rounds} rounds, sqlite | CPU/clone | '
+          f'wall/clone | transactions/clone |\n|---|---|---|---|')
+    for record in (False, True):
+        xs = got[record]
+        print(f"| {'with' if record else 'without'} the history recorder | "
+              f"{statistics.median(x[0] for x in xs):.1f} ms | "
+              f"{statistics.median(x[1] for x in xs):.1f} ms | "
+              f"{statistics.median(x[2] for x in xs):.1f} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--clones', type=int, default=10000)
     p.add_argument('--purge', type=int, default=1000)
     p.add_argument('--rounds', type=int, default=5)
     p.add_argument('--dir')
+    p.add_argument('--recorder-only', action='store_true')
     a = p.parse_args()
     d = a.dir or tempfile.mkdtemp(prefix='bench-manage-')
+    if a.recorder_only:
+        return recorder_cost(d, a.rounds)
     path = os.path.join(d, 'flows.sqlite')
     conf_file, conf = conf_for(path)
     backend = persistence.get_backend(conf)
@@ -177,6 +252,7 @@ def main():
         n = len(purge.purge(backend, 0))
         line(f'purged {n} ({time.perf_counter() - t0:.2f} s)')
     backend.close()
+    recorder_cost(d, a.rounds)
 
 
 if __name__ == '__main__':

@@ -4,6 +4,7 @@ import contextlib
 
 import sqlalchemy as sa
 import taskflow.engines
+import taskflow.storage
 from taskflow.patterns import linear_flow
 from taskflow import task as tf_task
 
@@ -146,3 +147,34 @@ def test_a_retried_clone_keeps_what_succeeded_unless_it_was_reverted(conf):
         'clone-hold-trust': 'SUCCESS'})
     manage_clones.reset_for_retry(reverted)
     assert {ad.state for ad in reverted if ad.name[0] != '_'} == {'PENDING'}
+
+
+def test_ordinary_transitions_are_saved_together(conf, monkeypatch):
+    """Starts and successes wait for a later save (a flow transition, a
+    failure, or save_after seconds); each is still recorded."""
+    backend = persistence.get_backend(conf)
+    saves = []
+    real = taskflow.storage.Storage.update_flow_metadata
+
+    def counting(self, update):
+        saves.append(len(update.get(history.HISTORY, ())))
+        return real(self, update)
+    monkeypatch.setattr(taskflow.storage.Storage, 'update_flow_metadata',
+                        counting)
+
+    def run(save_after):
+        saves.clear()
+        flow = linear_flow.Flow('f').add(Ok('a'), Ok('b'), Ok('c'))
+        engine = taskflow.engines.load(flow, backend=backend,
+                                       engine='serial')
+        with history.HistoryRecorder(engine, 'c-1', clock=lambda: 5.0,
+                                     save_after=save_after):
+            engine.run()
+        return list(saves), history.entries(_fd(
+            backend, engine.storage.flow_uuid).meta)
+
+    batched, entries = run(save_after=60)
+    assert batched == [1, 8]        # flow RUNNING, then the rest with SUCCESS
+    assert len(entries) == 8
+    every, entries = run(save_after=0)
+    assert len(every) == 8 and len(entries) == 8
