@@ -13,6 +13,7 @@ import logging
 
 import taskflow.engines
 from taskflow import storage as tf_storage
+from taskflow.persistence import models
 
 from clone_flows import constants as c
 from conductor import runner
@@ -116,6 +117,11 @@ def atom_rows(fd, names=None):
         start, end, runs = times.get(name, (None, None, 0))
         failure = ad.failure or getattr(ad, 'revert_failure', None)
         result = ad.results if ad.state == 'SUCCESS' else None
+        if isinstance(ad, models.RetryDetail):
+            # its results are its history: one (result, failures) per try
+            tries = len(ad.results or ())
+            result = f'{tries} {"try" if tries == 1 else "tries"}' \
+                if tries else None
         rows.append({
             'name': name,
             'state': ad.state,
