@@ -19,6 +19,7 @@ CLONE = ('clone_flows.auth', 'clone_flows.flow', 'clone_flows.glance',
 # The services add the jobboard, the conductor and the tasks API.
 ALL = CLONE + ('conductor.jobboard', 'conductor.worker.conductor',
                'conductor.notifications',
+               'conductor.purge',
                'conductor.api.config', 'conductor.db.api')
 
 PROJECT = 'glance-clone'

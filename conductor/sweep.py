@@ -77,6 +77,17 @@ def _store_leftovers(services, target, atoms, clone_id, source_region,
             clone_id=clone_id), checkpoint=checkpoint)
 
 
+def leftover_images(conf, fd, services=None):
+    """The images of a marked clone still in its target region (looked at
+    with the clone's trust, as the sweep removes them)."""
+    store = (fd.meta or {}).get('store') or {}
+    clone_id = store.get(c.CLONE_ID) or fd.uuid
+    services = services or services_mod.Services(
+        conf, trust_id=store.get(c.TRUST_ID))
+    target = services.glance(store[c.TARGET_REGION])
+    return reserve_image.find_reserved(target, clone_id)
+
+
 def sweep_one(conf, backend, fd, services=None):
     """Remove this clone's leftovers; True when nothing remains: what its
     copy strategy wrote in the target store (through the strategy's own

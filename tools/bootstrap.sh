@@ -8,7 +8,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 need_pkgs=()
-for pkg in python3-venv zookeeper iproute2 socat; do
+# graphviz: the "dot" program clone-manage flow graph draws with;
+# iproute2 and socat: the partition tests' network namespaces.
+for pkg in python3-venv zookeeper graphviz iproute2 socat; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,21 +1,40 @@
-"""clone-manage: run and inspect clones from a shell.
+"""clone-manage: run, inspect and repair clones from a shell.
+
+A cliff application, as python-openstackclient and the ``*-manage`` tools
+are: every command takes ``--help``; listing and showing commands take
+``-f table|json|yaml|value|csv`` and ``-c COLUMN``.  Exit codes: 0 done,
+1 the operation failed (one line on stderr says why; the traceback goes to
+the log file, or to stderr with ``--debug``), 2 a usage error (unknown
+command, bad option or argument).
 
     clone-manage clone --source-region R1 --image ID --target-region R2
     clone-manage clone --resume CLONE_ID
-    clone-manage clone --source-region R1 --image ID --dry-run
     clone-manage copies --region R1 --image ID
+    clone-manage conductor list
+    clone-manage job list|show|release|trash
+    clone-manage clone list|retry|cancel|sweep
+    clone-manage flow show|history|graph|purge
+    clone-manage db sync;  clone-manage tasks purge|fail-orphans
 """
 import argparse
 import json
+import logging
 import os
+import socket
 import sys
 import time
+
+from cliff import app as cliff_app
+from cliff import command as cliff_command
+from cliff import commandmanager
 
 from clone_flows import exceptions
 from conductor import opts
 from conductor import outcome
 from conductor import persistence
 from conductor import runner
+
+LOG = logging.getLogger(__name__)
 
 
 def _user_session_from_env(conf):
@@ -144,7 +163,11 @@ def cmd_clone(conf, args):
               f'{args.target_region}', file=sys.stderr)
         engine = runner.prepare_engine(conf, backend, book, fd, flow=flow,
                                        on_progress=bar)
-    return _report(args, clone_id, runner.run(engine, backend, clone_id), bar)
+    from conductor.worker import history
+    with history.HistoryRecorder(
+            engine, f'clone-manage@{socket.gethostname()}:{os.getpid()}'):
+        result = runner.run(engine, backend, clone_id)
+    return _report(args, clone_id, result, bar)
 
 
 def _new_store(conf, user_session, args):
@@ -211,78 +234,6 @@ def _key_value(text):
     return tuple(text.split('=', 1))
 
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog='clone-manage',
-        description='Run and inspect glance-clone clones (cross-region '
-                    'image copies).')
-    p.add_argument('--config-file', action='append', default=[],
-                   help='glance-clone configuration file (repeatable)')
-    sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    sub.required = True
-    c = sub.add_parser(
-        'clone', help='clone an image in this process, as the user of the '
-                      'OS_* environment, with a progress bar',
-        description='Clone an image from one region into another, running '
-                    'the persisted clone graph in this process.')
-    c.add_argument('--source-region', help='region the image is in')
-    c.add_argument('--image', help='id of the image to clone')
-    c.add_argument('--target-region',
-                   default=os.environ.get('OS_REGION_NAME'),
-                   help='region to clone into (default: $OS_REGION_NAME)')
-    c.add_argument('--name', help='name of the copy (default: the source\'s)')
-    c.add_argument('--visibility',
-                   choices=['private', 'shared', 'community', 'public'])
-    c.add_argument('--property', action='append', type=_key_value,
-                   metavar='KEY=VALUE', help='set a property on the copy')
-    c.add_argument('--tag', action='append', help='tags of the copy '
-                   '(replace the source\'s)')
-    c.add_argument('--strategy', default='auto',
-                   help='store strategy: auto (default), http, ...')
-    c.add_argument('--dry-run', action='store_true',
-                   help='run the checks of the clone and print its plan '
-                        '(strategy, bytes, property diff); change nothing')
-    c.add_argument('--include-dependencies', action='store_true',
-                   help='also clone the kernel and ramdisk images the image '
-                        'refers to (kernel_id, ramdisk_id) when your project '
-                        'in the target region has no verified copy of them '
-                        'yet, in the same clone')
-    c.add_argument('--if-exists', choices=['copy', 'reuse', 'fail'],
-                   default='copy',
-                   help='when your project in the target region already '
-                        'holds a verified copy of the image: copy anyway '
-                        '(default), reuse it, or fail naming it')
-    c.add_argument('--resume', metavar='CLONE_ID',
-                   help='continue a clone whose process was killed')
-    c.add_argument('--conductor', action='store_true',
-                   help='post the clone to the jobboard for the conductors '
-                        'and follow it, instead of running it here')
-    c.add_argument('--no-wait', action='store_true',
-                   help='with --conductor: print the clone id and return')
-    c.add_argument('--no-progress', action='store_true')
-    c.add_argument('--json', action='store_true',
-                   help='print the outcome as JSON')
-    c.set_defaults(func=cmd_clone, opt_modules=opts.CLONE)
-    cp = sub.add_parser(
-        'copies', help="list an image's copies in every region (as the "
-                       "user of the OS_* environment sees them)")
-    cp.add_argument('--region', required=True, help='region the image is in')
-    cp.add_argument('--image', required=True, help='id of the image')
-    cp.add_argument('--json', action='store_true',
-                    help='print the listing as JSON')
-    cp.set_defaults(func=cmd_copies, opt_modules=opts.CLONE)
-    s = sub.add_parser('sweep', help='remove what clones whose cleanup '
-                       'failed left behind (images in the target, trusts)')
-    s.set_defaults(func=cmd_sweep)
-    j = sub.add_parser('jobs', help='list the clones started on the '
-                       'jobboard, and how many each project has pending and '
-                       'running')
-    j.set_defaults(func=cmd_jobs)
-    from conductor.cmd import manage_db
-    manage_db.add_parsers(sub)
-    return p
-
-
 def cmd_copies(conf, args):
     from clone_flows import copies
     try:
@@ -307,58 +258,249 @@ def cmd_copies(conf, args):
     return 0
 
 
-def cmd_sweep(conf, args):
-    from conductor import sweep
-    swept, left = sweep.sweep(conf, persistence.get_backend(conf))
-    print(f'{swept} clone(s) cleaned, {left} left for a later sweep')
-    return 0 if left == 0 else 1
 
 
-def cmd_jobs(conf, args):
-    from conductor import jobboard
-    from conductor import pending
-    backend = persistence.get_backend(conf)
-    client = jobboard.make_client(conf)
-    client.start(timeout=conf.jobboard.session_timeout)
-    try:
-        board = jobboard.make_board(conf, client, backend)
-        rows = []
-        for job in board.iterjobs(ensure_fresh=True):
-            details = job.details or {}
-            clone_id = details.get('flow_uuid', '-')
-            try:
-                store = runner.load_flow(backend, clone_id)[1].meta.get(
-                    'store') or {}
-            except LookupError:
-                store = details.get('store') or {}
-            rows.append((clone_id, job.state,
-                         board.find_owner(job) or '-',
-                         f"{store.get('source_region')}/"
-                         f"{store.get('source_image_id')} -> "
-                         f"{store.get('target_region')}"))
-        waiting = pending.counts(client, conf.jobboard.path)
-        board.close()
-    finally:
-        client.stop()
-        client.close()
-    print(f"{'CLONE':36}  {'STATE':9}  {'OWNER':24}  WHAT")
-    for r in rows:
-        print(f'{r[0]:36}  {r[1]:9}  {r[2]:24}  {r[3]}')
-    print(f"\n{'PROJECT':36}  {'PENDING':>7}  {'RUNNING':>7}")
-    for project, (n_pending, n_running) in sorted(waiting.items()):
-        if n_pending or n_running:
-            print(f'{project:36}  {n_pending:7}  {n_running:7}')
-    return 0
+# -- the cliff application ---------------------------------------------------
+
+class CommandError(Exception):
+    """An operation that failed for a reason the operator can act on; its
+    text is one sentence (exit code 1)."""
+
+
+class UsageError(CommandError):
+    """Arguments that make no sense together (exit code 2)."""
+
+
+def _hosts(conf):
+    return ','.join(conf.jobboard.zookeeper_hosts)
+
+
+def describe(err, conf=None):
+    """One sentence for an error an operator may meet: an unknown id, an
+    unreachable ZooKeeper or database; None for an unexpected one."""
+    if isinstance(err, KeyError):
+        return None
+    if isinstance(err, (CommandError, LookupError)):
+        return str(err)
+    from kazoo import exceptions as kz_exc
+    from kazoo.handlers import threading as kz_threading
+    if isinstance(err, (kz_threading.KazooTimeoutError,
+                        kz_exc.ConnectionLoss, kz_exc.SessionExpiredError)):
+        hosts = _hosts(conf) if conf is not None else 'ZooKeeper'
+        return f'ZooKeeper ({hosts}) cannot be reached: {err or "timed out"}'
+    if isinstance(err, kz_exc.NoAuthError):
+        return ('ZooKeeper refused access to the jobboard: check [jobboard] '
+                'username and password')
+    import sqlalchemy.exc as sa_exc
+    from oslo_db import exception as db_exc
+    from taskflow import exceptions as tf_exc
+    cause = err
+    while isinstance(cause, tf_exc.TaskFlowException) and cause.cause:
+        cause = cause.cause
+    if isinstance(cause, (sa_exc.OperationalError, sa_exc.InterfaceError,
+                          db_exc.DBConnectionError)):
+        first = str(getattr(cause, 'orig', None) or cause).splitlines()[0]
+        return f'the database cannot be reached: {first[:200]}'
+    return None
+
+
+class App(cliff_app.App):
+    """clone-manage."""
+
+    NAME = 'clone-manage'
+    CONSOLE_MESSAGE_FORMAT = '%(message)s'
+
+    def __init__(self):
+        manager = commandmanager.CommandManager(None)
+        for name, factory in COMMANDS.items():
+            manager.add_command(name, factory)
+        super().__init__(
+            description='Run, inspect and repair glance-clone clones '
+                        '(cross-region image copies).',
+            version='0.1.0', command_manager=manager, deferred_help=True)
+        self._conf = None
+        self._exit_code = None
+
+    def build_option_parser(self, description, version, argparse_kwargs=None):
+        parser = super().build_option_parser(description, version,
+                                             argparse_kwargs)
+        parser.add_argument('--config-file', action='append', default=[],
+                            metavar='PATH',
+                            help='glance-clone configuration file '
+                                 '(repeatable)')
+        return parser
+
+    def configure_logging(self):
+        # oslo.log configures logging from the configuration files (see
+        # conf()); errors reach the operator through clean_up() only.
+        for name in ('cliff', self.NAME, type(self).LOG.name):
+            cliff_log = logging.getLogger(name)
+            cliff_log.propagate = bool(self.options.debug)
+            if not cliff_log.handlers:
+                cliff_log.addHandler(logging.NullHandler())
+
+    def conf(self, modules=opts.ALL):
+        """The parsed configuration, with the options of ``modules``."""
+        if self._conf is None:
+            args = []
+            for f in self.options.config_file:
+                args += ['--config-file', f]
+            self._conf = opts.new_conf(args, modules=modules)
+            if not (self._conf.log_file or self._conf.log_dir or
+                    self.options.verbose_level > 1 or self.options.debug):
+                # kazoo narrates every connection attempt: on a terminal,
+                # the one-line error says it all
+                logging.getLogger('kazoo').setLevel(logging.ERROR)
+            if self.options.debug:
+                logging.getLogger().addHandler(logging.StreamHandler(
+                    self.stderr))
+        else:
+            opts.register_opts(self._conf, modules)
+        return self._conf
+
+    def run_subcommand(self, argv):
+        try:
+            self.command_manager.find_command(argv)
+        except ValueError:
+            self.stderr.write(f"clone-manage: '{' '.join(argv)}' is not a "
+                              f"clone-manage command; see clone-manage "
+                              f"--help\n")
+            return 2
+        self._exit_code = None
+        result = super().run_subcommand(argv)
+        return self._exit_code if self._exit_code is not None else result
+
+    def clean_up(self, cmd, result, err):
+        if err is None:
+            return
+        sentence = describe(err, self._conf)
+        if sentence is None:
+            sentence = f'{type(err).__name__}: {err}'.splitlines()[0]
+        self.stderr.write(f'clone-manage: {sentence}\n')
+        self._exit_code = 2 if isinstance(err, UsageError) else 1
+        conf = self._conf
+        if self.options.debug or (conf is not None and (
+                conf.log_file or conf.log_dir)):
+            # the details, where the operator keeps them (never on stderr
+            # unless asked with --debug)
+            LOG.error('%s failed: %s', getattr(cmd, 'cmd_name', None) or
+                      type(cmd).__name__, sentence, exc_info=err)
+
+
+class Command(cliff_command.Command):
+    """A clone-manage command: ``self.app.conf()`` is its configuration."""
+
+    #: Option modules the command needs.
+    opt_modules = opts.ALL
+
+    def conf(self):
+        return self.app.conf(self.opt_modules)
+
+
+class CloneRun(Command):
+    """Clone an image into another region.
+
+    Runs the persisted clone graph in this process (as the user of the
+    OS_* environment), or posts it for the conductors (--conductor)."""
+
+    opt_modules = opts.CLONE
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        c = parser
+        c.add_argument('--source-region', help='region the image is in')
+        c.add_argument('--image', help='id of the image to clone')
+        c.add_argument('--target-region',
+                       default=os.environ.get('OS_REGION_NAME'),
+                       help='region to clone into (default: $OS_REGION_NAME)')
+        c.add_argument('--name', help='name of the copy (default: the source\'s)')
+        c.add_argument('--visibility',
+                       choices=['private', 'shared', 'community', 'public'])
+        c.add_argument('--property', action='append', type=_key_value,
+                       metavar='KEY=VALUE', help='set a property on the copy')
+        c.add_argument('--tag', action='append', help='tags of the copy '
+                       '(replace the source\'s)')
+        c.add_argument('--strategy', default='auto',
+                       help='store strategy: auto (default), http, ...')
+        c.add_argument('--dry-run', action='store_true',
+                       help='run the checks of the clone and print its plan '
+                            '(strategy, bytes, property diff); change nothing')
+        c.add_argument('--include-dependencies', action='store_true',
+                       help='also clone the kernel and ramdisk images the image '
+                            'refers to (kernel_id, ramdisk_id) when your project '
+                            'in the target region has no verified copy of them '
+                            'yet, in the same clone')
+        c.add_argument('--if-exists', choices=['copy', 'reuse', 'fail'],
+                       default='copy',
+                       help='when your project in the target region already '
+                            'holds a verified copy of the image: copy anyway '
+                            '(default), reuse it, or fail naming it')
+        c.add_argument('--resume', metavar='CLONE_ID',
+                       help='continue a clone whose process was killed')
+        c.add_argument('--conductor', action='store_true',
+                       help='post the clone to the jobboard for the conductors '
+                            'and follow it, instead of running it here')
+        c.add_argument('--no-wait', action='store_true',
+                       help='with --conductor: print the clone id and return')
+        c.add_argument('--no-progress', action='store_true',
+                       help='do not draw the progress bar')
+        c.add_argument('--json', action='store_true',
+                       help='print the outcome as JSON')
+        return parser
+
+    def take_action(self, parsed_args):
+        return cmd_clone(self.conf(), parsed_args)
+
+
+class Copies(Command):
+    """List an image's copies in every region.
+
+    As the user of the OS_* environment sees them."""
+
+    opt_modules = opts.CLONE
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--region', required=True,
+                            help='region the image is in')
+        parser.add_argument('--image', required=True, help='id of the image')
+        parser.add_argument('--json', action='store_true',
+                            help='print the listing as JSON')
+        return parser
+
+    def take_action(self, parsed_args):
+        return cmd_copies(self.conf(), parsed_args)
+
+
+def for_humans(parsed_args, rows):
+    """Rows as given for machine formats (json, yaml: null stays null);
+    for table, value and csv, an empty cell instead of "None"."""
+    if getattr(parsed_args, 'formatter', None) in ('json', 'yaml'):
+        return rows
+    return [tuple('' if v is None else v for v in row) for row in rows]
+
+
+def _commands():
+    from conductor.cmd import manage_board
+    from conductor.cmd import manage_clones
+    from conductor.cmd import manage_db
+    from conductor.cmd import manage_flows
+    return {
+        'clone': CloneRun,
+        'copies': Copies,
+        **manage_db.COMMANDS,
+        **manage_board.COMMANDS,
+        **manage_clones.COMMANDS,
+        **manage_flows.COMMANDS,
+    }
+
+
+COMMANDS = {}
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    conf_args = []
-    for f in args.config_file:
-        conf_args += ['--config-file', f]
-    conf = opts.new_conf(conf_args,
-                         modules=getattr(args, 'opt_modules', opts.ALL))
-    return args.func(conf, args)
+    COMMANDS.update(_commands())
+    return App().run(sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == '__main__':

@@ -5,31 +5,61 @@
     clone-manage tasks fail-orphans   end tasks the API recorded but never
                                       queued (it died in between)
 """
-import sys
+from conductor.cmd import manage
 
 
-def cmd_db_sync(conf, args):
-    from conductor.db import api as db_api
-    revision = db_api.sync(conf)
-    print(f'task records at revision {revision} '
-          f'({_safe_url(conf.database.connection)})')
-    return 0
+class DbSync(manage.Command):
+    """Create or upgrade the task tables to the newest revision."""
+
+    def take_action(self, parsed_args):
+        from conductor.db import api as db_api
+        conf = self.conf()
+        revision = db_api.sync(conf)
+        self.app.stdout.write(f'task records at revision {revision} '
+                              f'({_safe_url(conf.database.connection)})\n')
+        return 0
 
 
-def cmd_tasks_purge(conf, args):
-    from conductor.db import api as db_api
-    count = db_api.purge_expired(conf, now=args.before)
-    print(f'purged {count} expired task(s)')
-    return 0
+class TasksPurge(manage.Command):
+    """Delete finished tasks whose expires_at has passed.
+
+    That is [api] task_ttl_hours after they ended."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--before', metavar='ISO_TIME',
+                            help='purge what expires before this time instead '
+                                 'of now (e.g. 2030-01-01T00:00:00Z)')
+        return parser
+
+    def take_action(self, parsed_args):
+        from conductor.db import api as db_api
+        count = db_api.purge_expired(self.conf(), now=parsed_args.before)
+        self.app.stdout.write(f'purged {count} expired task(s)\n')
+        return 0
 
 
-def cmd_tasks_fail_orphans(conf, args):
-    from conductor import submit
-    ended = submit.fail_orphans(conf, older_than=args.older_than)
-    for task_id in ended:
-        print(task_id)
-    print(f'{len(ended)} task(s) without a job ended failure')
-    return 0
+class TasksFailOrphans(manage.Command):
+    """End pending tasks that never got a job, and delete their trusts.
+
+    The API died between recording the task and posting its job."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--older-than', type=int, default=300,
+                            metavar='SECONDS', help='only tasks pending this '
+                                                    'long (default 300)')
+        return parser
+
+    def take_action(self, parsed_args):
+        from conductor import submit
+        ended = submit.fail_orphans(self.conf(),
+                                    older_than=parsed_args.older_than)
+        for task_id in ended:
+            self.app.stdout.write(task_id + '\n')
+        self.app.stdout.write(f'{len(ended)} task(s) without a job ended '
+                              f'failure\n')
+        return 0
 
 
 def _safe_url(url):
@@ -37,34 +67,8 @@ def _safe_url(url):
     return utils.sanitize_db_url(url)
 
 
-def add_parsers(subparsers):
-    db = subparsers.add_parser('db', help='task record tables')
-    db_sub = db.add_subparsers(dest='db_command', metavar='DB_COMMAND')
-    db_sub.required = True
-    sync = db_sub.add_parser('sync', help='create or upgrade the task '
-                                          'tables to the newest revision')
-    sync.set_defaults(func=cmd_db_sync)
-
-    tasks = subparsers.add_parser('tasks', help='task records')
-    tasks_sub = tasks.add_subparsers(dest='tasks_command',
-                                     metavar='TASKS_COMMAND')
-    tasks_sub.required = True
-    purge = tasks_sub.add_parser(
-        'purge', help='delete finished tasks whose expires_at has passed '
-                      '([api] task_ttl_hours after they ended)')
-    purge.add_argument('--before', metavar='ISO_TIME',
-                       help='purge what expires before this time instead of '
-                            'now (e.g. 2030-01-01T00:00:00Z)')
-    purge.set_defaults(func=cmd_tasks_purge)
-    orphans = tasks_sub.add_parser(
-        'fail-orphans', help='end pending tasks that never got a jobboard '
-                             'job (the API died between the two) and '
-                             'delete their trusts')
-    orphans.add_argument('--older-than', type=int, default=300,
-                         metavar='SECONDS', help='only tasks pending this '
-                                                 'long (default 300)')
-    orphans.set_defaults(func=cmd_tasks_fail_orphans)
-
-
-if __name__ == '__main__':
-    sys.exit('use clone-manage db sync | clone-manage tasks purge')
+COMMANDS = {
+    'db sync': DbSync,
+    'tasks purge': TasksPurge,
+    'tasks fail-orphans': TasksFailOrphans,
+}

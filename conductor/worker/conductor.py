@@ -37,6 +37,7 @@ from conductor import outcome as outcome_mod
 from conductor import runner
 from conductor import sweep
 from conductor.worker import guards
+from conductor.worker import history
 
 LOG = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
 
     def _listeners_from_job(self, job, engine):
         clone_id = (job.details or {}).get('flow_uuid')
-        return [StepLogger(engine, clone_id, self.name)]
+        return [StepLogger(engine, clone_id, self.name),
+                history.HistoryRecorder(engine, self.name)]
 
     def _dispatch_job(self, job):
         clone_id = (job.details or {}).get('flow_uuid')

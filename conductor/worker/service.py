@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from conductor import jobboard
 from conductor import persistence
+from conductor import purge
 from conductor import sweep
 from conductor.worker import conductor as worker
 
@@ -60,11 +61,26 @@ def marked_for_sweep(backend):
 
 
 class Sweeper(threading.Thread):
-    def __init__(self, conf, backend):
+    def __init__(self, conf, backend, client=None, board=None):
         super().__init__(name='clone-sweeper', daemon=True)
         self._conf = conf
         self._backend = backend
+        self._client, self._board = client, board
         self._stop = threading.Event()
+
+    def purge(self):
+        """Remove finished clones' flow records and trashed jobs older
+        than ``[persistence] keep_finished`` (0: kept for ever)."""
+        keep = purge.parse_duration(self._conf.persistence.keep_finished)
+        if not keep:
+            return
+        purged = purge.purge(self._backend, keep)
+        trashed = 0
+        if self._client is not None and self._board is not None:
+            trashed = purge.purge_trash(self._client, self._board, keep)
+        if purged or trashed:
+            LOG.info('Purge: flow records of %d finished clones and %d '
+                     'trashed jobs removed', len(purged), trashed)
 
     def run(self):
         interval = self._conf.conductor.sweep_interval
@@ -92,6 +108,10 @@ class Sweeper(threading.Thread):
                     LOG.info('Sweep: %d orphaned tasks failed', len(orphans))
             except Exception:
                 LOG.exception('Orphaned task check failed')
+            try:
+                self.purge()
+            except Exception:
+                LOG.exception('Purging finished clones failed')
 
     def stop(self):
         self._stop.set()
@@ -139,7 +159,7 @@ def serve(conf):
     signal.signal(signal.SIGHUP, on_hup)
     sweeper = None
     if conf.conductor.sweep_interval > 0:
-        sweeper = Sweeper(conf, backend)
+        sweeper = Sweeper(conf, backend, client=client, board=board)
         sweeper.start()
     heartbeat = Heartbeat(conf, cond.records)
     heartbeat.start()
