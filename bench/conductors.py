@@ -508,11 +508,22 @@ class Fleet:
         t0 = time.monotonic()
 
         def one(i):
-            store = runner.new_store(conf, self.bench.cloud.session('demo'), {
-                'source_region': 'RegionOne',
-                'source_image_id': source_ids[i % len(source_ids)],
-                'target_region': 'RegionTwo',
-                'name': f'cbench-{self.bench.run_id}-{self.label}-{i}'})
+            for attempt in range(5):
+                try:
+                    store = runner.new_store(
+                        conf, self.bench.cloud.session('demo'), {
+                            'source_region': 'RegionOne',
+                            'source_image_id': source_ids[i % len(source_ids)],
+                            'target_region': 'RegionTwo',
+                            'name': f'cbench-{self.bench.run_id}-'
+                                    f'{self.label}-{i}'})
+                    break
+                except Exception as e:
+                    # the local Keystone's sqlite is "locked" now and then
+                    if attempt == 4:
+                        raise
+                    say(f'  {what}: trust {i}: {e}; trying again')
+                    time.sleep(1 + attempt)
             with lock:
                 done[0] += 1
                 if done[0] % 100 == 0:
