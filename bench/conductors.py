@@ -755,7 +755,8 @@ class Bench:
     def rss(self, sources, src=None, code=None):
         args = self.args
         n = args.rss_clones
-        fleet = self.fleet('rss' + (f'-{code}' if code else ''), src=src)
+        fleet = self.fleet('rss' + (f'-{_tag(code)}' if code else ''),
+                           src=src)
         stores = fleet.make_stores(sources, n, 'rss')
         proc = fleet.start('a')
         fleet.wait_serving('a')
@@ -829,7 +830,8 @@ class Bench:
     # -- 3. throughput ----------------------------------------------------
     def throughput(self, sources, conductors, src=None, code=None, round_=0):
         n = self.args.clones
-        label = f'tp{conductors}' + (f'-{code}-{round_}' if code else '')
+        label = f'tp{conductors}' + (f'-{_tag(code)}-{round_}' if code
+                                     else '')
         fleet = self.fleet(label, src=src)
         stores = fleet.make_stores(sources, n, label)
         t0 = time.monotonic()
@@ -877,6 +879,10 @@ class Bench:
                 'cpu_s': cpu_s, 'load': f'{load_before} -> '
                 f'{load()}', 'summary': summary, 'spent': spent,
                 'restarts': fleet.restarts}
+
+
+def _tag(code):
+    return re.sub(r'\W+', '-', code).strip('-')
 
 
 def _fmt(v, digits=2):

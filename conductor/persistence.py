@@ -202,7 +202,10 @@ def backend_conf(conf):
     A sqlite file gets a connection pool (TaskFlow uses none: every storage
     call would open the file and parse its schema again) and write-ahead
     logging (:func:`make_backend`), so that processes sharing the file read
-    while one writes.
+    while one writes.  On MariaDB and PostgreSQL a pooled connection is
+    checked before use (SQLAlchemy's ``pool_pre_ping``; TaskFlow pings only
+    MariaDB's, with a listener of its own, turned off here): one the server
+    or a proxy closed is replaced instead of failing a save.
     """
     url = conf.persistence.connection
     size = conf.persistence.max_pool_size
@@ -212,6 +215,8 @@ def backend_conf(conf):
                                   'pool_size': size}
     elif not url.startswith('sqlite'):
         tf_conf['max_pool_size'] = size
+        tf_conf['checkout_ping'] = False
+        tf_conf['engine_args'] = {'pool_pre_ping': True}
     return tf_conf
 
 
