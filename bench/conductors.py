@@ -1114,6 +1114,10 @@ def main(argv=None):
                    help='also measure the code of commit REV, side by side '
                         '(RSS once each, throughput --rounds times each, '
                         'interleaved)')
+    p.add_argument('--side', choices=('both', 'before', 'after'),
+                   default='both',
+                   help='with --compare: measure only one side (two runs '
+                        'in parallel then see the same machine)')
     p.add_argument('--conductors', default='1,2',
                    type=lambda s: [int(x) for x in s.split(',') if x],
                    help='throughput phase: conductor counts (default 1,2)')
@@ -1134,6 +1138,8 @@ def main(argv=None):
         codes = [(bench.dir / 'before', f'{before} (before)'),
                  (SRC, f'{after} (after)')]
         info['code'] += f', side by side with {before} (before)'
+        if args.side != 'both':
+            codes = [c for c in codes if f'({args.side})' in c[1]]
     say(f'work directory {bench.dir}; load {load()}')
     kills = rss = None
     tps = []
