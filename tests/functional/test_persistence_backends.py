@@ -188,6 +188,9 @@ def test_a_dead_connection_is_replaced_before_use(kind, tmp_path):
         finally:
             backend.close()
         assert replaced, 'no dead connection was found and replaced'
-        assert [ctx.original_exception for ctx in failed] == []
+        # (the check before use fails on a dead connection: that one is
+        # expected; no statement of the clone may fail)
+        assert [ctx.original_exception for ctx in failed
+                if not ctx.is_pre_ping] == []
     finally:
         dbs.close()
