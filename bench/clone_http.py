@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/clone_http.py [--size-mib 1024] [--rounds 4]
                                          [--rss-sizes 1024,4096]
+                                         [--compare REV]
 
 INTRO: this is one story, read top to bottom.  It uploads a random image to
 RegionOne of the local cloud (``tools/localcloud``; the ``LOCALCLOUD_*``
@@ -46,6 +47,13 @@ fork, and this script is as big as the clone); for (a2) the conductor's
 a bigger image that leaves it unchanged did not grow it).  Every image it
 made, in both regions, is
 deleted at the end, even when it fails or is interrupted.
+
+``--compare REV`` replaces (b) and (c) by the product at commit ``REV`` (a
+``git archive`` snapshot on the ``PYTHONPATH`` of its processes), so that
+the four methods of the square are (a), (a) at REV, (a2), (a2) at REV: the
+code before a change measured side by side with the code after it.  (a2)
+at REV is a second conductor, on a jobboard path of its own; this process
+(today's code) posts its clones.
 """
 import argparse
 import contextlib
@@ -283,13 +291,13 @@ class WarmConductor:
     """(a2) One ``clone-conductor`` for the whole run, and this process as
     the API: it makes the trust and posts each clone on the jobboard."""
 
-    def __init__(self, conf, session, workdir):
+    def __init__(self, conf, session, workdir, env=None, name='conductor'):
         self.conf, self.session = conf, session
-        self.log = open(os.path.join(workdir, 'conductor.out'), 'w')
+        self.log = open(os.path.join(workdir, f'{name}.out'), 'w')
         self.proc = subprocess.Popen(
             [os.path.join(sys.prefix, 'bin', 'clone-conductor'),
              '--config-file', conf.config_file[0]],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.poster = jobboard.Poster(conf)
         self.backend = persistence.get_backend(conf)
 
@@ -401,6 +409,16 @@ def round_order(r):
     return [methods[i] for i in square[(r - 1) % len(square)]]
 
 
+def snapshot(rev, workdir):
+    """The code of commit ``rev``, unpacked under ``workdir``."""
+    dest = os.path.join(workdir, 'before')
+    os.makedirs(dest)
+    tar = subprocess.run(['git', 'archive', rev, 'conductor', 'clone_flows'],
+                         cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(['tar', '-x', '-C', dest], input=tar, check=True)
+    return dest
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--size-mib', type=int, default=1024,
@@ -411,12 +429,21 @@ def main():
     p.add_argument('--rss-sizes', default='1024,4096',
                    help='image sizes (MiB) whose clone peak RSS is measured '
                         '(default 1024,4096; "" for none)')
+    p.add_argument('--compare', metavar='REV',
+                   help='measure (a) and (a2) at commit REV instead of (b) '
+                        'and (c)')
     p.add_argument('--keep-cloud', action='store_true',
                    help='leave the local cloud running if this run started it')
     args = p.parse_args()
     if args.rounds < 3:
         p.error('--rounds must be at least 3')
     rss_sizes = [int(s) for s in args.rss_sizes.split(',') if s.strip()]
+    if args.compare:
+        rev = args.compare
+        del METHODS['b'], METHODS['c']
+        METHODS['a_before'] = f'clone-manage clone at {rev}'
+        METHODS['a2_before'] = f'a running conductor at {rev}'
+        rss_sizes = []
 
     cloud, started = cloud_up()
     say(f"cloud: Keystone {cloud['auth_url']}, state {cloud['state_dir']}; "
@@ -449,6 +476,19 @@ def main():
         f.write(f'\n[jobboard]\npath = /glance-clone-bench/{RUN}\n')
     conf = opts.new_conf(['--config-file', conf_file], log=False)
     warm = WarmConductor(conf, session, workdir)
+    warm_before = None
+    if args.compare:
+        before = snapshot(args.compare, workdir)
+        env_before = dict(env, PYTHONPATH=before)
+        conf_before_file = os.path.join(workdir, 'before.conf')
+        with open(conf_file) as f, open(conf_before_file, 'w') as out:
+            out.write(f.read() + f'\n[jobboard]\npath = '
+                      f'/glance-clone-bench/{RUN}-before\n')
+        conf_before = opts.new_conf(['--config-file', conf_before_file],
+                                    log=False)
+        warm_before = WarmConductor(
+            conf_before, session, workdir, name='conductor-before',
+            env=dict(os.environ, PYTHONPATH=before))
     time.sleep(3)                            # started and watching
     conductor_idle_mib = warm.peak_rss_mib()
     chunk_size = conf.http_stream.chunk_size
@@ -461,8 +501,12 @@ def main():
         'c': lambda src, name: run_bare_stream(one, two, src, name,
                                                chunk_size),
     }
+    if args.compare:
+        copiers['a_before'] = lambda src, name: run_clone_manage(
+            conf, env_before, src, name)
+        copiers['a2_before'] = warm_before.clone
     times = {m: [] for m in METHODS}
-    copy_steps = {'a': [], 'a2': []}         # their copy steps, seconds
+    copy_steps = {m: [] for m in METHODS if m.startswith('a')}
     rss = {}                                 # size MiB -> [peak RSS MiB]
     conductor_rss = {}                       # size MiB -> its VmHWM after
     failed, leftovers = False, []
@@ -536,6 +580,8 @@ def main():
                     leftovers.append(image_id)
                     say(f'cleanup: {e}')
         warm.close()
+        if warm_before is not None:
+            warm_before.close()
         shutil.rmtree(workdir, ignore_errors=True)
         if started and not args.keep_cloud:
             say('stopping the local cloud this run started')
@@ -566,6 +612,13 @@ def main():
                   f'{args.size_mib / step:5.1f} | '
                   f"{', '.join(f'{t:.1f}' for t in copy_steps[m])} |")
     print()
+    if args.compare:
+        for x, y in (('a', 'a_before'), ('a2', 'a2_before')):
+            rounds = [tx / ty for tx, ty in zip(times[x], times[y])]
+            print(f'{x}/{x} at {args.compare} = {med[x] / med[y]:.2f} (ratio '
+                  f'of medians, {med[x] - med[y]:+.2f} s); round by round '
+                  f'{", ".join(f"{v:.2f}" for v in rounds)}')
+        return 0
     for ratio, (x, y) in (('a/b', ('a', 'b')), ('a/c', ('a', 'c')),
                           ('a2/b', ('a2', 'b')), ('a2/c', ('a2', 'c'))):
         value = med[x] / med[y]

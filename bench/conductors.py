@@ -4,7 +4,8 @@
     .venv/bin/python bench/conductors.py [--clones 500] [--rss-clones 1000]
         [--timeouts 4,10] [--rounds 3] [--big-mib 200]
         [--persistence postgresql|sqlite] [--only kill,rss,throughput]
-        [--code head|tree] [--sweep-interval S] [--keep]
+        [--code head|tree] [--compare REV] [--conductors 1,2]
+        [--sources N] [--sweep-interval S] [--keep]
 
 Real ``clone-conductor`` processes against the real local cloud
 (``tools/localcloud``; its ``LOCALCLOUD_*`` variables are honoured, and a
@@ -42,6 +43,13 @@ gives the CPU each part of the cloud spent per clone and the HTTP 500s the
 local Glance answered the conductors (its sqlite database is locked now and
 then by concurrent writes), which is what bounds the throughput here.
 About an hour on 2 busy cores.
+
+``--compare REV`` measures the code of commit ``REV`` (a snapshot, as
+HEAD's) side by side with it: the RSS phase runs once for each code, the
+throughput phase ``--rounds`` times for each, interleaved (before, after,
+after, before, ...); each code's conductors run, and its clones are posted
+by, that code (the poster is a child process on the snapshot).
+``--sources N`` uploads only N source images and clones them in turn.
 """
 import argparse
 import concurrent.futures
@@ -354,8 +362,10 @@ class Fleet:
     """Conductor processes sharing one persistence and one jobboard path."""
 
     def __init__(self, bench, label, persistence_url, session_timeout,
-                 max_concurrent):
+                 max_concurrent, src=None):
         self.bench = bench
+        self.src = src or SRC
+        self._poster_proc = None
         self.label = label
         self.dir = bench.dir / label
         self.board = f'/glance-clone-bench/{bench.run_id}/{label}'
@@ -375,7 +385,7 @@ class Fleet:
                    CLONE_SESSION_TIMEOUT=str(self.session_timeout),
                    CLONE_BOARD_PATH=self.board)
         path = subprocess.run(
-            [sys.executable, str(SRC / 'tools/write-clone-conf'), str(d),
+            [sys.executable, str(self.src / 'tools/write-clone-conf'), str(d),
              str(self.bench.cloud_json)],
             check=True, capture_output=True, text=True, env=env).stdout.strip()
         cp = configparser.ConfigParser(interpolation=None)
@@ -403,9 +413,9 @@ class Fleet:
         conf = self.conf_file(name)
         out = open(self.dir / f'{name}.out', 'ab')
         self.procs[name] = subprocess.Popen(
-            [str(BIN / 'clone-conductor'), '--config-file', conf], cwd=SRC,
-            stdout=out, stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONPATH=str(SRC)))
+            [str(BIN / 'clone-conductor'), '--config-file', conf],
+            cwd=self.src, stdout=out, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONPATH=str(self.src)))
         return self.procs[name]
 
     def revive(self, name):
@@ -477,6 +487,11 @@ class Fleet:
             with contextlib.suppress(Exception):
                 self._poster.close()
             self._poster = None
+        if self._poster_proc is not None:
+            with contextlib.suppress(Exception):
+                self._poster_proc.stdin.close()
+                self._poster_proc.wait(60)
+            self._poster_proc = None
 
     # -- posting ---------------------------------------------------------
     def conf(self):
@@ -496,11 +511,22 @@ class Fleet:
         t0 = time.monotonic()
 
         def one(i):
-            store = runner.new_store(conf, self.bench.cloud.session('demo'), {
-                'source_region': 'RegionOne',
-                'source_image_id': source_ids[i % len(source_ids)],
-                'target_region': 'RegionTwo',
-                'name': f'cbench-{self.bench.run_id}-{self.label}-{i}'})
+            for attempt in range(5):
+                try:
+                    store = runner.new_store(
+                        conf, self.bench.cloud.session('demo'), {
+                            'source_region': 'RegionOne',
+                            'source_image_id': source_ids[i % len(source_ids)],
+                            'target_region': 'RegionTwo',
+                            'name': f'cbench-{self.bench.run_id}-'
+                                    f'{self.label}-{i}'})
+                    break
+                except Exception as e:
+                    # the local Keystone's sqlite is "locked" now and then
+                    if attempt == 4:
+                        raise
+                    say(f'  {what}: trust {i}: {e}; trying again')
+                    time.sleep(1 + attempt)
             with lock:
                 done[0] += 1
                 if done[0] % 100 == 0:
@@ -514,10 +540,41 @@ class Fleet:
         return stores
 
     def post(self, store):
+        if self.src != SRC:
+            return self._post_with_snapshot(store)
         from conductor import jobboard
         if self._poster is None:
             self._poster = jobboard.Poster(self.conf())
         return self._poster.post(store)
+
+
+    def _post_with_snapshot(self, store):
+        """Post with the code this fleet runs (a child process on it)."""
+        if self._poster_proc is None:
+            self._poster_proc = subprocess.Popen(
+                [sys.executable, '-c', POSTER, self.poster_conf_file],
+                cwd=self.src, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True, env=dict(os.environ, PYTHONPATH=str(self.src)))
+        self._poster_proc.stdin.write(json.dumps(store) + '\n')
+        self._poster_proc.stdin.flush()
+        if self._poster_proc.stdout.readline().strip() != 'ok':
+            raise RuntimeError(f'{self.label}: the poster failed')
+
+
+#: A child that posts the clones it reads (JSON lines) with its own code.
+POSTER = """
+import json, logging, sys
+for name in ('taskflow', 'kazoo'):
+    logging.getLogger(name).setLevel(logging.ERROR)
+from conductor import jobboard, opts
+conf = opts.new_conf(['--config-file', sys.argv[1]],
+                     default_config_files=[], log=False)
+poster = jobboard.Poster(conf)
+for line in sys.stdin:
+    poster.post(json.loads(line))
+    print('ok', flush=True)
+poster.close()
+"""
 
 
 # -- the bench -----------------------------------------------------------------
@@ -540,11 +597,12 @@ class Bench:
         self.sources = []          # RegionOne images we uploaded
         self.fleets = []
 
-    def fleet(self, label, session_timeout=None, max_concurrent=None):
+    def fleet(self, label, session_timeout=None, max_concurrent=None,
+              src=None):
         url = self.dbs.new(label)
         f = Fleet(self, label, url,
                   session_timeout or self.args.session_timeout,
-                  max_concurrent or self.args.max_concurrent)
+                  max_concurrent or self.args.max_concurrent, src=src)
         self.fleets.append(f)
         return f
 
@@ -697,10 +755,11 @@ class Bench:
             fleet.stop_all()
 
     # -- 2. RSS over many clones ----------------------------------------
-    def rss(self, sources):
+    def rss(self, sources, src=None, code=None):
         args = self.args
         n = args.rss_clones
-        fleet = self.fleet('rss')
+        fleet = self.fleet('rss' + (f'-{_tag(code)}' if code else ''),
+                           src=src)
         stores = fleet.make_stores(sources, n, 'rss')
         proc = fleet.start('a')
         fleet.wait_serving('a')
@@ -765,16 +824,18 @@ class Bench:
         say(f'  rss: {summary["retried"]} clones with a retried step, '
             f'{len(failed)} failed {summary["failures"] or ""}; removed '
             f'{removed} copies')
-        return {'series': series, 'failed': len(failed), 'cpu_s': cpu_s,
+        return {'code': code, 'series': series, 'failed': len(failed),
+                'cpu_s': cpu_s,
                 'clones': n, 'wall': wall, 'summary': summary,
                 'spent': spent, 'restarted_at': restarted,
                 'restarts': fleet.restarts}
 
     # -- 3. throughput ----------------------------------------------------
-    def throughput(self, sources, conductors):
+    def throughput(self, sources, conductors, src=None, code=None, round_=0):
         n = self.args.clones
-        label = f'tp{conductors}'
-        fleet = self.fleet(label)
+        label = f'tp{conductors}' + (f'-{_tag(code)}-{round_}' if code
+                                     else '')
+        fleet = self.fleet(label, src=src)
         stores = fleet.make_stores(sources, n, label)
         t0 = time.monotonic()
         for i, store in enumerate(stores):
@@ -815,11 +876,16 @@ class Bench:
             f'per conductor {per}, {summary["retried"]} with a retried step, '
             f'{len(failed)} failed {summary["failures"] or ""}; removed '
             f'{removed} copies')
-        return {'conductors': conductors, 'clones': n, 'wall': wall,
+        return {'code': code, 'conductors': conductors, 'clones': n,
+                'wall': wall,
                 'per_s': n / wall, 'failed': len(failed), 'per': per,
                 'cpu_s': cpu_s, 'load': f'{load_before} -> '
                 f'{load()}', 'summary': summary, 'spent': spent,
                 'restarts': fleet.restarts}
+
+
+def _tag(code):
+    return re.sub(r'\W+', '-', code).strip('-')
 
 
 def _fmt(v, digits=2):
@@ -829,6 +895,14 @@ def _fmt(v, digits=2):
 def _git(*args, **kw):
     return subprocess.run(['git', *args], cwd=ROOT, check=True,
                           capture_output=True, **kw).stdout
+
+
+def snapshot(rev, dest):
+    """The code of commit ``rev`` unpacked in ``dest``; its short id."""
+    dest.mkdir()
+    tar = _git('archive', rev, 'conductor', 'clone_flows', 'tools')
+    subprocess.run(['tar', '-x', '-C', str(dest)], input=tar, check=True)
+    return _git('rev-parse', '--short', rev, text=True).strip()
 
 
 def use_code(how, work_dir):
@@ -908,11 +982,14 @@ def section_kills(args, kills):
 
 def section_rss(args, rss):
     out = []
+    if isinstance(rss, list):
+        return [line for one in rss for line in section_rss(args, one)]
     p = out.append
     if rss:
         s = rss['series']
         sm = rss['summary']
         p(f'2. One conductor\'s RSS over {rss["clones"]} clones of ~1 KiB '
+          + (f'(code {rss["code"]}) ' if rss.get('code') else '') +
           f'images ([conductor] sweep_interval = '
           f'{args.sweep_interval if args.sweep_interval is not None else 30}; '
           f'{rss["wall"]:.0f} s; {rss["failed"]} failed, '
@@ -953,13 +1030,14 @@ def section_tps(tps):
           f'beforehand (wall: first claim to last end, from the conductors\' '
           f'logs; per clone: its claim to its end)')
         p('')
-        p('| conductors | wall s | clones/s | per conductor | per clone '
+        p('| code | conductors | wall s | clones/s | per conductor | per clone '
           'median / p90 s | failed | retried a step | Glance 500s | '
           f'{CPU_HEAD} | load before -> after |')
-        p('|---|---|---|---|---|---|---|---|---|---|')
+        p('|---|---|---|---|---|---|---|---|---|---|---|')
         for t in tps:
             sm = t['summary']
-            p(f'| {t["conductors"]} | {t["wall"]:.1f} | {t["per_s"]:.2f} | '
+            p(f'| {t.get("code") or "-"} | {t["conductors"]} | '
+              f'{t["wall"]:.1f} | {t["per_s"]:.2f} | '
               f'{", ".join(str(v) for v in t["per"].values())} | '
               f'{sm["median_s"]:.2f} / {sm["p90_s"]:.2f} | {t["failed"]} | '
               f'{sm["retried"]} | {t["spent"]["glance_500"]} | '
@@ -975,6 +1053,35 @@ def section_tps(tps):
                   f'the bench and started again: {t["restarts"]}.')
         p('')
     return out
+
+
+def section_compare(tps):
+    """Medians per code and conductor count, and their ratio."""
+    codes = sorted({t['code'] for t in tps if t.get('code')})
+    if len(codes) != 2:
+        return []
+    out = ['Side by side (medians over rounds):', '',
+           '| conductors | code | rounds | clones/s | conductor CPU ms per '
+           'clone | cloud CPU ms per clone |', '|---|---|---|---|---|---|']
+    for n in sorted({t['conductors'] for t in tps}):
+        per = {}
+        for code in codes:
+            rows = [t for t in tps if t['code'] == code
+                    and t['conductors'] == n]
+            rate = statistics.median(t['per_s'] for t in rows)
+            cond = statistics.median(1000 * t['cpu_s'] / t['clones']
+                                     for t in rows)
+            cloud = statistics.median(
+                (1000 * (t['cpu_s'] + sum(v for v in t['spent']['cpu'].values()
+                                          if v is not None)) / t['clones'])
+                for t in rows)
+            per[code] = rate
+            out.append(f'| {n} | {code} | {len(rows)} | {rate:.2f} | '
+                       f'{cond:.0f} | {cloud:.0f} |')
+        before, after = (per[c] for c in sorted(codes, key=lambda c: 'after'
+                                                in c))
+        out.append(f'| {n} | after/before | | {after / before:.2f} | | |')
+    return out + ['']
 
 
 def show(lines):
@@ -1006,6 +1113,20 @@ def main(argv=None):
     p.add_argument('--code', choices=('head', 'tree'), default='head',
                    help='measure a snapshot of HEAD (default) or the work '
                         'tree as it is')
+    p.add_argument('--compare', metavar='REV',
+                   help='also measure the code of commit REV, side by side '
+                        '(RSS once each, throughput --rounds times each, '
+                        'interleaved)')
+    p.add_argument('--side', choices=('both', 'before', 'after'),
+                   default='both',
+                   help='with --compare: measure only one side (two runs '
+                        'in parallel then see the same machine)')
+    p.add_argument('--conductors', default='1,2',
+                   type=lambda s: [int(x) for x in s.split(',') if x],
+                   help='throughput phase: conductor counts (default 1,2)')
+    p.add_argument('--sources', type=int, default=None,
+                   help='source images to upload (default: one per clone, '
+                        'up to 500)')
     p.add_argument('--keep', action='store_true',
                    help='keep the work directory (configs, conductor logs)')
     args = p.parse_args(argv)
@@ -1013,6 +1134,15 @@ def main(argv=None):
     info = {'load_start': load()}
     bench = Bench(args)
     info['code'] = use_code(args.code, bench.dir)
+    codes = [(None, None)]
+    if args.compare:
+        before = snapshot(args.compare, bench.dir / 'before')
+        after = info['code'].split()[0]
+        codes = [(bench.dir / 'before', f'{before} (before)'),
+                 (SRC, f'{after} (after)')]
+        info['code'] += f', side by side with {before} (before)'
+        if args.side != 'both':
+            codes = [c for c in codes if f'({args.side})' in c[1]]
     say(f'work directory {bench.dir}; load {load()}')
     kills = rss = None
     tps = []
@@ -1025,20 +1155,34 @@ def main(argv=None):
         if 'rss' in args.only or 'throughput' in args.only:
             count = max(args.clones if 'throughput' in args.only else 0,
                         min(args.rss_clones, 500) if 'rss' in args.only else 0)
+            if args.sources:
+                count = min(count, args.sources)
             small = bench.upload_small(count)
         if 'rss' in args.only:
-            say(f'2. RSS over {args.rss_clones} clones')
-            rss = bench.rss(small)
-            show(section_rss(args, rss))
+            rss = []
+            for src, code in codes:
+                say(f'2. RSS over {args.rss_clones} clones'
+                    + (f', code {code}' if code else ''))
+                rss.append(bench.rss(small, src=src, code=code))
+                show(section_rss(args, rss[-1]))
         if 'throughput' in args.only:
-            for n in (1, 2):
-                say(f'3. throughput, {n} conductor{"s" if n > 1 else ""}')
-                tps.append(bench.throughput(small, n))
+            rounds = args.rounds if args.compare else 1
+            for r in range(rounds):
+                order = codes if r % 2 == 0 else codes[::-1]
+                for n in args.conductors:
+                    for src, code in order:
+                        say(f'3. throughput, {n} conductor'
+                            f'{"s" if n > 1 else ""}'
+                            + (f', code {code}, round {r + 1}/{rounds}'
+                               if code else ''))
+                        tps.append(bench.throughput(small, n, src=src,
+                                                    code=code, round_=r + 1))
             show(section_tps(tps))
     finally:
         bench.close()
     show(header(args, info, started) + section_kills(args, kills) +
-         section_rss(args, rss) + section_tps(tps))
+         [line for one in (rss or [None]) for line in section_rss(args, one)]
+         + section_tps(tps) + section_compare(tps))
     return 0
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/persistence.py [--rounds 5] [--clones 20]
         [--rss-clones 1000] [--rss-clones-stock 100]
-        [--backends sqlite,mysql,postgresql] [--json]
+        [--backends sqlite,mysql,postgresql] [--compare REV] [--json]
 
 INTRO: one story, top to bottom.  A clone of a 1 KiB image runs the whole
 clone graph in-process (``conductor.runner``: save the logbook, build and
@@ -12,15 +12,20 @@ measured is TaskFlow's engine, its persistence and the little work the
 tasks themselves do against the fakes (no network).  Each persistence
 backend -- a sqlite file, MariaDB (127.0.0.1:3306, root) and PostgreSQL
 (127.0.0.1:5432, postgres); each in a database of its own made for this run
-and dropped at the end -- is measured in three variants, by
+and dropped at the end -- is measured in two variants, by
 ``[persistence]`` options of ``conductor.persistence``:
 
   stock   TaskFlow 6.5's backend as it is (``cache_table_metadata = false``):
           table metadata rebuilt on every storage call;
-  cached  the fix: table metadata built once per backend, TaskFlow's code
-          otherwise (``lean_saves = false``);
-  lean    the default: cached tables, one-statement saves, no-op saves
-          skipped and steps' RUNNING states deferred.
+  cached  the default: table metadata built once per backend, TaskFlow's
+          code otherwise.
+
+``--compare REV`` adds the same clones run by the code of commit ``REV``
+(a ``git archive`` snapshot, in its own child processes, interleaved with
+the others round by round) in its default variant, ``before``: so code
+that was removed is measured side by side with the code that replaced it.
+For a snapshot that still has them, ``before-cached`` is that code with
+``[persistence] lean_saves = false``.
 
 plus ``memory``: TaskFlow's in-memory backend (no copies), i.e. the engine
 alone, the floor any database backend adds to; and ``tasks``: no TaskFlow
@@ -65,8 +70,11 @@ SERVERS = {
 }
 VARIANTS = {
     'stock': {'cache_table_metadata': False},
-    'cached': {'cache_table_metadata': True, 'lean_saves': False},
-    'lean': {'cache_table_metadata': True, 'lean_saves': True},
+    'cached': {'cache_table_metadata': True},
+    # --compare: the snapshot's defaults, and (if it has the option) its
+    # lean saves off.
+    'before': {},
+    'before-cached': {'cache_table_metadata': True, 'lean_saves': False},
 }
 TARGET_CPU_MS = 20
 WARMUP = 5
@@ -99,6 +107,8 @@ def _tasks_alone(flow, store, services):
 
 
 def _child(args):
+    if args.tree:           # --compare: the snapshot's code, not this tree's
+        sys.path.insert(0, args.tree)
     from clone_flows import constants as c
     from clone_flows import flow as flow_mod
     from conductor import opts
@@ -202,15 +212,33 @@ def _child(args):
     print(json.dumps(result))
 
 
-def _run_child(mode, url, variant, clones):
+def _run_child(mode, url, variant, clones, tree=None):
     cmd = [sys.executable, os.path.abspath(__file__), '--child', mode,
            '--url', url or '', '--variant', variant, '--clones', str(clones)]
+    if tree:
+        cmd += ['--tree', tree]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
                          timeout=7200)
     if out.returncode != 0:
         raise SystemExit(f'child {mode} {variant} {url} failed:\n'
                          f'{out.stdout}\n{out.stderr}')
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _snapshot(rev, tmpdir):
+    """The code of commit ``rev`` (what the children import), unpacked."""
+    dest = os.path.join(tmpdir, 'before')
+    os.makedirs(dest)
+    tar = subprocess.run(['git', 'archive', rev, 'conductor', 'clone_flows',
+                          'tests'], cwd=ROOT, check=True,
+                         capture_output=True).stdout
+    subprocess.run(['tar', '-x', '-C', dest], input=tar, check=True)
+    return dest
+
+
+def _has_lean_saves(tree):
+    with open(os.path.join(tree, 'conductor', 'persistence.py')) as f:
+        return "'lean_saves'" in f.read()
 
 
 # -- the databases of this run ----------------------------------------------
@@ -265,34 +293,45 @@ def main():
     p.add_argument('--rss-clones', type=int, default=1000)
     p.add_argument('--rss-clones-stock', type=int, default=100)
     p.add_argument('--backends', default='sqlite,mysql,postgresql')
+    p.add_argument('--compare', metavar='REV',
+                   help='also run the code of commit REV, side by side')
     p.add_argument('--json', action='store_true')
     p.add_argument('--child', choices=['time', 'rss', 'open'],
                    help=argparse.SUPPRESS)
     p.add_argument('--url', help=argparse.SUPPRESS)
     p.add_argument('--variant', help=argparse.SUPPRESS)
+    p.add_argument('--tree', help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         args.mode = args.child
         return _child(args)
 
     backends = [b for b in args.backends.split(',') if b]
-    pairs = [(b, v) for b in backends for v in VARIANTS]
+    tmpdir = tempfile.mkdtemp(prefix='glance-clone-bench-')
+    variants = ['stock', 'cached']
+    tree = {}
+    if args.compare:
+        tree['before'] = tree['before-cached'] = _snapshot(args.compare,
+                                                           tmpdir)
+        variants += ['before'] + (['before-cached'] if _has_lean_saves(
+            tree['before']) else [])
+    pairs = [(b, v) for b in backends for v in variants]
     pairs.append(('memory', 'memory'))
     pairs.append(('tasks', 'tasks'))
     results = {pair: {'cpu': [], 'wall': [], 'calls': [], 'commits': []}
                for pair in pairs}
-    tmpdir = tempfile.mkdtemp(prefix='glance-clone-bench-')
     dbs = Databases(backends, tmpdir)
     dbs.urls['memory'] = dbs.urls['tasks'] = ''
     try:
         # Make each schema once, so no child pays for it while timed.
         for kind in backends:
-            _run_child('open', dbs.urls[kind], 'lean', 1)
+            _run_child('open', dbs.urls[kind], 'cached', 1)
         t0 = time.monotonic()
         for r in range(args.rounds):
             order = pairs[r % len(pairs):] + pairs[:r % len(pairs)]
             for kind, variant in order:
-                got = _run_child('time', dbs.urls[kind], variant, args.clones)
+                got = _run_child('time', dbs.urls[kind], variant, args.clones,
+                                 tree.get(variant))
                 results[(kind, variant)]['cpu'].append(got['cpu_ms'])
                 results[(kind, variant)]['wall'].append(got['wall_ms'])
                 results[(kind, variant)]['calls'].append(got['calls'])
@@ -304,11 +343,12 @@ def main():
                 continue
             n = (args.rss_clones_stock if variant == 'stock'
                  else args.rss_clones)
-            got = _run_child('rss', dbs.urls[kind], variant, n)
+            got = _run_child('rss', dbs.urls[kind], variant, n,
+                             tree.get(variant))
             results[(kind, variant)]['rss'] = got
             print(f'rss {kind} {variant}: {got}', file=sys.stderr)
         opened = {kind: {v: _run_child('open', dbs.urls[kind], v, 1)
-                         for v in ('stock', 'lean')} for kind in backends}
+                         for v in ('stock', 'cached')} for kind in backends}
     finally:
         dbs.drop()
 
@@ -369,19 +409,28 @@ def main():
           f"TaskFlow): {work:.1f} ms CPU per clone; orchestration overhead = "
           f"CPU per clone - that.")
     for kind in backends:
-        s, lean = by[(kind, 'stock')], by[(kind, 'lean')]
-        overhead = lean['cpu_ms'] - work
-        print(f'{LABELS[kind]}: stock/lean CPU '
-              f'{s["cpu_ms"] / lean["cpu_ms"]:.1f}x, '
-              f'wall {s["wall_ms"] / lean["wall_ms"]:.1f}x; lean '
-              f'{lean["cpu_ms"]:.1f} ms CPU per clone, orchestration '
+        s, new = by[(kind, 'stock')], by[(kind, 'cached')]
+        overhead = new['cpu_ms'] - work
+        print(f'{LABELS[kind]}: stock/cached CPU '
+              f'{s["cpu_ms"] / new["cpu_ms"]:.1f}x, '
+              f'wall {s["wall_ms"] / new["wall_ms"]:.1f}x; cached '
+              f'{new["cpu_ms"]:.1f} ms CPU per clone, orchestration '
               f'overhead {overhead:.1f} ms vs target {TARGET_CPU_MS} ms '
               f'({"met" if overhead <= TARGET_CPU_MS else "missed"}); '
               f'get_backend() on an up-to-date schema: stock '
               f'{opened[kind]["stock"]["cpu_ms"]:.0f} ms CPU / '
-              f'{opened[kind]["stock"]["wall_ms"]:.0f} ms wall, lean '
-              f'{opened[kind]["lean"]["cpu_ms"]:.0f} / '
-              f'{opened[kind]["lean"]["wall_ms"]:.0f} ms')
+              f'{opened[kind]["stock"]["wall_ms"]:.0f} ms wall, cached '
+              f'{opened[kind]["cached"]["cpu_ms"]:.0f} / '
+              f'{opened[kind]["cached"]["wall_ms"]:.0f} ms')
+        if args.compare:
+            old = by[(kind, 'before')]
+            rounds = [o / n for o, n in zip(old['cpu_ms_all'],
+                                            new['cpu_ms_all'])]
+            print(f'{LABELS[kind]}: {args.compare} (before) {old["cpu_ms"]:.1f}'
+                  f' ms CPU per clone, this code (cached) '
+                  f'{new["cpu_ms"]:.1f} ms: {new["cpu_ms"] - old["cpu_ms"]:+.1f}'
+                  f' ms; before/after per round '
+                  f'{", ".join(f"{r:.2f}" for r in rounds)}')
     floor = by[('memory', 'memory')]
     print(f'TaskFlow\'s engine alone (in-memory backend): '
           f'{floor["cpu_ms"]:.1f} ms CPU per clone, '

@@ -35,7 +35,6 @@ from clone_flows.tasks import activate
 from clone_flows.tasks import authorize
 from clone_flows.tasks import check_metadata
 from clone_flows.tasks import clone_dependencies
-from clone_flows.tasks import common
 from clone_flows.tasks import copy_data
 from clone_flows.tasks import dry_run
 from clone_flows.tasks import hold_trust
@@ -76,7 +75,7 @@ def _last_failures(history):
         else []
 
 
-class RetryWhenUnavailable(common.ArgMappingOnce, retry.Times):
+class RetryWhenUnavailable(retry.Times):
     """Tries the copy again when a region stopped answering.
 
     A reserved image still busy with an earlier attempt is left to the
@@ -103,7 +102,7 @@ class RetryWhenUnavailable(common.ArgMappingOnce, retry.Times):
         return decision
 
 
-class RetryWithFreshImage(common.ArgMappingOnce, retry.Times):
+class RetryWithFreshImage(retry.Times):
     """Replaces a reserved image that an earlier, paused attempt still
     writes into: ReserveImage's revert deletes it, the next try reserves a
     fresh one.  Anything else reverts the whole clone."""

@@ -98,14 +98,20 @@ def _times(entries):
     return out
 
 
+#: A step whose detail no engine has saved yet.
+_NOT_PREPARED = models.TaskDetail('-', uuid='-')
+_NOT_PREPARED.state = 'PENDING'
+
+
 def atom_rows(fd, names=None):
     """One dict per step of the clone, in graph order: name, state,
     intention, start, end, duration_s, attempts, result, failure,
     traceback (the last two for a step that failed or whose revert did)."""
     by_name = {ad.name: ad for ad in fd
                if ad.name != tf_storage.Storage.injector_name}
-    names = [n for n in (names or order(fd)) if n in by_name] + sorted(
-        set(by_name) - set(names or ()))
+    # every step of the graph: one no engine has prepared yet (a clone
+    # still waiting for a conductor) is PENDING
+    names = list(names or order(fd)) + sorted(set(by_name) - set(names or ()))
     seen = set()
     times = _times(history_mod.entries(fd.meta))
     rows = []
@@ -113,7 +119,7 @@ def atom_rows(fd, names=None):
         if name in seen:
             continue
         seen.add(name)
-        ad = by_name[name]
+        ad = by_name.get(name) or _NOT_PREPARED
         start, end, runs = times.get(name, (None, None, 0))
         failure = ad.failure or getattr(ad, 'revert_failure', None)
         result = ad.results if ad.state == 'SUCCESS' else None

@@ -6,19 +6,14 @@ resume, together with the copy's last checkpoint.
 """
 import contextlib
 import logging
-import threading
 import uuid
 
-from oslo_utils import uuidutils
 import taskflow.engines
 from taskflow import exceptions as tf_exc
 from taskflow import flow as tf_flow
-from taskflow import retry as tf_retry
 from taskflow import states
-from taskflow import storage as tf_storage
 from taskflow import task as tf_task
 from taskflow.persistence import models
-from taskflow.utils import misc as tf_misc
 
 from clone_flows import auth
 from clone_flows import constants as c
@@ -71,12 +66,11 @@ def build_store(conf, trust_id, request):
 
 def save_new_flow(conf, backend, store):
     """Logbook + flow detail for a new clone (both named by the clone id),
-    saved with the detail of every step and the store already in it.
-
-    An engine would add those itself, each in a flow save of its own (the
-    store, then the steps) on the conductor that first runs the clone; made
-    here (:func:`add_atom_details`), they are written with the flow detail
-    in one transaction, by the process that posts the clone.
+    with the flow factory (``save_factory_details``: a conductor in another
+    process rebuilds the graph from it) and the store in the flow's meta
+    (ids only: the conductor's engine injects it, the sweep and operators
+    read it).  The engine that first runs the clone adds the details of the
+    steps, as TaskFlow's conductors do.
 
     Returns ``(book, fd, flow)``: the graph built for it, which an engine in
     this process can run (:func:`prepare_engine`) without building it again.
@@ -86,33 +80,12 @@ def save_new_flow(conf, backend, store):
     flow = factory(**kwargs)
     book = models.LogBook(f'clone-{clone_id}', uuid=clone_id)
     fd = models.FlowDetail(c.CLONE_FLOW, uuid=clone_id)
-    fd.meta['store'] = dict(store)     # ids only: for the sweep and operators
+    fd.meta['store'] = dict(store)
     book.add(fd)
     taskflow.engines.save_factory_details(fd, factory, [], kwargs)
-    add_atom_details(fd, flow, store)
     with contextlib.closing(backend.get_connection()) as conn:
         conn.save_logbook(book)
     return book, fd, flow
-
-
-def add_atom_details(fd, flow, store):
-    """Add to a new flow detail what an engine's storage would add before
-    its first run: the store (``Storage.inject``: a task detail named
-    ``Storage.injector_name``, SUCCESS, holding it) and a PENDING detail of
-    each task and retry (``Storage.ensure_atoms``).  A unit test compares
-    them with the details TaskFlow's storage makes itself."""
-    injector = models.TaskDetail(tf_storage.Storage.injector_name,
-                                 uuidutils.generate_uuid())
-    injector.results = dict(store)
-    injector.state = states.SUCCESS
-    fd.add(injector)
-    for atom in atoms(flow):
-        kind = (models.RetryDetail if isinstance(atom, tf_retry.Retry)
-                else models.TaskDetail)
-        ad = kind(atom.name, uuidutils.generate_uuid())
-        ad.state = states.PENDING
-        ad.version = tf_misc.get_version_string(atom)
-        fd.add(ad)
 
 
 def atoms(flow):
@@ -124,10 +97,6 @@ def atoms(flow):
             yield from atoms(node)
         else:
             yield node
-
-
-def _holds_store(fd):
-    return any(ad.name == tf_storage.Storage.injector_name for ad in fd)
 
 
 def load_flow(backend, clone_id):
@@ -146,49 +115,29 @@ def prepare_engine(conf, backend, book, fd, store=None, services=None,
                    on_progress=None, flow=None):
     """An engine for the clone, new or resumed, with transient inputs set.
 
-    ``store`` is saved only into a flow detail that lacks it (one saved
-    before :func:`save_new_flow` put it there); ``flow``: the graph
-    :func:`save_new_flow` built, else it is rebuilt from the flow detail.
+    ``store``: injected into the flow's storage, by default the one
+    :func:`save_new_flow` put in the flow detail's meta (as TaskFlow's
+    conductors do); ``flow``: the graph :func:`save_new_flow` built, else
+    it is rebuilt from the flow detail.
     """
+    if store is None:
+        store = (fd.meta or {}).get('store')
     if flow is None:
         flow = taskflow.engines.flow_from_detail(fd)
-    if _holds_store(fd):
-        store = None
     engine = taskflow.engines.load(flow, store=store, book=book,
                                    flow_detail=fd, backend=backend,
                                    engine='serial')
-    engine.storage._lock = ReentrantStorageLock()
-    inject_transients(conf, engine, services=services)
-    if on_progress is not None:
-        attach_progress(flow, on_progress)
+    prepare_transients(conf, engine, services=services,
+                       on_progress=on_progress)
     return engine
 
 
-class ReentrantStorageLock:
-    """The lock of a clone engine's storage: one reentrant lock.
-
-    TaskFlow's ``Storage`` takes its ``lock`` (a fasteners
-    ``ReaderWriterLock``: a condition variable, the current thread's
-    identity and two context managers per use) around each of its
-    hundreds of calls per clone.  A serial engine's storage is used by
-    the engine's own thread (its tasks and their progress reports run
-    there too) and, rarely, by a conductor thread suspending the engine:
-    readers never wait for each other in practice, so one exclusive,
-    reentrant lock serves (stricter, not looser).  Set by
-    :func:`prepare_engine` before the engine runs; a unit test checks that
-    ``Storage.lock`` is still the attribute replaced.
-    """
-
-    __slots__ = ('_lock',)
-
-    def __init__(self):
-        self._lock = threading.RLock()
-
-    def read_lock(self):
-        return self._lock
-
-    def write_lock(self):
-        return self._lock
+def prepare_transients(conf, engine, services=None, on_progress=None):
+    """What a clone's engine needs on every run, never persisted: its
+    :class:`Services`, the copy's checkpoint, the progress relay."""
+    inject_transients(conf, engine, services=services)
+    if on_progress is not None:
+        attach_progress(engine, on_progress)
 
 
 def inject_transients(conf, engine, services=None):
@@ -208,14 +157,15 @@ def inject_transients(conf, engine, services=None):
                                     transient=True)
 
 
-def attach_progress(flow, callback):
-    """Call ``callback(details)`` on every progress event of the copy."""
+def attach_progress(engine, callback):
+    """Call ``callback(details)`` on every progress event of the copy
+    (``engine``: compiled)."""
     def relay(event_type, details):
         # The engine's own start/end events carry no byte counts.
         if 'bytes_done' in details:
             callback(dict(details))
-    for atom in atoms(flow):
-        if atom.name == c.COPY_DATA:
+    for atom in engine.compilation.execution_graph:
+        if isinstance(atom, tf_task.Task) and atom.name == c.COPY_DATA:
             atom.notifier.register(tf_task.EVENT_UPDATE_PROGRESS, relay)
 
 

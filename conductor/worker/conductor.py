@@ -77,7 +77,8 @@ def list_opts():
 
 
 class PoisonJob(Exception):
-    pass
+    """The job was claimed more than ``[jobboard] max_attempts`` times:
+    the conductor trashes it (:meth:`CloneConductor._try_finish_job`)."""
 
 
 class StepLogger(tf_listeners.Listener):
@@ -103,6 +104,22 @@ class StepLogger(tf_listeners.Listener):
 
 
 class CloneConductor(impl_nonblocking.NonBlockingConductor):
+    """TaskFlow's non-blocking conductor; each hook below runs TaskFlow's
+    own code (``super()``) and adds the clone's part:
+
+    * :meth:`_engine_from_job`: TaskFlow's engine for the job, with the
+      attempt counted and the run's transient inputs (its
+      :class:`Services`, whose ``proceed()`` is this job's
+      :class:`~conductor.worker.guards.ClaimGuard`; the progress relay);
+      past ``[jobboard] max_attempts`` it raises :class:`PoisonJob`;
+    * :meth:`_listeners_from_job`: TaskFlow's (its logging listener) and a
+      :class:`StepLogger`;
+    * :meth:`_dispatch_job`: the task record (processing, then its end)
+      around TaskFlow's dispatch; a clone interrupted (claim lost, or the
+      conductor stopping) is left for another conductor;
+    * :meth:`_try_finish_job`: a poison job is trashed, the claim of an
+      interrupted clone released; other jobs end as TaskFlow ends them.
+    """
 
     def __init__(self, conf, board, backend, client, name=None):
         self.conf = conf
@@ -113,7 +130,8 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         self.records = records_mod.TaskRecords(conf)
         self._services = {}     # clone id -> the Services of its run
         self.stopping = False
-        self._lost = set()
+        self._lost = set()      # jobs interrupted: release their claims
+        self._poisoned = set()  # jobs past max_attempts: trash them
         name = name or conf.conductor.name or \
             f'{socket.gethostname()}-{os.getpid()}'
         wait = guards.BoardWatch(client, board.path, self.WAIT_TIMEOUT,
@@ -130,59 +148,46 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         self.stopping = True
         super().stop()
 
-    # -- job -> engine ------------------------------------------------------
-    def _count_attempt(self, fd):
-        fd.meta['attempts'] = int(fd.meta.get('attempts', 0)) + 1
-        with contextlib.closing(self.backend.get_connection()) as conn:
-            conn.update_flow_details(fd)
-        return fd.meta['attempts']
-
+    # -- hooks ----------------------------------------------------------------
     def _engine_from_job(self, job):
-        fd = self._flow_detail_from_job(job)
-        clone_id = fd.uuid
-        attempts = self._count_attempt(fd)
-        limit = self.conf.jobboard.max_attempts
-        if attempts > limit:
-            message = (f'the clone was started {attempts - 1} times and never '
-                       f'finished (its conductor kept failing); it was stopped '
-                       f'and what it made is being removed')
-            LOG.error('Clone %s: poison job after %d attempts, trashing it',
-                      clone_id, attempts - 1)
-            self.records.failed(clone_id, message)
-            fd.meta[outcome_mod.GAVE_UP] = message
-            sweep.mark(self.backend, fd, 'poison job')
-            with contextlib.suppress(Exception):
-                sweep.sweep_one(self.conf, self.backend, fd)
-            raise PoisonJob(message)
-        store = dict((job.details or {}).get('store') or fd.meta.get('store') or {})
-        services = services_mod.Services(self.conf, trust_id=store.get(c.TRUST_ID),
-                                 guard=guards.ClaimGuard(self, job, clone_id))
+        engine = super()._engine_from_job(job)
+        clone_id = engine.storage.flow_uuid
+        attempts = int(engine.storage.flow_meta.get('attempts', 0)) + 1
+        engine.storage.update_flow_metadata({'attempts': attempts})
+        if attempts > self.conf.jobboard.max_attempts:
+            self._give_up(clone_id, attempts - 1)
+        services = services_mod.Services(
+            self.conf, trust_id=engine.storage.fetch(c.TRUST_ID),
+            guard=guards.ClaimGuard(self, job, clone_id))
         self._services[clone_id] = services
         LOG.info('Clone %s: attempt %d on conductor %s', clone_id, attempts,
                  self.name)
-        return runner.prepare_engine(
-            self.conf, self.backend, job.book, fd, store=store,
-            services=services,
+        runner.prepare_transients(
+            self.conf, engine, services=services,
             on_progress=lambda d: self.records.progress(clone_id, d))
+        return engine
 
-    def _try_finish_job(self, job, consume, trash=False):
-        if job.uuid in self._lost:
-            # Probably no longer ours; if the session survived after all,
-            # releasing the claim lets a conductor resume the clone now.
-            self._lost.discard(job.uuid)
-            try:
-                self.board.abandon(job, self.name)
-                LOG.info('Job %s: claim released', job.uuid)
-            except Exception as e:
-                LOG.info('Job %s: claim already gone (%s)', job.uuid,
-                         type(e).__name__)
-            return
-        super()._try_finish_job(job, consume, trash)
+    def _give_up(self, clone_id, attempts):
+        """Fail a clone that was started too often and hand it to the
+        sweep; raises :class:`PoisonJob`."""
+        message = (f'the clone was started {attempts} times and never '
+                   f'finished (its conductor kept failing); it was stopped '
+                   f'and what it made is being removed')
+        LOG.error('Clone %s: poison job after %d attempts, trashing it',
+                  clone_id, attempts)
+        self.records.failed(clone_id, message)
+        _, fd = runner.load_flow(self.backend, clone_id)
+        fd.meta[outcome_mod.GAVE_UP] = message
+        sweep.mark(self.backend, fd, 'poison job')
+        with contextlib.suppress(Exception):
+            sweep.sweep_one(self.conf, self.backend, fd)
+        raise PoisonJob(message)
 
     def _listeners_from_job(self, job, engine):
         clone_id = (job.details or {}).get('flow_uuid')
-        return [StepLogger(engine, clone_id, self.name),
-                history.HistoryRecorder(engine, self.name)]
+        return super()._listeners_from_job(job, engine) + [
+            StepLogger(engine, clone_id, self.name),
+            history.HistoryRecorder(engine, self.name)]
 
     def _dispatch_job(self, job):
         clone_id = (job.details or {}).get('flow_uuid')
@@ -191,6 +196,9 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
             self.records.processing(clone_id)
         try:
             consume = super()._dispatch_job(job)
+        except PoisonJob:
+            self._poisoned.add(job.uuid)
+            return False
         except exceptions.Interrupted as e:
             LOG.warning('Clone %s interrupted on %s (%s): left for another '
                         'conductor', clone_id, self.name, e)
@@ -202,6 +210,23 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         if clone_id and consume:
             self._record_end(clone_id, started)
         return consume
+
+    def _try_finish_job(self, job, consume, trash=False):
+        if job.uuid in self._poisoned:
+            self._poisoned.discard(job.uuid)
+            return super()._try_finish_job(job, False, trash=True)
+        if job.uuid in self._lost:
+            # Probably no longer ours; if the session survived after all,
+            # releasing the claim lets a conductor resume the clone now.
+            self._lost.discard(job.uuid)
+            try:
+                self.board.abandon(job, self.name)
+                LOG.info('Job %s: claim released', job.uuid)
+            except Exception as e:
+                LOG.info('Job %s: claim already gone (%s)', job.uuid,
+                         type(e).__name__)
+            return
+        return super()._try_finish_job(job, consume, trash)
 
     def _record_end(self, clone_id, started):
         try:

@@ -13,14 +13,12 @@ transaction, no second database to keep in step), it is written by the same
 storage object that writes the flow's state (so the engine's own flow saves
 never overwrite it with an older meta), and it survives crashes.
 
-Writes are batched the way ``[persistence] running_write_delay`` batches
-the engine's own: an entry is kept in memory and saved with a later one,
+Writes are batched: an entry is kept in memory and saved with a later one,
 unless it is a flow transition, a failure, revert or retry, the copy's
 start (the step that runs for minutes, which ``flow show --watch``
 follows), or ``save_after`` seconds have passed since the last save.  A
 short clone's history thus costs a few saves, not one per transition
-(bench/manage.py, README: 22 database transactions per clone against 18
-without the recorder; 34 when every transition was saved).  A crash loses only the entries
+(doc/source/benchmarks.rst, bench/manage.py).  A crash loses only the entries
 of the steps that started or succeeded since the last save, at most
 ``save_after`` seconds earlier or since the start of the step it
 interrupted; their states are in the atom details anyway.  Bounded: at

@@ -24,13 +24,11 @@ LOG = logging.getLogger(__name__)
 def reopen_log_files():
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
-            handler.acquire()
-            try:
-                if handler.stream:
-                    handler.stream.close()
-                handler.stream = handler._open()
-            finally:
-                handler.release()
+            stream = open(handler.baseFilename, handler.mode,
+                          encoding=handler.encoding, errors=handler.errors)
+            old = handler.setStream(stream)
+            if old is not None:
+                old.close()
 
 
 def marked_for_sweep(backend):

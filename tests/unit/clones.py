@@ -23,7 +23,10 @@ def stored_clone(conf, backend, flow_state='RUNNING', states=None,
     store = store or runner.build_store(conf, 'trust-of-test', {
         'source_region': 'RegionOne', 'source_image_id': str(uuid.uuid4()),
         'target_region': 'RegionTwo'})
-    _book, fd, _flow = runner.save_new_flow(conf, backend, store)
+    book, fd, flow = runner.save_new_flow(conf, backend, store)
+    # the atom details, as an engine adds them when a conductor prepares it
+    runner.prepare_engine(conf, backend, book, fd, flow=flow)
+    _, fd = runner.load_flow(backend, fd.uuid)
     for ad in fd:
         if states and ad.name in states:
             ad.state = states[ad.name]

@@ -14,6 +14,7 @@ from taskflow.conductors.backends import impl_nonblocking
 from clone_flows import exceptions
 from conductor.worker import conductor as worker
 from conductor.worker import guards
+from conductor.worker import history
 
 CONNECTED = kz_states.KazooState.CONNECTED
 SUSPENDED = kz_states.KazooState.SUSPENDED
@@ -318,6 +319,7 @@ def conductor_for(conf, cond_fake):
     cloned.session_timeout = 30.0
     cloned.stopping = False
     cloned._lost = set()
+    cloned._poisoned = set()
     cloned._services = {}
     cloned._name = 'me'
     return cloned
@@ -370,62 +372,78 @@ class FlowDetail:
         self.meta = {'attempts': attempts}
 
 
-class Backend:
-    def __init__(self):
+class Storage:
+    """What the conductor uses of the engine's storage (public API)."""
+
+    def __init__(self, fd):
+        self._fd = fd
         self.saved = []
 
-    def get_connection(self):
-        backend = self
+    @property
+    def flow_uuid(self):
+        return self._fd.uuid
 
-        class Conn:
-            def update_flow_details(self, fd):
-                backend.saved.append(dict(fd.meta))
+    @property
+    def flow_meta(self):
+        return self._fd.meta
 
-            def close(self):
-                pass
-        return Conn()
+    def update_flow_metadata(self, update_with):
+        self._fd.meta.update(update_with)
+        self.saved.append(dict(self._fd.meta))
+
+    def fetch(self, name):
+        return {'trust_id': 't1'}[name]
+
+
+class Engine:
+    def __init__(self, fd):
+        self.storage = Storage(fd)
 
 
 def poison_setup(conf, cond, monkeypatch, attempts):
     conf.set_override('max_attempts', 2, group='jobboard')
     conductor = conductor_for(conf, cond)
-    conductor.backend = Backend()
+    conductor.backend = object()
+    conductor._poisoned = set()
     fd = FlowDetail(attempts)
-    monkeypatch.setattr(conductor, '_flow_detail_from_job', lambda job: fd,
-                        raising=False)
-    failed, marked, swept, engines = cond.records.failed_with, [], [], []
+    engine = Engine(FlowDetail(attempts))
+    # TaskFlow's own _engine_from_job (what super() returns)
+    monkeypatch.setattr(impl_nonblocking.NonBlockingConductor,
+                        '_engine_from_job', lambda self, job: engine)
+    monkeypatch.setattr(worker.runner, 'load_flow',
+                        lambda backend, clone_id: (None, fd))
+    failed, marked, swept, prepared = cond.records.failed_with, [], [], []
     monkeypatch.setattr(worker.sweep, 'mark',
                         lambda backend, fd, why: marked.append(why))
     monkeypatch.setattr(worker.sweep, 'sweep_one',
                         lambda conf, backend, fd: swept.append(fd.uuid))
-    monkeypatch.setattr(worker.runner, 'prepare_engine',
-                        lambda *a, **kw: engines.append(kw) or 'engine')
-    return conductor, fd, failed, marked, swept, engines
+    monkeypatch.setattr(worker.runner, 'prepare_transients',
+                        lambda conf, engine, **kw: prepared.append(kw))
+    return conductor, engine, fd, failed, marked, swept, prepared
 
 
 def test_each_claim_counts_an_attempt_in_the_flow(conf, cond, monkeypatch):
-    conductor, fd, failed, marked, _, engines = poison_setup(
+    conductor, engine, _, failed, marked, _, prepared = poison_setup(
         conf, cond, monkeypatch, attempts=1)
-    assert conductor._engine_from_job(Job()) == 'engine'
-    assert conductor.backend.saved == [{'attempts': 2}]
+    assert conductor._engine_from_job(Job()) is engine
+    assert engine.storage.saved == [{'attempts': 2}]
     assert failed == {} and marked == []
-    assert engines[0]['store'] == {'trust_id': 't1'}
     # the run's proceed() is this conductor's guard of this job
     cond.board.owner = 'other'
     with pytest.raises(exceptions.Interrupted, match="held by 'other'"):
-        engines[0]['services'].proceed()
+        prepared[0]['services'].proceed()
 
 
 def test_a_job_past_max_attempts_fails_the_clone_and_goes_to_the_sweep(
         conf, cond, monkeypatch):
-    conductor, fd, failed, marked, swept, engines = poison_setup(
+    conductor, engine, fd, failed, marked, swept, prepared = poison_setup(
         conf, cond, monkeypatch, attempts=2)
     with pytest.raises(worker.PoisonJob):
         conductor._engine_from_job(Job())
-    assert conductor.backend.saved == [{'attempts': 3}]
+    assert engine.storage.saved == [{'attempts': 3}]
     assert 'started 2 times and never finished' in failed['c1']
     assert marked == ['poison job'] and swept == ['c1']
-    assert engines == []
+    assert prepared == []
     assert worker.outcome_mod.GAVE_UP in fd.meta
 
 
@@ -438,3 +456,32 @@ def test_a_failing_sweep_does_not_keep_a_poison_job_alive(
     monkeypatch.setattr(worker.sweep, 'sweep_one', sweep_fails)
     with pytest.raises(worker.PoisonJob):
         conductor._engine_from_job(Job())
+
+
+def test_a_poison_job_is_trashed_not_abandoned(conf, cond, monkeypatch):
+    conductor, *_ = poison_setup(conf, cond, monkeypatch, attempts=2)
+    finished = []
+    # TaskFlow's _dispatch_job builds the engine first, outside its try
+    monkeypatch.setattr(impl_nonblocking.NonBlockingConductor,
+                        '_dispatch_job',
+                        lambda self, job: self._engine_from_job(job))
+    monkeypatch.setattr(impl_nonblocking.NonBlockingConductor,
+                        '_try_finish_job',
+                        lambda self, job, consume, trash=False:
+                        finished.append((consume, trash)))
+    assert conductor._dispatch_job(Job()) is False
+    conductor._try_finish_job(Job(), False)
+    assert finished == [(False, True)]
+    conductor._try_finish_job(Job(), True)              # a later job: normal
+    assert finished == [(False, True), (True, False)]
+
+
+def test_taskflows_listeners_are_kept(conf, cond, monkeypatch):
+    conductor = conductor_for(conf, cond)
+    monkeypatch.setattr(impl_nonblocking.NonBlockingConductor,
+                        '_listeners_from_job',
+                        lambda self, job, engine: ['taskflow-listener'])
+    listeners = conductor._listeners_from_job(Job(), Engine(FlowDetail(0)))
+    assert listeners[0] == 'taskflow-listener'
+    assert [type(x) for x in listeners[1:]] == [worker.StepLogger,
+                                                history.HistoryRecorder]

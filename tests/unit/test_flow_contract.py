@@ -1,11 +1,8 @@
 """The clone graph's wiring, checked without running it."""
-from oslo_utils import reflection
-from taskflow import atom
 from taskflow.engines import helpers
 
 from clone_flows import constants as c
 from clone_flows import flow
-from clone_flows.tasks import common
 
 
 def _atoms(f):
@@ -60,43 +57,6 @@ def test_factory_is_reimportable_by_its_dotted_name():
 def test_checkpoint_is_an_optional_input_of_the_copy_only():
     copy = [a for a in _atoms(flow.clone_flow()) if a.name == c.COPY_DATA][0]
     assert c.COPY_CHECKPOINT in copy.optional
-
-
-def _mappings(f):
-    return {a.name: (type(a), dict(a.rebind), list(a.requires),
-                     list(a.optional), dict(a.revert_rebind),
-                     list(a.revert_optional)) for a in _atoms(f)}
-
-
-def test_atoms_are_mapped_as_taskflow_maps_them(monkeypatch):
-    """ArgMappingOnce keeps TaskFlow's own mapping of each atom class's
-    arguments; the graph wires the same values either way."""
-    ours = _mappings(flow.clone_flow())
-    ours_again = _mappings(flow.clone_flow())      # from what was kept
-    monkeypatch.setattr(common.ArgMappingOnce, '_build_arg_mapping',
-                        atom.Atom._build_arg_mapping)
-    assert ours == ours_again == _mappings(flow.clone_flow())
-    assert len(ours) == 13
-
-
-def test_each_class_is_inspected_once_and_atoms_share_no_mapping(
-        monkeypatch):
-    flow.clone_flow()
-    signature, calls = reflection.get_signature, []
-
-    def counting(*args, **kwargs):
-        calls.append(args)
-        return signature(*args, **kwargs)
-    # What TaskFlow inspects atoms' methods with (oslo.utils).
-    monkeypatch.setattr(reflection, 'get_signature', counting)
-    one, two = list(_atoms(flow.clone_flow())), list(_atoms(flow.clone_flow()))
-    assert calls == []
-    one[0].rebind['extra'] = 'x'
-    assert 'extra' not in two[0].rebind
-    monkeypatch.setattr(common.ArgMappingOnce, '_build_arg_mapping',
-                        atom.Atom._build_arg_mapping)
-    flow.clone_flow()
-    assert calls        # what the mixin saves: TaskFlow inspects each atom
 
 
 def test_if_exists_graph_needs_the_mode_and_has_two_releases():

@@ -83,3 +83,24 @@ def test_board_watch_ignores_new_claims(monkeypatch):
     on_children(['job1', 'job1.lock'])           # claimed by someone
     wait.wait()
     assert wait._changed.pauses == [(60.0, False)]
+
+
+def test_reopening_log_files_writes_to_the_new_file_after_rotation(tmp_path):
+    import logging
+    from conductor.worker import service
+    path = tmp_path / 'glance-clone.log'
+    handler = logging.FileHandler(path)
+    log = logging.getLogger()
+    log.addHandler(handler)
+    try:
+        log.warning('before rotation')
+        path.rename(tmp_path / 'glance-clone.log.1')      # logrotate
+        service.reopen_log_files()                        # SIGHUP
+        log.warning('after rotation')
+        handler.flush()
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert path.read_text().strip() == 'after rotation'
+    assert (tmp_path / 'glance-clone.log.1').read_text().strip() == \
+        'before rotation'
