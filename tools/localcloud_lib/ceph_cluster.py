@@ -531,6 +531,8 @@ rbd_store_pool = {pool}
 rbd_store_user = glance
 rbd_store_ceph_conf = {conf}
 rbd_store_chunk_size = 8
+# chunks of zeros are not written: sparse images stay sparse
+rbd_thin_provisioning = true
 rados_connect_timeout = 10
 store_description = Ceph RBD, cluster {c}
 """.format(store=STORE_ID, c=c, mode=settings.mode, pool=POOL,
