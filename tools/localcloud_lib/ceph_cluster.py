@@ -278,6 +278,9 @@ mon warn on pool no redundancy = false
 mon data avail warn = 1
 mon data avail crit = 0
 client mount timeout = 15
+# the watch of a client that died (a killed conductor mid-copy) ends after
+# this many seconds (default 30)
+osd client watch timeout = 10
 rados mon op timeout = 30
 rados osd op timeout = 60
 
