@@ -2,7 +2,8 @@
 
 A clone is marked for the sweep when its revert failed for good or when its
 job was trashed (poison).  Sweeping deletes, in the target region, every
-image carrying the clone's id, then the clone's trust; it is idempotent and
+image carrying the clone's id and what the store strategies wrote for it
+(their cleanup: e.g. an RBD image not attached yet), then the clone's trust; it is idempotent and
 safe to run from several places (the conductor's periodic task and
 ``clone-manage sweep``).
 """
@@ -49,6 +50,7 @@ def sweep_one(conf, backend, fd, services=None):
             reserve_image._unprotect(target, image['id'])
             target.delete_image(image['id'])
             LOG.info('Sweep: deleted image %s of clone %s', image['id'], clone_id)
+            _sweep_store_data(services, target, image['id'], clone_id)
         services.delete_trust()
     except (exceptions.CloneError, KeyError) as e:
         LOG.warning('Sweep of clone %s incomplete: %s', clone_id, e)
@@ -57,6 +59,17 @@ def sweep_one(conf, backend, fd, services=None):
     with contextlib.closing(backend.get_connection()) as conn:
         conn.update_flow_details(fd)
     return True
+
+
+def _sweep_store_data(services, target, image_id, clone_id):
+    """What a strategy wrote into the target store under ``image_id`` and
+    Glance does not know about (an RBD image not attached yet): each
+    strategy's idempotent cleanup."""
+    from clone_flows.stores import base
+    job = base.CopyJob(source=None, target=target, source_image={},
+                       target_image_id=image_id, clone_id=clone_id)
+    for name, strategy in sorted(services.strategies().items()):
+        strategy.cleanup(job)
 
 
 def release_trusts(conf, limit=100):
