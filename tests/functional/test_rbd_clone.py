@@ -83,7 +83,8 @@ def sparse_image(ceph, tmp_path_factory):
     os.unlink(path)
     image = gc.images.get(image.id)
     assert image.stores == 'ceph' and image.size == GiB
-    return image
+    yield image
+    gc.images.delete(image.id)
 
 
 # -- Ceph, as its administrator sees it -------------------------------------
@@ -218,6 +219,7 @@ def test_sparse_1gib_clone_moves_only_the_allocated_bytes_verified(
     log = (tmp_path / 'conf' / 'glance-clone.log').read_text()
     for secret in ceph_secrets(ceph):
         assert secret not in seen and secret not in log
+    glance_client(ceph, 'demo', 'RegionTwo').images.delete(new)
 
 
 def test_kill_9_mid_copy_resumes_with_only_the_missing_ranges(
@@ -256,6 +258,7 @@ def test_kill_9_mid_copy_resumes_with_only_the_missing_ranges(
     assert resent <= written <= resent + 4 * MiB
     assert allocated_extents(ceph, 'b', target.id) == (extents, size)
     assert_no_stray_rbd(ceph)
+    glance_client(ceph, 'demo', 'RegionTwo').images.delete(target.id)
 
 
 # -- refusals: a sentence, nothing left behind --------------------------------
@@ -319,7 +322,9 @@ def test_a_locked_destination_is_refused_and_removed(ceph, tmp_path):
     try:
         with admin(ceph, 'b') as ioctx:
             # this clone's (its mark), but someone holds an advisory lock
-            rbd.RBD().create(ioctx, target_id, 3 * MiB, old_format=False)
+            # (librbd refuses those on an image with exclusive-lock)
+            rbd.RBD().create(ioctx, target_id, 3 * MiB, old_format=False,
+                             features=rbd.RBD_FEATURE_LAYERING)
             with rbd.Image(ioctx, target_id) as img:
                 img.metadata_set(rbd_store.MARK, clone_id)
                 img.lock_shared('someone-else', 'tag')
