@@ -164,7 +164,7 @@ class Limit:
         self.service = session(cloud, 'glance-clone')
 
     def rbd(self, conf, *args):
-        subprocess.run(['rbd', '-c', conf, '--no-progress', *args],
+        subprocess.run(['rbd', '-c', conf, *args],
                        check=True, capture_output=True, timeout=600)
 
     def run(self):
