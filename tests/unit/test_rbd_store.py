@@ -451,3 +451,28 @@ def test_plan_counts_the_allocated_bytes(world):
     plan = world.strategy.plan(job)
     assert (plan.strategy, plan.bytes_total, plan.objects) == \
         ('rbd', 3 * BLOCK, 8)
+
+
+def test_the_sweep_removes_the_rbd_copy_of_a_clone_it_sweeps(world):
+    """A clone whose revert could not run leaves its reserved image and an
+    RBD image not attached yet: the sweep removes both."""
+    from clone_flows import constants as c
+    from clone_flows import metadata
+    from conductor import sweep
+    job, _ = source_image([0, 20])
+    progress = Progress(stop_after=1)
+    with pytest.raises(exceptions.Interrupted):
+        world.strategy.copy(job, progress)
+    assert dest(job) is not None
+    job.target.images[job.target_image_id][metadata.PROVENANCE_CLONE] = \
+        'clone-1'
+    services = fakes.FakeServices(world.conf, {'R2': job.target}, strategies={
+        'rbd': world.strategy})
+    fd = types.SimpleNamespace(uuid='clone-1', meta={'store': {
+        c.CLONE_ID: 'clone-1', c.TARGET_REGION: 'R2'}})
+    conn = types.SimpleNamespace(update_flow_details=lambda fd: None,
+                                 close=lambda: None)
+    backend = types.SimpleNamespace(get_connection=lambda: conn)
+    assert sweep.sweep_one(world.conf, backend, fd, services=services)
+    assert job.target_image_id not in job.target.images
+    assert dest(job) is None
