@@ -266,6 +266,7 @@ class RbdStrategy(base.StoreStrategy):
     def __init__(self, conf):
         super().__init__(conf)
         self._service = None
+        self._checked = {}      # source image id -> what applies() read
 
     @property
     def _opts(self):
@@ -340,7 +341,8 @@ class RbdStrategy(base.StoreStrategy):
                             f"not in RBD")
         t = self._opts.connect_timeout
         with self._cluster(job, src_region, 'source', t) as src:
-            self._source_info(job, src)
+            # kept for plan(), which PlanCopy asks next
+            self._checked = {image['id']: self._source_info(job, src)}
         with self._cluster(job, dst_region, 'target', t):
             pass
 
@@ -381,9 +383,12 @@ class RbdStrategy(base.StoreStrategy):
     def plan(self, job):
         plan = super().plan(job)
         try:
-            with self._cluster(job, job.source.region, 'source',
-                               self._opts.connect_timeout) as src:
-                size, _, extents = self._source_info(job, src)
+            found = self._checked.get(job.source_image['id'])
+            if found is None:
+                with self._cluster(job, job.source.region, 'source',
+                                   self._opts.connect_timeout) as src:
+                    found = self._source_info(job, src)
+            size, _, extents = found
             plan.bytes_total = sum(n for _, n in extents)
             plan.objects = len(split_ranges([], size,
                                             self._opts.range_mb * MiB))
