@@ -3,7 +3,8 @@
 A clone is marked for the sweep when its revert failed for good or when its
 job was trashed (poison).  Sweeping deletes, in the target region, every
 image carrying the clone's id and what the store strategies wrote for it
-(their cleanup: e.g. an RBD image not attached yet), then the clone's trust; it is idempotent and
+(their cleanup: e.g. an RBD image not attached yet), then the clone's
+trust; it is idempotent and
 safe to run from several places (the conductor's periodic task and
 ``clone-manage sweep``).
 """

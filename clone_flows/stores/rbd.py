@@ -645,7 +645,7 @@ class _Copier:
                 f"the RBD image {name} in {region}'s Ceph has snapshots "
                 f"this clone did not make ({', '.join(extra)})")
 
-    # -- the copy --------------------------------------------------------------
+    # -- the copy -------------------------------------------------------
     def run(self):
         rbd, job = self.rbd, self.job
         image_id = job.source_image['id']
@@ -685,7 +685,8 @@ class _Copier:
                         if not dst_img.is_protected_snap(SNAPSHOT):
                             dst_img.protect_snap(SNAPSHOT)
         except (self.src.rados.Error, rbd.Error) as e:
-            if isinstance(e, (rbd.ImageNotFound, self.src.rados.ObjectNotFound)):
+            if isinstance(e, (rbd.ImageNotFound,
+                              self.src.rados.ObjectNotFound)):
                 raise SourceDataBroken(
                     f"the RBD data of image {image_id} vanished from "
                     f"{job.source.region}'s Ceph during the copy") from e

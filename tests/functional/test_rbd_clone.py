@@ -34,7 +34,8 @@ POOL = 'images'
 def cloud_up(**env):
     """``tools/localcloud up`` with Ceph as ``env`` says; cloud.json."""
     full = dict(os.environ)
-    for k in ('LOCALCLOUD_CEPH', 'LOCALCLOUD_CEPH_REGIONS', 'LOCALCLOUD_SWIFT'):
+    for k in ('LOCALCLOUD_CEPH', 'LOCALCLOUD_CEPH_REGIONS',
+              'LOCALCLOUD_SWIFT'):
         full.pop(k, None)
     full.update(env)
     t = time.monotonic()
@@ -175,7 +176,7 @@ def assert_no_stray_rbd(info):
     assert all(snaps == ['snap'] for snaps in images.values()), images
 
 
-# -- the copy ------------------------------------------------------------------
+# -- the copy ---------------------------------------------------------------
 
 def test_sparse_1gib_clone_moves_only_the_allocated_bytes_verified(
         ceph, sparse_image, tmp_path):

@@ -308,7 +308,7 @@ def test_location_is_glances_rbd_url_without_credential():
         'rbd://f%2Fs/images/abc/snap'
 
 
-# -- the copy ------------------------------------------------------------------
+# -- the copy ---------------------------------------------------------------
 
 def test_only_allocated_extents_move_and_the_copy_is_attached(world):
     job, src = source_image([0, 1, 40, 100])
@@ -416,7 +416,7 @@ def test_cleanup_removes_an_unmarked_image_its_checkpoint_created(world):
     assert dest(job) is None
 
 
-# -- applies --------------------------------------------------------------------
+# -- applies ----------------------------------------------------------------
 
 def test_applies_only_between_declared_rbd_regions(world):
     job, _ = source_image([0])

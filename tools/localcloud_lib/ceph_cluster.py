@@ -14,7 +14,8 @@ monitor and one bluestore OSD whose block device is a sparse file
 outside the OSD's data directory, on 127.0.0.1, cephx on, no manager (RBD
 does not need one; health then stays HEALTH_WARN), no systemd: the two
 daemons are started and stopped by tools/localcloud by pid like every other
-service.  Monitor ports: ``LOCALCLOUD_CEPH_A_PORT`` / ``LOCALCLOUD_CEPH_B_PORT``
+service.  Monitor ports: ``LOCALCLOUD_CEPH_A_PORT`` /
+``LOCALCLOUD_CEPH_B_PORT``
 (default: derived from ``LOCALCLOUD_ZK_PORT`` so clouds of different state
 dirs on one machine do not collide).  OSDs take free ports of Ceph's
 6800-7300 range.
@@ -427,7 +428,8 @@ def prepare_osd(cloud, c):
     osd_id = ceph(cloud, c, 'osd', 'new', osd_uuid, '-i', secrets).strip()
     os.unlink(secrets)
     if osd_id != '0':
-        raise CephError('cluster %s: the new OSD got id %s, not 0' % (c, osd_id))
+        raise CephError('cluster %s: the new OSD got id %s, not 0'
+                        % (c, osd_id))
     _run(['ceph-authtool', '--create-keyring', osd_keyring, '--name',
           'osd.0', '--add-key', secret.strip()], 'ceph-authtool')
     os.chmod(osd_keyring, 0o600)
