@@ -172,6 +172,19 @@ class Limit:
         reserved = self.target.api.post('/v2/images', json=dict(
             name=f'{RUN}-limit', disk_format='raw', container_format='bare',
             bench_run=RUN)).json()['id']
+        try:
+            return self._run(src, reserved)
+        except BaseException:
+            # Glance removes the RBD image it holds when the image goes;
+            # one it never took is removed here
+            self.target.delete(reserved)
+            subprocess.run(['bash', '-c', 'rbd -c "$1" snap unprotect '
+                            '"$2@snap"; rbd -c "$1" snap purge "$2"; '
+                            'rbd -c "$1" rm --no-progress "$2"', '-', self.b,
+                            f'images/{reserved}'], capture_output=True)
+            raise
+
+    def _run(self, src, reserved):
         t = time.monotonic()
         self.rbd(self.b, 'create', '--size', f'{src["size"] // MiB}M',
                  '--object-size', '8M', f'images/{reserved}')

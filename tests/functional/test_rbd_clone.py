@@ -168,12 +168,12 @@ def glance_owned(info, region='RegionTwo'):
             if getattr(i, 'stores', '') == 'ceph'}
 
 
-def assert_no_stray_rbd(info):
-    """Every RBD image of RegionTwo's pool is a Glance image's, with just
-    Glance's protected snapshot."""
-    images = rbd_images(info, 'b')
-    assert set(images) <= glance_owned(info), images
-    assert all(snaps == ['snap'] for snaps in images.values()), images
+def assert_no_stray_rbd(info, before):
+    """Every RBD image RegionTwo's pool gained since ``before`` (its
+    :func:`rbd_images`) is a Glance image's, with just Glance's snapshot."""
+    new = {k: v for k, v in rbd_images(info, 'b').items() if k not in before}
+    assert set(new) <= glance_owned(info), new
+    assert all(snaps == ['snap'] for snaps in new.values()), new
 
 
 # -- the copy ---------------------------------------------------------------
@@ -227,6 +227,7 @@ def test_kill_9_mid_copy_resumes_with_only_the_missing_ranges(
         ceph, sparse_image, tmp_path):
     extents, size = allocated_extents(ceph, 'a', sparse_image.id)
     ranges = rbd_store.split_ranges(extents, size, 64 * MiB)
+    before = rbd_images(ceph, 'b')
     conductors = tc.Conductors(ceph, tmp_path)
     try:
         marker = conductors.start('a', pause_at=c.COPY_DATA + '@0.3')
@@ -258,7 +259,7 @@ def test_kill_9_mid_copy_resumes_with_only_the_missing_ranges(
         (len(missing), len(done), len(done))
     assert resent <= written <= resent + 4 * MiB
     assert allocated_extents(ceph, 'b', target.id) == (extents, size)
-    assert_no_stray_rbd(ceph)
+    assert_no_stray_rbd(ceph, before)
     glance_client(ceph, 'demo', 'RegionTwo').images.delete(target.id)
 
 
@@ -296,6 +297,7 @@ def test_an_existing_destination_is_refused_and_left_untouched(
         ceph, tmp_path):
     import rbd
     src = upload(ceph, os.urandom(3 * MiB), name='rbd-dest-exists')
+    before = rbd_images(ceph, 'b')
     conductors, clone_id, target_id = _paused_before_copy(ceph, tmp_path, src)
     try:
         with admin(ceph, 'b') as ioctx:    # someone else's image, same name
@@ -313,12 +315,13 @@ def test_an_existing_destination_is_refused_and_left_untouched(
     assert rbd_images(ceph, 'b')[target_id] == []     # still there, as it was
     with admin(ceph, 'b') as ioctx:
         rbd.RBD().remove(ioctx, target_id)
-    assert_no_stray_rbd(ceph)
+    assert_no_stray_rbd(ceph, before)
 
 
 def test_a_locked_destination_is_refused_and_removed(ceph, tmp_path):
     import rbd
     src = upload(ceph, os.urandom(3 * MiB), name='rbd-dest-locked')
+    before = rbd_images(ceph, 'b')
     conductors, clone_id, target_id = _paused_before_copy(ceph, tmp_path, src)
     try:
         with admin(ceph, 'b') as ioctx:
@@ -340,12 +343,13 @@ def test_a_locked_destination_is_refused_and_removed(ceph, tmp_path):
         out.message
     assert copies_of(ceph, src.id) == []
     assert target_id not in rbd_images(ceph, 'b')
-    assert_no_stray_rbd(ceph)
+    assert_no_stray_rbd(ceph, before)
 
 
 def test_a_stopped_target_cluster_is_a_clear_refusal(ceph, tmp_path):
     conf = clone_conf(tmp_path, '\n[rbd_store]\nconnect_timeout = 3\n')
     src = upload(ceph, os.urandom(2 * MiB), name='rbd-target-down')
+    before = rbd_images(ceph, 'b')
     localcloud('stop', 'ceph-b-osd')
     localcloud('stop', 'ceph-b-mon')
     try:
@@ -358,7 +362,7 @@ def test_a_stopped_target_cluster_is_a_clear_refusal(ceph, tmp_path):
         "store strategy 'rbd' cannot copy this image: the Ceph cluster of "
         "RegionTwo did not answer"), out
     assert copies_of(ceph, src.id) == []
-    assert_no_stray_rbd(ceph)
+    assert rbd_images(ceph, 'b') == before
 
 
 def test_rbd_clone_asks_glance_whether_the_user_may_download(ceph, tmp_path):
