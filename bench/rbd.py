@@ -285,6 +285,7 @@ def report(res, streams, sources, args):
     for src in sources:
         row = res[src['size']]
         data = {GiB: '300 MiB', 4 * GiB: '1 GiB'}[src['size']]
+        inside = med(row['rbd_copy']) + med(row['rbd_attach'])
         print(f"| {src['size'] // GiB} GiB raw, {data} allocated | "
               f"{med(row['rbd']):.1f} ({med(row['rbd_copy']):.1f} + "
               f"{med(row['rbd_attach']):.1f}) | {med(row['http']):.1f} | "
@@ -292,8 +293,7 @@ def report(res, streams, sources, args):
               f"{med(row['limit_attach']):.1f}) | "
               f"{med(row['rbd']) / med(row['http']):.2f} | "
               f"{med(row['rbd']) / med(row['limit']):.2f} | "
-              f"{(med(row['rbd_copy']) + med(row['rbd_attach'])) / "
-              f"med(row['limit']):.2f} | "
+              f"{inside / med(row['limit']):.2f} | "
               f"{row['rbd_bytes'][0] / MiB:,.0f} MiB / "
               f"{row['http_bytes'][0] / MiB:,.0f} MiB |")
     print('\nexport-diff stream per image: raw / zstd -1')
