@@ -15,6 +15,7 @@ from oslo_log import log as oslo_logging
 CLONE = ('clone_flows.auth', 'clone_flows.flow', 'clone_flows.glance',
          'clone_flows.metadata',
          'clone_flows.stores.http', 'clone_flows.stores.swift',
+         'clone_flows.stores.rbd',
          'conductor.persistence')
 # The services add the jobboard, the conductor and the tasks API.
 ALL = CLONE + ('conductor.jobboard', 'conductor.worker.conductor',

@@ -1,10 +1,12 @@
 """The sweep: removes what a clone left behind when its revert could not.
 
 A clone is marked for the sweep when its revert failed for good or when its
-job was trashed (poison).  Sweeping deletes, in the target region, every
-image carrying the clone's id, then the clone's trust; it is idempotent and
-safe to run from several places (the conductor's periodic task and
-``clone-manage sweep``).
+job was trashed (poison).  Sweeping removes what the clone's copy strategy
+wrote in the target store, through that strategy's own cleanup (e.g. Swift
+segments or an RBD image no image record points at), then every image
+carrying the clone's id in the target region, then the clone's trust; it
+is idempotent and safe to run from several places (the conductor's
+periodic task and ``clone-manage sweep``).
 """
 import contextlib
 import logging

@@ -9,8 +9,11 @@ cd "$ROOT"
 
 need_pkgs=()
 # graphviz: the "dot" program clone-manage flow graph draws with;
-# iproute2 and socat: the partition tests' network namespaces.
-for pkg in python3-venv zookeeper graphviz iproute2 socat; do
+# iproute2 and socat: the partition tests' network namespaces;
+# ceph-*, python3-rbd/rados: the local cloud's Ceph clusters and the RBD
+# strategy's bindings (LOCALCLOUD_CEPH, clone_flows/stores/rbd.py).
+for pkg in python3-venv zookeeper graphviz iproute2 socat ceph-mon ceph-osd \
+           ceph-common python3-rbd python3-rados; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -18,7 +21,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "bootstrap: missing Debian packages: ${need_pkgs[*]} (run as root or install them)" >&2; exit 1; fi
   echo "bootstrap: installing ${need_pkgs[*]}" >&2
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 \
+    install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
 PY=${PYTHON:-python3}
@@ -33,3 +37,13 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/python -c 'import clone_flows, conductor, taskflow, kazoo, sphinx'
   echo "$want" > "$stamp"
 fi
+
+# Ceph's rados/rbd Python bindings are Debian's (built for Python 3.11, not on
+# PyPI): link just those two modules into .venv.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+for so in /usr/lib/python3/dist-packages/rados.cpython-*.so \
+          /usr/lib/python3/dist-packages/rbd.cpython-*.so; do
+  [ -e "$so" ] && ln -sfn "$so" "$site/$(basename "$so")"
+done
+.venv/bin/python -c 'import rados, rbd' 2>/dev/null || \
+  echo "bootstrap: the Ceph Python bindings do not load in .venv (the RBD strategy will say so)" >&2

@@ -323,14 +323,14 @@ def test_strategy_enum_is_served_and_enforced_from_the_installed_ones(
     schema = requests.get(f"{api['url']}/v2/schemas/task",
                           headers=headers).json()
     served = schema['properties']['input']['properties']['strategy']['enum']
-    assert served == ['auto'] + installed and 'rbd' not in served
+    assert served == ['auto'] + installed and 'cinder' not in served
     # python-glanceclient validates against the served schema: refused
     # before it is sent
     r = glance(cloud, api, 'demo', 'task-create', '--type', 'clone',
                '--input', json.dumps({'source_region': 'RegionOne',
                                       'source_image_id': FAKE_IMAGE,
-                                      'strategy': 'rbd'}), check=False)
-    assert r.returncode != 0 and 'rbd' in r.stderr
+                                      'strategy': 'cinder'}), check=False)
+    assert r.returncode != 0 and 'cinder' in r.stderr
     for name in installed:
         assert task_create(cloud, api, 'demo', strategy=name)['status'] in (
             'pending', 'processing', 'failure')
@@ -442,7 +442,7 @@ BAD = [
      400, 'has no image endpoint'),
     ('lone surrogate', lambda: _clone_body(name='\ud800'), None, 400,
      'invalid unicode'),
-    ('strategy not installed', lambda: _clone_body(strategy='rbd'), None,
+    ('strategy not installed', lambda: _clone_body(strategy='cinder'), None,
      400, 'input.strategy must be one of: auto, '),
     ('preserve_id', lambda: _clone_body(preserve_id=True), None, 400,
      'input.preserve_id is not offered: a copy always gets a new image id'),

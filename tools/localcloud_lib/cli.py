@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 
+from localcloud_lib import ceph_cluster
 from localcloud_lib import glance_clone_filter
 from localcloud_lib import glance_db
 from localcloud_lib import swift_cluster
@@ -98,6 +99,9 @@ class Cloud:
                                       self.ports['zookeeper'] + 1)
         # Swift clusters and memcached (LOCALCLOUD_SWIFT_*_PORT...)
         self.ports.update(swift_cluster.ports())
+        # Ceph monitors (LOCALCLOUD_CEPH_A_PORT / _B_PORT, default derived
+        # from LOCALCLOUD_ZK_PORT)
+        self.ports.update(ceph_cluster.ports())
         self.venv = os.path.join(self.state, 'venv-cloud')
         self.run_dir = os.path.join(self.state, 'run')
         self.log_dir = os.path.join(self.state, 'logs')
@@ -133,7 +137,9 @@ class Cloud:
 
     # urls
     def url(self, svc):
-        if svc == 'zookeeper':
+        if svc.endswith('-osd'):
+            return '-'
+        if svc == 'zookeeper' or svc.endswith('-mon'):
             return '%s:%d' % (self.host, self.ports[svc])
         return 'http://%s:%d' % (self.host, self.ports[svc])
 
@@ -321,6 +327,8 @@ def zk_cmd(host, port, cmd, timeout=2.0):
 
 
 def service_answers(cloud, svc):
+    if svc in ceph_cluster.SERVICES:
+        return ceph_cluster.answers(cloud, svc, port_open)
     if svc in swift_cluster.SERVICES:
         return swift_cluster.answers(cloud, svc, port_open, http_ok)
     if svc == 'zookeeper':
@@ -603,6 +611,17 @@ def glance_conf(cloud, region, pw):
     swift_settings = swift_cluster.Settings.saved(cloud.state)
     stores_default, stores_section = swift_cluster.glance_store(
         cloud, swift_settings, region, d)
+    # LOCALCLOUD_CEPH: or Glance's RBD store in a Ceph cluster (multi-store:
+    # the file store stays, for images stored before the switch)
+    ceph_settings = ceph_cluster.Settings.saved(cloud.state)
+    ceph_section = ceph_cluster.glance_backend(cloud, ceph_settings, region)
+    if ceph_section and swift_settings.cluster_of(region):
+        raise CloudError('%s cannot store in both Swift (LOCALCLOUD_SWIFT) '
+                         'and Ceph (LOCALCLOUD_CEPH): choose one' % region)
+    if ceph_section:
+        stores_default = 'enabled_backends = local:file, %s:rbd' % (
+            ceph_cluster.STORE_ID)
+        stores_section = 'default_backend = %s\n' % ceph_cluster.STORE_ID
     changed = write_if_changed(os.path.join(etc, 'glance-api.conf'), mode=0o600,
                      text="""\
 # written by tools/localcloud (rewritten on every `up`; edit cli.py instead)
@@ -641,7 +660,7 @@ config_file = {paste}
 
 [local]
 filesystem_store_datadir = {d}/images/
-
+{ceph_section}
 [os_glance_staging_store]
 filesystem_store_datadir = {d}/staging/
 
@@ -684,6 +703,7 @@ task_pool_threads = 16
            pw=pw, region=region, host=cloud.host,
            ports=','.join(str(p) for p in ports), etc=etc,
            stores_default=stores_default, stores_section=stores_section,
+           ceph_section=('\n' + ceph_section) if ceph_section else '',
            secure_hash=str(swift_settings.secure_hash).lower(),
            db_connection=glance_db.connection(cloud, region, d)))
     policy = os.path.join(etc, 'policy.yaml')
@@ -726,6 +746,9 @@ def service_command(cloud, svc):
         env.pop(var, None)
     env['PATH'] = os.path.join(cloud.venv, 'bin') + os.pathsep + env.get(
         'PATH', '/usr/bin:/bin')
+    if svc in ceph_cluster.SERVICES:
+        os.makedirs(cloud.svc_dir(svc), exist_ok=True)   # its cwd
+        return ceph_cluster.service_command(cloud, svc, env)
     if svc in swift_cluster.SERVICES:
         os.makedirs(cloud.svc_dir(svc), exist_ok=True)   # its cwd
         return swift_cluster.service_command(cloud, svc, env)
@@ -753,7 +776,9 @@ def service_command(cloud, svc):
 
 
 def check_port_free(cloud, svc):
-    port = cloud.ports[svc]
+    port = cloud.ports.get(svc)
+    if port is None:        # a Ceph OSD: Ceph picks a free port
+        return
     if port_open(cloud.host, port):
         raise CloudError(
             '%s: port %s:%d is taken by %s, which tools/localcloud did not '
@@ -1059,7 +1084,9 @@ def describe(cloud, pw, ids):
                        'project_id': info.get('project_id')}
     services = {}
     swift_settings = swift_cluster.Settings.saved(cloud.state)
-    for svc in SERVICES + tuple(swift_settings.services()):
+    ceph_settings = ceph_cluster.Settings.saved(cloud.state)
+    for svc in SERVICES + tuple(swift_settings.services()) + tuple(
+            ceph_settings.services()):
         services[svc] = {'pid': service_pid(cloud, svc),
                          'log': cloud.log_file(svc), 'url': cloud.url(svc)}
     return {
@@ -1074,6 +1101,7 @@ def describe(cloud, pw, ids):
         'users': users,
         'services': services,
         'swift': swift_cluster.describe(cloud, swift_settings, REGIONS),
+        'ceph': ceph_cluster.describe(cloud, ceph_settings, REGIONS),
         'state_dir': cloud.state,
         'venv': cloud.venv,
     }
@@ -1119,9 +1147,16 @@ def swift_services_shown(cloud):
                  if s in wanted or service_pid(cloud, s))
 
 
+def ceph_services_shown(cloud):
+    wanted = ceph_cluster.Settings.saved(cloud.state).services()
+    return tuple(s for s in ceph_cluster.SERVICES
+                 if s in wanted or service_pid(cloud, s))
+
+
 def status_rows(cloud):
     rows = []
-    for svc in SERVICES + swift_services_shown(cloud):
+    for svc in SERVICES + swift_services_shown(cloud) + \
+            ceph_services_shown(cloud):
         pid = service_pid(cloud, svc)
         up = bool(pid) and service_answers(cloud, svc)
         rss = group_rss(os.getpgid(pid)) if pid else 0
@@ -1161,9 +1196,23 @@ def cmd_up(cloud, args):
         swift_cluster.ensure_memcached(say)
         swift_cluster.ensure_packages(cloud, say)
     swift_settings.save(cloud.state)
+    # LOCALCLOUD_CEPH: Ceph clusters and which regions store in them
+    ceph_settings = ceph_cluster.Settings.from_env(REGIONS)
+    ceph_services = ceph_settings.services()
+    clash = [r for r in REGIONS if ceph_settings.cluster_of(r) and
+             swift_settings.cluster_of(r)]
+    if clash:
+        raise CloudError('%s cannot store in both Swift and Ceph: set '
+                         'LOCALCLOUD_SWIFT_REGIONS / LOCALCLOUD_CEPH_REGIONS'
+                         % ', '.join(clash))
+    if ceph_settings.on:
+        ceph_cluster.ensure_packages(say)
+        # Glance's RBD store imports the Debian rbd/rados modules
+        ceph_cluster.link_bindings(cloud.vbin('python'))
+    ceph_settings.save(cloud.state)
 
     # refuse early, before starting anything, if a port is someone else's
-    for svc in SERVICES + tuple(swift_services):
+    for svc in SERVICES + tuple(swift_services) + tuple(ceph_services):
         if not service_pid(cloud, svc):
             check_port_free(cloud, svc)
 
@@ -1177,9 +1226,16 @@ def cmd_up(cloud, args):
             say('%s: not used by LOCALCLOUD_SWIFT=%s, stopping'
                 % (svc, swift_settings.mode))
             stop_service(cloud, svc)
+    changed.update(ceph_cluster.configure(cloud, ceph_settings,
+                                          write_if_changed, say))
+    for svc in ceph_cluster.SERVICES:
+        if svc not in ceph_services and service_pid(cloud, svc):
+            say('%s: not used by LOCALCLOUD_CEPH=%s, stopping'
+                % (svc, ceph_settings.mode))
+            stop_service(cloud, svc)
     for region in REGIONS:
         changed['glance-' + region] = glance_conf(cloud, region, pw['glance'])
-    for svc in SERVICES + tuple(swift_services):
+    for svc in SERVICES + tuple(swift_services) + tuple(ceph_services):
         if changed[svc] and service_pid(cloud, svc):
             say('%s: configuration changed, restarting' % svc)
             stop_service(cloud, svc)
@@ -1189,8 +1245,16 @@ def cmd_up(cloud, args):
         start_service(cloud, 'keystone')
         return keystone_setup(cloud, pw)
 
+    ceph_ready = {c: threading.Event() for c in ceph_settings.clusters()}
+
     def glance_chain(region):
         glance_init(cloud, region)
+        c = ceph_settings.cluster_of(region)
+        if c:
+            # Glance's RBD store connects to its cluster when it starts
+            if not ceph_ready[c].wait(300):
+                raise CloudError('glance-%s: Ceph cluster %s did not come up'
+                                 % (region, c))
         start_service(cloud, 'glance-' + region)
 
     def swift_chain():
@@ -1201,9 +1265,19 @@ def cmd_up(cloud, args):
                       for s in swift_services]:
                 f.result()
 
-    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+    def ceph_chain(c):
+        t = time.monotonic()
+        try:
+            ceph_cluster.start_cluster(cloud, c, start_service)
+            ceph_cluster.wait_writable(cloud, c)
+        finally:
+            ceph_ready[c].set()
+        say('ceph cluster %s ready in %.1fs' % (c, time.monotonic() - t))
+
+    with concurrent.futures.ThreadPoolExecutor(7) as pool:
         futs = [pool.submit(start_service, cloud, 'zookeeper'),
                 pool.submit(keystone_chain)]
+        futs += [pool.submit(ceph_chain, c) for c in ceph_settings.clusters()]
         futs += [pool.submit(glance_chain, r) for r in REGIONS]
         futs += [pool.submit(swift_chain)]
         errors = []
@@ -1228,7 +1302,8 @@ def cmd_up(cloud, args):
 def cmd_down(cloud, args):
     # Glance first (they talk to Keystone), ZooKeeper last.
     stopped = []
-    for svc in reversed(SERVICES + swift_cluster.SERVICES):
+    for svc in reversed(SERVICES + swift_cluster.SERVICES +
+                        ceph_cluster.SERVICES):
         if stop_service(cloud, svc, kill=args.kill):
             stopped.append(svc)
     say('stopped: %s' % (', '.join(stopped) or 'nothing was running'))
@@ -1310,6 +1385,11 @@ def cmd_start(cloud, args):
         zk_config(cloud)
     elif args.service == 'keystone':
         keystone_conf(cloud)
+    elif args.service in ceph_cluster.SERVICES:
+        c = args.service.split('-')[1]
+        if not os.path.exists(ceph_cluster.conf_path(cloud, c)):
+            raise CloudError('%s was never configured: run `LOCALCLOUD_CEPH='
+                             '... tools/localcloud up`' % args.service)
     elif args.service in swift_cluster.SERVICES:
         if not os.path.exists(swift_cluster.conf_file(cloud, args.service)
                               if args.service != 'memcached' else '/'):
@@ -1381,9 +1461,11 @@ def main(argv=None):
     sub.add_parser('check', help='smoke test: upload, visibility, reader '
                    '403, glance-download RegionOne -> RegionTwo')
     p = sub.add_parser('start', help='start one service and wait for it')
-    p.add_argument('service', choices=SERVICES + swift_cluster.SERVICES)
+    p.add_argument('service', choices=SERVICES + swift_cluster.SERVICES +
+                   ceph_cluster.SERVICES)
     p = sub.add_parser('stop', help='stop one service')
-    p.add_argument('service', choices=SERVICES + swift_cluster.SERVICES)
+    p.add_argument('service', choices=SERVICES + swift_cluster.SERVICES +
+                   ceph_cluster.SERVICES)
     p.add_argument('--kill', action='store_true',
                    help='SIGKILL the process group (no graceful shutdown)')
     args = parser.parse_args(argv)
@@ -1395,7 +1477,8 @@ def main(argv=None):
                'check': cmd_check}[args.cmd]
     try:
         return handler(cloud, args)
-    except (CloudError, swift_cluster.SwiftError) as e:
+    except (CloudError, swift_cluster.SwiftError,
+            ceph_cluster.CephError) as e:
         print('localcloud: error: %s' % e, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -43,7 +43,7 @@ def test_strategy_enum_is_the_installed_strategies(client):
     from importlib import metadata
     installed = sorted(ep.name for ep in metadata.entry_points(
         group='glance_clone.stores'))
-    assert installed and 'rbd' not in installed
+    assert installed and 'cinder' not in installed
     served = client.get('/v2/schemas/task').json
     assert served['properties']['input']['properties']['strategy']['enum'] \
         == ['auto'] + installed
@@ -198,9 +198,9 @@ BAD_INPUTS = [
                                 b'{"name": "\\ud800"}}'), 400,
      'invalid unicode'),
     ('bad strategy', dict(input={'strategy': 'ftp'}), 400,
-     'input.strategy must be one of: auto, http, swift'),
-    ('strategy not installed', dict(input={'strategy': 'rbd'}), 400,
-     'input.strategy must be one of: auto, http, swift'),
+     'input.strategy must be one of: auto, http, rbd, swift'),
+    ('strategy not installed', dict(input={'strategy': 'cinder'}), 400,
+     'input.strategy must be one of: auto, http, rbd, swift'),
     ('non-string property', dict(input={'properties': {'a': 1}}), 400,
      'input.properties.a must be of type string'),
     ('preserve_id', dict(input={'preserve_id': True}), 400,
