@@ -32,6 +32,7 @@ from taskflow.jobs import base as tf_jobs_base
 from taskflow.jobs.backends import impl_zookeeper as zk_impl
 
 from clone_flows import constants as c
+from conductor import confcache
 from conductor import pending
 from conductor import persistence
 from conductor import runner
@@ -500,14 +501,11 @@ class Poster:
             self._board = self._client = None
 
 
-_POSTERS = {}
-_POSTERS_LOCK = threading.Lock()
+#: This process's poster, per configuration object.
+_POSTERS = confcache.PerConf()
 
 
 def post_clone(conf, store, project_id=None):
     """Post a clone with this process's long-lived poster for ``conf``."""
-    with _POSTERS_LOCK:
-        poster = _POSTERS.get(id(conf))
-        if poster is None:
-            poster = _POSTERS[id(conf)] = Poster(conf)
-    return poster.post(store, project_id=project_id)
+    return _POSTERS.get(conf, lambda: Poster(conf)).post(
+        store, project_id=project_id)

@@ -25,8 +25,6 @@ max_pending_clones_per_project`` or ``[api] max_pending_clones``,
 project arriving together may pass the cap by the API's concurrent
 requests.)
 """
-import importlib
-import importlib.util
 import logging
 import time
 import uuid
@@ -36,14 +34,15 @@ from keystoneauth1.identity import access as access_plugin
 from keystoneauth1.identity import v3
 
 from clone_flows import auth
+from conductor import confcache
+from conductor import jobboard
 from conductor import runner
 from conductor.db import api as db_api
 
 LOG = logging.getLogger(__name__)
 
-JOBBOARD_MODULE = 'conductor.jobboard'
-
-_TRUSTEE = {}       # service user id, per service_auth configuration
+#: The service user's id, per configuration object.
+_TRUSTEE = confcache.PerConf()
 
 
 class SubmitFailed(Exception):
@@ -93,20 +92,17 @@ def _same_request(task, task_input):
 
 
 def _trustee(conf):
-    key = (conf.service_auth.auth_type, id(conf))
-    if key not in _TRUSTEE:
-        _TRUSTEE[key] = auth.service_user_id(conf)
-    return _TRUSTEE[key]
+    return _TRUSTEE.get(conf, lambda: auth.service_user_id(conf))
 
 
-_KEYSTONE_URL = {}
+#: The service user's Keystone URL, per configuration object.
+_KEYSTONE_URL = confcache.PerConf()
 
 
 def _keystone_url(conf):
     """Where the user's token is used: the service user's Keystone."""
-    if id(conf) not in _KEYSTONE_URL:
-        _KEYSTONE_URL[id(conf)] = auth.service_session(conf).auth.auth_url
-    return _KEYSTONE_URL[id(conf)]
+    return _KEYSTONE_URL.get(
+        conf, lambda: auth.service_session(conf).auth.auth_url)
 
 
 def user_auth_plugin(conf, context):
@@ -137,12 +133,6 @@ def create_user_trust(conf, context):
     user_session = auth.user_session(conf, user_auth_plugin(conf, context))
     return auth.create_trust(user_session, trustee, context.project_id,
                              roles, conf.clone.trust_expiration_hours)
-
-
-def _jobboard():
-    if importlib.util.find_spec(JOBBOARD_MODULE) is None:
-        return None
-    return importlib.import_module(JOBBOARD_MODULE)
 
 
 def submit_clone(conf, context, task_input):
@@ -180,13 +170,8 @@ def submit_clone(conf, context, task_input):
     t_record = time.monotonic()
     request = dict(task_input, clone_id=clone_id)
     store = runner.build_store(conf, trust_id, request)
-    board = _jobboard()
-    if board is None:
-        LOG.warning('Clone %s recorded as pending: %s is not installed, so '
-                    'no conductor will run it', clone_id, JOBBOARD_MODULE)
-        return task
     try:
-        job = board.post_clone(conf, store, project_id=owner)
+        job = jobboard.post_clone(conf, store, project_id=owner)
     except Exception:
         LOG.exception('Could not post the job of clone %s', clone_id)
         db_api.update_task(

@@ -28,6 +28,7 @@ from cliff import app as cliff_app
 from cliff import command as cliff_command
 from cliff import commandmanager
 
+from clone_flows import constants as c
 from clone_flows import exceptions
 from conductor import opts
 from conductor import outcome
@@ -103,7 +104,7 @@ def _follow(backend, clone_id, bar, poll=0.5):
     while True:
         _, fd = runner.load_flow(backend, clone_id)
         for ad in fd:
-            if ad.name == 'clone-copy-data' and ad.state == 'RUNNING':
+            if ad.name == c.COPY_DATA and ad.state == 'RUNNING':
                 details = ((ad.meta or {}).get('progress_details') or {}).get(
                     'details')
                 if details:
@@ -176,7 +177,7 @@ def _new_store(conf, user_session, args):
     try:
         return runner.new_store(conf, user_session, _request(args))
     except exceptions.CloneError as e:
-        print(f'clone-manage: {e}', file=sys.stderr)
+        print(f'clone-manage: {_for_the_cli(e)}', file=sys.stderr)
         return None
 
 
@@ -228,6 +229,15 @@ def _summary(r):
             f"  md5 {r['checksum']}  size {r['size']}")
 
 
+def _for_the_cli(error):
+    """A domain error's sentence, with what it means at this command line."""
+    if isinstance(error, exceptions.CredentialsRefused):
+        return f'{error} (the OS_* variables)'
+    if isinstance(error, exceptions.ServiceNotConfigured):
+        return f'{error} (given with --config-file)'
+    return str(error)
+
+
 def _key_value(text):
     if '=' not in text:
         raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE")
@@ -240,7 +250,7 @@ def cmd_copies(conf, args):
         listing = copies.list_copies(_user_session_from_env(conf), conf,
                                      args.region, args.image)
     except exceptions.CloneError as e:
-        print(f'clone-manage: {e}', file=sys.stderr)
+        print(f'clone-manage: {_for_the_cli(e)}', file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(listing, indent=2, sort_keys=True))

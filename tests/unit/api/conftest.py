@@ -72,7 +72,9 @@ def trusts(monkeypatch):
     monkeypatch.setattr(submit, 'create_user_trust', create)
     monkeypatch.setattr(submit.auth, 'delete_trust',
                         lambda conf, trust_id: deleted.append(trust_id))
-    monkeypatch.setattr(submit, '_jobboard', lambda: None)
+    # no jobboard: a posted clone is simply not started
+    monkeypatch.setattr(submit.jobboard, 'post_clone',
+                        lambda conf, store, project_id=None: None)
     return {'made': made, 'deleted': deleted}
 
 

@@ -101,7 +101,7 @@ class FakeBoard:
 def test_submit_posts_ids_only_and_records_the_job(api_conf, trusts,
                                                    monkeypatch):
     board = FakeBoard()
-    monkeypatch.setattr(submit, '_jobboard', lambda: board)
+    monkeypatch.setattr(submit.jobboard, 'post_clone', board.post_clone)
     task_input = {'source_region': 'RegionOne', 'source_image_id': IMAGE,
                   'target_region': 'RegionTwo', 'name': 'n'}
     task = submit.submit_clone(api_conf, request_ctx(), task_input)
@@ -114,19 +114,10 @@ def test_submit_posts_ids_only_and_records_the_job(api_conf, trusts,
     assert task['status'] == 'pending' and task['user_id'] == 'u1'
 
 
-def test_submit_without_a_jobboard_leaves_the_task_pending(api_conf, trusts,
-                                                           caplog):
-    task = submit.submit_clone(api_conf, request_ctx(), {
-        'source_region': 'R1', 'source_image_id': IMAGE,
-        'target_region': 'R2'})
-    assert task['status'] == 'pending' and task['job_id'] is None
-    assert 'no conductor will run it' in caplog.text
-    assert 'secret-token-value' not in caplog.text
-
-
 def test_a_job_that_cannot_be_posted_fails_the_task_and_drops_the_trust(
         api_conf, trusts, monkeypatch, client):
-    monkeypatch.setattr(submit, '_jobboard', lambda: FakeBoard(fail=True))
+    monkeypatch.setattr(submit.jobboard, 'post_clone',
+                        FakeBoard(fail=True).post_clone)
     r = client.create()
     assert r.status_int == 503 and 'could not be queued' in \
         r.json['error']['message']
