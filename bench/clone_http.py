@@ -163,7 +163,8 @@ class Region:
 
     def delete(self, image_id, timeout=60):
         """Delete, and make sure it is gone: Glance on sqlite can answer 500
-        ("database is locked") while an import task of the image finishes."""
+        ("database is locked") while an import task of the image finishes.
+        """
         deadline = time.monotonic() + timeout
         while True:
             status = self.api.delete(f'/v2/images/{image_id}',
@@ -177,7 +178,8 @@ class Region:
 
     def wait_tasks_done(self, image_id, timeout=120):
         """Until every import task of the image has ended (after the image
-        went active, Glance's task still finishes and holds the image)."""
+        went active, Glance's task still finishes and holds the image).
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             tasks = self.api.get(f'/v2/images/{image_id}/tasks').json()
@@ -240,7 +242,8 @@ def copy_step_seconds(conf, clone_id):
 
 def watch_peak_rss(pid, peak, every=0.02):
     """Keeps ``peak[0]`` at the process's own peak RSS (MiB) until it ends:
-    ``VmHWM`` counts from its exec, unlike ``ru_maxrss``."""
+    ``VmHWM`` counts from its exec, unlike ``ru_maxrss``.
+    """
     while True:
         try:
             with open(f'/proc/{pid}/status') as f:
@@ -289,7 +292,8 @@ def run_clone_manage(conf, env, source, name):
 
 class WarmConductor:
     """(a2) One ``clone-conductor`` for the whole run, and this process as
-    the API: it makes the trust and posts each clone on the jobboard."""
+    the API: it makes the trust and posts each clone on the jobboard.
+    """
 
     def __init__(self, conf, session, workdir, env=None, name='conductor'):
         self.conf, self.session = conf, session
@@ -336,7 +340,8 @@ class WarmConductor:
 
     def peak_rss_mib(self):
         """The conductor's peak RSS since it started (``VmHWM``): its
-        imports and every clone it has run so far."""
+        imports and every clone it has run so far.
+        """
         with open(f'/proc/{self.proc.pid}/status') as f:
             return next(int(line.split()[1]) for line in f
                         if line.startswith('VmHWM:')) / 1024
@@ -403,7 +408,8 @@ def run_bare_stream(src_region, dst_region, source, name, chunk_size):
 
 def round_order(r):
     """The methods in round ``r`` (1-based): rows of a 4x4 Williams square,
-    each method preceded by each other one once in four rounds."""
+    each method preceded by each other one once in four rounds.
+    """
     square = ((0, 1, 3, 2), (1, 2, 0, 3), (2, 3, 1, 0), (3, 0, 2, 1))
     methods = list(METHODS)
     return [methods[i] for i in square[(r - 1) % len(square)]]

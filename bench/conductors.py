@@ -193,7 +193,8 @@ class Cloud:
 
     def delete_images(self, region, image_ids):
         """Delete, one at a time (see :meth:`upload`); returns how many
-        could not be deleted."""
+        could not be deleted.
+        """
         from glanceclient import exc
         gc = self.glance('admin', region)
         left = 0
@@ -216,7 +217,8 @@ class CloudMeter:
     """What the local cloud spent during a phase: CPU of each service
     (gunicorn workers included) and the HTTP 500s Glance answered the
     conductors (its sqlite database says "database is locked" under
-    concurrent writes)."""
+    concurrent writes).
+    """
 
     SERVICES = ('keystone', 'glance-RegionOne', 'glance-RegionTwo',
                 'zookeeper')
@@ -262,7 +264,8 @@ class CloudMeter:
 
 def clone_lines(fleet, names):
     """Per clone, from the conductors' logs: first claim, end, outcome,
-    whether a step failed and was retried, and the failure message."""
+    whether a step failed and was retried, and the failure message.
+    """
     clones = {}
     pat = re.compile(r'Clone ([0-9a-f-]{36})(?::| ended:) ?(.*)$')
     for name in names:
@@ -421,7 +424,8 @@ class Fleet:
     def revive(self, name):
         """Start ``name`` again if it died (the machine is shared: other
         people's clean-ups have sent our conductors SIGTERM); returns True
-        when it did."""
+        when it did.
+        """
         proc = self.procs[name]
         if proc.poll() is None:
             return False
@@ -907,7 +911,8 @@ def snapshot(rev, dest):
 
 def use_code(how, work_dir):
     """Point SRC (this process and the conductors) at the code to measure;
-    returns what it is, for the table."""
+    returns what it is, for the table.
+    """
     global SRC
     head = _git('rev-parse', '--short', 'HEAD', text=True).strip()
     if how == 'tree':

@@ -92,7 +92,8 @@ def _rss_kib():
 
 def _tasks_alone(flow, store, services):
     """Each task's ``execute`` called in the graph's order, its arguments
-    wired by hand: the work of the tasks themselves, without TaskFlow."""
+    wired by hand: the work of the tasks themselves, without TaskFlow.
+    """
     from clone_flows import constants as c
     from conductor import runner
     from taskflow import retry as tf_retry

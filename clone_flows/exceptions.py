@@ -87,7 +87,8 @@ class TargetNotAuthorized(CloneError):
 
 class CopyExists(CloneError):
     """``if_exists: fail`` and the target project already holds a verified
-    copy of the source."""
+    copy of the source.
+    """
 
     def __init__(self, image_id, source_region, copy_id, target_region):
         super().__init__(
@@ -105,7 +106,8 @@ class TargetRefused(CloneError):
 
 class TargetRejected(CloneError):
     """Glance answered another 4xx to something the clone asked for the
-    user (a value it does not accept)."""
+    user (a value it does not accept).
+    """
 
     def __init__(self, region, what, status):
         super().__init__(f"{region} rejected {what} (HTTP {status})")
@@ -113,7 +115,8 @@ class TargetRejected(CloneError):
 
 def rejected(region, what, error):
     """The sentence for a Glance 4xx (``error``: a glance.GlanceError) other
-    than 403/404/409/413, or None for those and for 5xx."""
+    than 403/404/409/413, or None for those and for 5xx.
+    """
     status = getattr(error, 'status', None)
     if status is None or not 400 <= status < 500 or \
             status in (403, 404, 409, 413):
@@ -143,7 +146,8 @@ class TargetRefusedSize(CloneError):
 
 class TargetImageBusy(CloneError):
     """The reserved image is still 'saving' data from an earlier attempt
-    (a paused or partitioned conductor): it is replaced by a fresh one."""
+    (a paused or partitioned conductor): it is replaced by a fresh one.
+    """
 
     def __init__(self, image_id, region):
         super().__init__(

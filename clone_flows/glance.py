@@ -70,7 +70,8 @@ _STORAGE_QUOTA = re.compile(r'(-?\d+) bytes remaining')
 def _over_limit(body):
     """(quota?, detail) from the text of Glance's 413 answer: whether a
     project quota refused (unified limits or user_storage_quota, else a size
-    cap) and the figures it gave, in a few words."""
+    cap) and the figures it gave, in a few words.
+    """
     m = _UNIFIED_LIMIT.search(body)
     if m:
         return True, f'{m.group(1)}: limit {m.group(2)}, in use {m.group(3)}'
@@ -82,7 +83,8 @@ def _over_limit(body):
 
 def transport_detail(exc):
     """A few words for a connection-level failure, without the library's
-    exception name or the URL (those go to the operator's log)."""
+    exception name or the URL (those go to the operator's log).
+    """
     if isinstance(exc, ksa_exc.ConnectTimeout):
         return 'the connection timed out'
     if isinstance(exc, ksa_exc.ConnectFailure):
@@ -106,7 +108,8 @@ class GlanceRegion:
     @property
     def session(self):
         """The keystoneauth session this region is reached with (a store
-        strategy reaches the region's store with it too)."""
+        strategy reaches the region's store with it too).
+        """
         return self._api.session
 
     def endpoint(self):
@@ -240,7 +243,8 @@ class GlanceRegion:
     # -- locations (Image API 2.17+: service-to-service) -----------------
     def add_location(self, image_id, url, validation_data, headers=None):
         """``headers``: e.g. an ``X-Service-Token`` (Glance allows
-        non-http locations only to a caller with the service role)."""
+        non-http locations only to a caller with the service role).
+        """
         self._request('POST', f'/v2/images/{image_id}/locations', ok=(202,),
                       json={'url': url, 'validation_data': validation_data},
                       **({'headers': headers} if headers else {}))
@@ -248,7 +252,8 @@ class GlanceRegion:
     def usage(self):
         """The project's quota usage where Glance reports it (unified
         limits: ``{name: {'usage': n, 'limit': n}}``, sizes in MiB), else
-        ``{}``."""
+        ``{}``.
+        """
         try:
             body = self._request('GET', '/v2/info/usage').json()
         except (NotFound, Forbidden):

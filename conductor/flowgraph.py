@@ -103,7 +103,8 @@ def _emit(flow, states, lines, edges, depth=1, failed=()):
 def dot_text(flow, states, title='', failed=()):
     """DOT for ``flow``, each atom filled with the colour of its state in
     ``states`` ({atom name: state}; PENDING when absent); the atoms named in
-    ``failed`` (their execution failed) get a thick red border."""
+    ``failed`` (their execution failed) get a thick red border.
+    """
     lines = ['digraph clone {', '  rankdir=TB;',
              '  node [fontname="Helvetica", fontsize=11];',
              f'  label={_quote(title)}; labelloc=t; fontname="Helvetica";']

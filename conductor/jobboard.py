@@ -41,7 +41,8 @@ LOG = logging.getLogger(__name__)
 
 class _HideCredentials(logging.Filter):
     """kazoo logs every request at DEBUG, its digest ``Auth`` (user:password)
-    included: the password is replaced before the record is written."""
+    included: the password is replaced before the record is written.
+    """
 
     def filter(self, record):
         if isinstance(record.args, tuple) and any(
@@ -174,7 +175,8 @@ def make_client(conf):
 
 def make_board(conf, client, backend, name='glance-clone'):
     """The jobboard over an existing client (the board does not own it):
-    TaskFlow's own, which lists the clones that have started."""
+    TaskFlow's own, which lists the clones that have started.
+    """
     board = job_backends.fetch(
         name, {'board': 'zookeeper', 'path': conf.jobboard.path},
         client=client, persistence=backend)
@@ -184,7 +186,8 @@ def make_board(conf, client, backend, name='glance-clone'):
 def make_conductor_board(conf, client, backend, name='glance-clone'):
     """A conductor's jobboard (:class:`FairJobBoard`): it offers the clones
     this conductor should start, fairly across projects, up to ``[conductor]
-    max_running_clones_per_project`` each."""
+    max_running_clones_per_project`` each.
+    """
     board = FairJobBoard(
         name, {'board': 'zookeeper', 'path': conf.jobboard.path},
         client=client, persistence=backend,
@@ -250,14 +253,16 @@ def secure_board(client, board, acl):
 def job_details(clone_id, project_id):
     """What a clone's job znode holds: ids only.  The request's input (its
     properties, tags, name) stays in the database: the flow detail saved
-    by :func:`conductor.runner.save_new_flow` holds the store."""
+    by :func:`conductor.runner.save_new_flow` holds the store.
+    """
     return {'flow_uuid': clone_id, 'project_id': project_id}
 
 
 def post(client, backend, conf, store, project_id=None):
     """Save the clone's flow to persistence, then queue it as pending in
     its project's queue (:mod:`conductor.pending`); returns the clone id,
-    which is also its job's uuid once a conductor starts it."""
+    which is also its job's uuid once a conductor starts it.
+    """
     runner.save_new_flow(conf, backend, store)
     clone_id = store[c.CLONE_ID]
     entry = pending.enqueue(client, conf.jobboard.path, clone_id,
@@ -269,7 +274,8 @@ def post(client, backend, conf, store, project_id=None):
 class PendingJob(zk_impl.ZookeeperJob):
     """A clone waiting in its project's queue, offered to the conductor as
     a job; :meth:`FairJobBoard.claim` starts it (it has no znode on the
-    board before)."""
+    board before).
+    """
 
     def __init__(self, board, node, entry, clone_id, backend):
         project_id = pending.project_of(node)
@@ -357,7 +363,8 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
 
     def _drop_stale_running(self):
         """Running entries whose job has left the board (a conductor died
-        between ending a clone and releasing its entry) free their slot."""
+        between ending a clone and releasing its entry) free their slot.
+        """
         names = self._children or set()
         for node, running in self.index.at_limit(self.max_running).items():
             for clone_id, name in running.items():

@@ -86,7 +86,8 @@ def _epoch(stamp):
 def payload(task, **extra):
     """The payload of a clone's event, from its task record (and ``extra``:
     bytes, strategy, copy id, error...).  Only these keys, never a trust
-    id, a token, a location or a URL."""
+    id, a token, a location or a URL.
+    """
     task_input = task.get('input') if isinstance(task.get('input'), dict) \
         else {}
     body = {
@@ -154,7 +155,8 @@ class Notifier:
 
     def flush(self, timeout=FLUSH_SECONDS):
         """Wait up to ``timeout`` seconds for the waiting events to leave;
-        True when none waits."""
+        True when none waits.
+        """
         if self._queue is None:
             return True
         deadline = time.monotonic() + timeout
@@ -173,7 +175,8 @@ class Notifier:
 
     def progress(self, task, progress):
         """A progress event, unless one of this clone was sent less than
-        ``progress_interval`` seconds ago."""
+        ``progress_interval`` seconds ago.
+        """
         interval = self._conf.notifications.progress_interval
         if not self.enabled or not task or not interval:
             return

@@ -52,7 +52,8 @@ class SubmitFailed(Exception):
 
 class TooManyPending(Exception):
     """The project (or the service) has as many clones waiting as it may;
-    ``str()`` is a sentence for the user."""
+    ``str()`` is a sentence for the user.
+    """
 
 
 def check_pending(conf, owner):
@@ -75,7 +76,8 @@ def check_pending(conf, owner):
 
 class ClientTokenReused(Exception):
     """The project used this ``client_token`` for a clone of another input;
-    ``str()`` is a sentence for the user."""
+    ``str()`` is a sentence for the user.
+    """
 
     def __init__(self, task):
         super().__init__(
@@ -86,7 +88,8 @@ class ClientTokenReused(Exception):
 
 def _same_request(task, task_input):
     """``task`` (found by client_token) if it was made from ``task_input``;
-    :class:`ClientTokenReused` otherwise."""
+    :class:`ClientTokenReused` otherwise.
+    """
     if task['input'] != task_input:
         raise ClientTokenReused(task)
     return task
@@ -131,7 +134,8 @@ def create_user_trust(conf, context):
     """A trust user -> clone service, delegating ``[clone] trust_roles`` on
     the request's project; built from the request's token
     (``context.auth_token``).  A user who lacks one of those roles is
-    refused (:class:`clone_flows.exceptions.TrustRolesMissing`) before any call."""
+    refused (:class:`clone_flows.exceptions.TrustRolesMissing`) before any call.
+    """
     roles = auth.trust_roles(conf, context.project_id, context.roles)
     trustee = _trustee(conf)
     user_session = auth.user_session(conf, user_auth_plugin(conf, context))
@@ -214,7 +218,8 @@ ORPHAN_MESSAGE = ('the clone was never queued (the API stopped while '
 def fail_orphans(conf, older_than=300, now=None):
     """End tasks that stayed ``pending`` without a job for ``older_than``
     seconds (the API died between the record and the job); delete their
-    trusts. Returns their ids. Only meaningful with a jobboard installed."""
+    trusts. Returns their ids. Only meaningful with a jobboard installed.
+    """
     import datetime
     now = now or datetime.datetime.now(datetime.timezone.utc).replace(
         tzinfo=None)

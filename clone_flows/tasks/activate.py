@@ -16,7 +16,8 @@ RESERVED = {'visibility': 'private', 'os_hidden': True, 'protected': False}
 
 def _revealed(image, activation):
     """Whether ``image`` already shows as ``activation`` makes it (and that
-    shows more than a reserved image does)."""
+    shows more than a reserved image does).
+    """
     return activation != RESERVED and all(
         image.get(k) == v for k, v in activation.items())
 

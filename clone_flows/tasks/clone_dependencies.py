@@ -15,7 +15,8 @@ LOG = logging.getLogger(__name__)
 
 def dependency_clone_id(clone_id, key):
     """The provenance clone id of the copy of a dependency: its own, so the
-    main image's reservation and revert never take it for theirs."""
+    main image's reservation and revert never take it for theirs.
+    """
     return f'{clone_id}-{key.split("_")[0]}'
 
 

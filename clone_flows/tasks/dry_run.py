@@ -1,5 +1,6 @@
 """A dry run's plan: what the read-only steps established, what a clone
-would move and which metadata the copy would get, key by key."""
+would move and which metadata the copy would get, key by key.
+"""
 import logging
 
 from clone_flows import auth
@@ -25,7 +26,8 @@ def property_diff(policy, source, overrides, mapped, provenance):
     """``{key: {'action', 'reason'[, 'value']}}``: what the copy gets of each
     of the source's keys (``copied``, ``dropped``, ``mapped``,
     ``overridden``) and the keys it gets that the source lacks (``added``).
-    Values are shown only where they differ from the source's."""
+    Values are shown only where they differ from the source's.
+    """
     to_set, tags, skipped = policy.properties(source, overrides, mapped)
     reserved = policy.reservation(source, overrides, {})
     activation = policy.activation(source, overrides)

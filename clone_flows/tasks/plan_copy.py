@@ -13,7 +13,8 @@ MiB = 1024 * 1024
 
 def check_headroom(target, size):
     """Refuse at once a copy the target project's quota cannot take, where
-    Glance reports usage (unified limits); a limit below 0 is unlimited."""
+    Glance reports usage (unified limits); a limit below 0 is unlimited.
+    """
     usage = target.usage()
     needs = {'image_size_total': -(-size // MiB), 'image_count_total': 1}
     for name, more in needs.items():

@@ -28,7 +28,8 @@ def prove_reveal(target, image_id, activation):
     """Glance lets the user reveal the copy as asked: the reserved image
     (queued, empty, hidden) takes the visibility and protection it will get
     at activation, then goes back to private and unprotected.  Raises
-    :class:`exceptions.TargetRefused` naming what Glance refused."""
+    :class:`exceptions.TargetRefused` naming what Glance refused.
+    """
     visibility = activation.get('visibility')
     if visibility and visibility != 'private':
         try:
@@ -130,7 +131,8 @@ class ReserveImage(common.Task):
 
 def delete_reserved(target, image_id):
     """Delete a clone's image, unprotecting it first (a copy synced with a
-    protected source is protected); False if it was gone already."""
+    protected source is protected); False if it was gone already.
+    """
     try:
         image = target.get_image(image_id)
     except glance.NotFound:

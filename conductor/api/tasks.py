@@ -56,7 +56,8 @@ def _is_uuid(text):
 
 def _stalled_for(task, stalled_after, now=None):
     """Seconds since a processing clone's conductor last wrote, when that is
-    longer than ``stalled_after``; else None."""
+    longer than ``stalled_after``; else None.
+    """
     if task['status'] != 'processing' or not stalled_after or \
             not task.get('updated_at'):
         return None
@@ -274,7 +275,8 @@ class TasksController:
     def copies(self, req, context, image_id):
         """The copies of an image across regions (as the caller's Glance
         shows them): ``?region=`` names the image's region (default: this
-        API's)."""
+        API's).
+        """
         self._authorize(policies.COPIES, context, context.project_id)
         for key in req.GET:
             if key != 'region':
@@ -369,7 +371,8 @@ def _json_body(req):
 
 def _check_regions(req, task_input):
     """With the service catalog that auth_token passes on, an unknown
-    region is a 400 now rather than a failed clone later."""
+    region is a 400 now rather than a failed clone later.
+    """
     raw = req.headers.get('X-Service-Catalog')
     if not raw:
         return

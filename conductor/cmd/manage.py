@@ -172,7 +172,8 @@ def cmd_clone(conf, args):
 
 def _new_store(conf, user_session, args):
     """The new clone's store (its trust made), or None after printing why
-    not (e.g. the user lacks a role the clone needs)."""
+    not (e.g. the user lacks a role the clone needs).
+    """
     try:
         return runner.new_store(conf, user_session, _request(args))
     except exceptions.CloneError as e:
@@ -264,7 +265,8 @@ def cmd_copies(conf, args):
 
 class CommandError(Exception):
     """An operation that failed for a reason the operator can act on; its
-    text is one sentence (exit code 1)."""
+    text is one sentence (exit code 1).
+    """
 
 
 class UsageError(CommandError):
@@ -277,7 +279,8 @@ def _hosts(conf):
 
 def describe(err, conf=None):
     """One sentence for an error an operator may meet: an unknown id, an
-    unreachable ZooKeeper or database; None for an unexpected one."""
+    unreachable ZooKeeper or database; None for an unexpected one.
+    """
     if isinstance(err, KeyError):
         return None
     if isinstance(err, (CommandError, LookupError)):
@@ -401,7 +404,8 @@ class CloneRun(Command):
     """Clone an image into another region.
 
     Runs the persisted clone graph in this process (as the user of the
-    OS_* environment), or posts it for the conductors (--conductor)."""
+    OS_* environment), or posts it for the conductors (--conductor).
+    """
 
     opt_modules = opts.CLONE
 
@@ -455,7 +459,8 @@ class CloneRun(Command):
 class Copies(Command):
     """List an image's copies in every region.
 
-    As the user of the OS_* environment sees them."""
+    As the user of the OS_* environment sees them.
+    """
 
     opt_modules = opts.CLONE
 
@@ -474,7 +479,8 @@ class Copies(Command):
 
 def for_humans(parsed_args, rows):
     """Rows as given for machine formats (json, yaml: null stays null);
-    for table, value and csv, an empty cell instead of "None"."""
+    for table, value and csv, an empty cell instead of "None".
+    """
     if getattr(parsed_args, 'formatter', None) in ('json', 'yaml'):
         return rows
     return [tuple('' if v is None else v for v in row) for row in rows]

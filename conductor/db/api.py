@@ -179,7 +179,8 @@ def current_revision(engine):
 
 def sync(conf):
     """Bring the task tables to the newest revision (``clone-manage db
-    sync``); returns the revision."""
+    sync``); returns the revision.
+    """
     engine = get_engine(conf)     # first use upgrades
     return current_revision(engine)
 
@@ -332,7 +333,8 @@ def update_task(conf, task_id, fence=None, **values):
 def begin_attempt(conf, task_id):
     """A conductor starts running a task: ``processing``, ``attempts`` + 1.
     Returns the new attempt number (the fence of this conductor's later
-    writes), or None when the task has ended or does not exist."""
+    writes), or None when the task has ended or does not exist.
+    """
     with _session(conf) as session:
         session.execute(
             sa.update(models.CloneTask)
@@ -375,7 +377,8 @@ def list_tasks(conf, owner=None, status=None, type=None,
                marker=None):
     """Tasks, newest first by default; ``marker`` is the id of the last task
     of the previous page (:class:`MarkerNotFound` if it is not one of the
-    tasks this query can see)."""
+    tasks this query can see).
+    """
     if sort_key not in SORT_KEYS:
         raise ValueError(f'sort_key must be one of {", ".join(SORT_KEYS)}')
     if sort_dir not in ('asc', 'desc'):
@@ -402,7 +405,8 @@ def list_tasks(conf, owner=None, status=None, type=None,
 
 def trusts_of_ended_tasks(conf, limit=100):
     """(task id, trust id) of ended tasks whose trust may still exist: the
-    clone's own release of it failed or is not known to have worked."""
+    clone's own release of it failed or is not known to have worked.
+    """
     with _session(conf) as session:
         rows = session.execute(
             sa.select(models.CloneTask.id, models.CloneTask.trust_id)

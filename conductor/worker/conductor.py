@@ -78,7 +78,8 @@ def list_opts():
 
 class PoisonJob(Exception):
     """The job was claimed more than ``[jobboard] max_attempts`` times:
-    the conductor trashes it (:meth:`CloneConductor._try_finish_job`)."""
+    the conductor trashes it (:meth:`CloneConductor._try_finish_job`).
+    """
 
 
 class StepLogger(tf_listeners.Listener):
@@ -169,7 +170,8 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
 
     def _give_up(self, clone_id, attempts):
         """Fail a clone that was started too often and hand it to the
-        sweep; raises :class:`PoisonJob`."""
+        sweep; raises :class:`PoisonJob`.
+        """
         message = (f'the clone was started {attempts} times and never '
                    f'finished (its conductor kept failing); it was stopped '
                    f'and what it made is being removed')

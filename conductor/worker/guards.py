@@ -24,7 +24,8 @@ LOG = logging.getLogger(__name__)
 
 class SessionWatch:
     """Follows the kazoo client's state; ``epoch`` grows on each lost
-    session (every claim made before it is gone)."""
+    session (every claim made before it is gone).
+    """
 
     def __init__(self, client):
         self.state = kz_states.KazooState.CONNECTED if client.connected \
@@ -46,7 +47,8 @@ class SessionWatch:
 
     def wait_connected(self, timeout):
         """Wait until the client is connected again (CONNECTED) or the
-        session is lost (LOST); SUSPENDED after ``timeout``."""
+        session is lost (LOST); SUSPENDED after ``timeout``.
+        """
         def settled():
             if self.state == kz_states.KazooState.LOST:
                 return True
@@ -99,7 +101,8 @@ class ClaimGuard:
 
     def _owner(self, cond):
         """The claim's owner; a read that fails because the connection
-        blinked waits for the session to come back and reads again."""
+        blinked waits for the session to come back and reads again.
+        """
         for attempt in (1, 2):
             try:
                 return cond.board.find_owner(self._job)

@@ -51,7 +51,8 @@ FLOW, TASK, RETRY = 'flow', 'task', 'retry'
 
 def entries(meta):
     """The history stored in a flow detail's ``meta``, as dicts, oldest
-    first (an empty list for a clone run before it was recorded)."""
+    first (an empty list for a clone run before it was recorded).
+    """
     out = []
     for e in (meta or {}).get(HISTORY) or ():
         if isinstance(e, (list, tuple)) and len(e) == 5:

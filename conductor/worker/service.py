@@ -68,7 +68,8 @@ class Sweeper(threading.Thread):
 
     def purge(self):
         """Remove finished clones' flow records and trashed jobs older
-        than ``[persistence] keep_finished`` (0: kept for ever)."""
+        than ``[persistence] keep_finished`` (0: kept for ever).
+        """
         keep = purge.parse_duration(self._conf.persistence.keep_finished)
         if not keep:
             return
@@ -118,7 +119,8 @@ class Sweeper(threading.Thread):
 class Heartbeat(threading.Thread):
     """Marks the clones this conductor runs as alive, every
     ``[conductor] heartbeat_interval``: how clone-api tells a clone that
-    runs from one that waits for a conductor."""
+    runs from one that waits for a conductor.
+    """
 
     def __init__(self, conf, records):
         super().__init__(name='clone-heartbeat', daemon=True)

@@ -39,7 +39,8 @@ def cloud():
 
 def restart_glance(region):
     """Stop and start one region's Glance (it reads its configuration and
-    policy anew)."""
+    policy anew).
+    """
     localcloud('stop', f'glance-{region}')
     localcloud('start', f'glance-{region}')
 

@@ -37,7 +37,8 @@ def port_in_use(port):
 def write_api_conf(cloud, out_dir, board_path, public_endpoint, extra=''):
     """write-clone-conf's file plus what clone-api needs: auth_token's
     service credentials, the region it serves, the URL it is known by, its
-    own log file (and ``extra`` configuration for both)."""
+    own log file (and ``extra`` configuration for both).
+    """
     env = dict(os.environ, CLONE_BOARD_PATH=board_path)
     base = pathlib.Path(subprocess.run(
         [sys.executable, str(ROOT / 'tools/write-clone-conf'), str(out_dir)],
@@ -100,7 +101,8 @@ def running_api(cloud, out, port=None, conductor=True, extra_conf=''):
     """clone-api (gunicorn, 2 workers) on ``port`` (a free one by default)
     and one clone-conductor, on their own jobboard path. Its
     ``public_endpoint`` names the host ``localhost``, the tests call it at
-    127.0.0.1: a Location on ``localhost`` comes from the configuration."""
+    127.0.0.1: a Location on ``localhost`` comes from the configuration.
+    """
     port = port or free_port()
     url = f'http://127.0.0.1:{port}'
     board_path = f'/glance-clone-apitest/{uuid.uuid4()}'
@@ -129,7 +131,8 @@ def running_api(cloud, out, port=None, conductor=True, extra_conf=''):
 def delete_trusts_and_jobs(cloud, api):
     """What clones that no conductor ran leave: their trusts (deleted as
     their trustor, demo) and their jobs (the API's jobboard path, its
-    pending queues and running counts)."""
+    pending queues and running counts).
+    """
     from kazoo.client import KazooClient
 
     from conductor.api import wsgi
@@ -375,7 +378,8 @@ def _clone_body(**input_):
 @pytest.fixture(scope='module')
 def revoked_token(cloud):
     """A token Keystone has revoked before auth_token ever saw it (the same
-    401 path as an expired one)."""
+    401 path as an expired one).
+    """
     sess = user_session(cloud, 'demo')
     tok = sess.get_token()
     admin = user_session(cloud, 'admin')
@@ -387,7 +391,8 @@ def revoked_token(cloud):
 @pytest.fixture(scope='module')
 def expired_token(cloud):
     """A real token past its expiry: issued for an application credential
-    that expires 3 s later (Keystone caps the token's expiry to it)."""
+    that expires 3 s later (Keystone caps the token's expiry to it).
+    """
     import datetime
     from keystoneauth1 import session as ks_session
     from keystoneauth1.identity import v3
@@ -585,7 +590,8 @@ def zookeeper_nodes(cloud):
     """(path, data) of every znode, seen as glance-clone's digest user (the
     jobboard's znodes are readable by it alone).  A znode that vanished
     between listing and reading is left out; any other error (a znode we
-    may not read, a lost connection) fails the test."""
+    may not read, a lost connection) fails the test.
+    """
     from kazoo.client import KazooClient
     from kazoo import exceptions as kz_exc
     auth = cloud['zookeeper_auth']

@@ -45,7 +45,8 @@ def fuzz_api(cloud, tmp_path_factory):
 class TokenAuth(requests.auth.AuthBase):
     """Puts the token on every request, also on those where schemathesis
     leaves out the security header (its invalid-input cases would otherwise
-    all stop at auth_token's 401); keeps it out of test reports."""
+    all stop at auth_token's 401); keeps it out of test reports.
+    """
 
     def __init__(self, tok):
         self.token = tok
@@ -82,7 +83,8 @@ def _one_sentence(response):
 
 def _malformed_http(response):
     """gunicorn's own 400 for a request it cannot parse as HTTP (e.g. a
-    Content-Length header the fuzzer mangled): it never reached clone-api."""
+    Content-Length header the fuzzer mangled): it never reached clone-api.
+    """
     return response.status_code == 400 and \
         'text/html' in response.headers.get('Content-Type', '') and \
         'Invalid HTTP' in response.text

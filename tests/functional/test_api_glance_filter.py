@@ -40,7 +40,8 @@ def localcloud_up(*args):
 @contextlib.contextmanager
 def region_two_filter(url, **options):
     """RegionTwo's glance-api with the filter sending clone tasks to
-    ``url``; without it again afterwards (later tests meet plain Glance)."""
+    ``url``; without it again afterwards (later tests meet plain Glance).
+    """
     localcloud_up('--glance-clone-filter', url, *(
         f'--glance-clone-filter-option={k}={v}' for k, v in options.items()))
     try:
@@ -123,7 +124,8 @@ def test_openstack_image_clone_uses_region_twos_image_endpoint(
         cloud, filtered_region_two):
     """With no clone service in the catalog and no --os-clone-endpoint,
     ``openstack image clone`` finds clone tasks at the target region's
-    image endpoint, whose Glance forwards them."""
+    image endpoint, whose Glance forwards them.
+    """
     from tests.functional.test_osc import OPENSTACK
     gc1 = glance_client(cloud, 'demo', 'RegionOne')
     name = f'filter-osc-{uuid.uuid4().hex[:8]}'
@@ -169,7 +171,8 @@ def glance_host_port(cloud):
 
 def raw_post(cloud, headers, chunks):
     """POST /v2/tasks at RegionTwo's glance-api, sending ``chunks`` until
-    the server answers (it may stop reading); (status, JSON body)."""
+    the server answers (it may stop reading); (status, JSON body).
+    """
     conn = http.client.HTTPConnection(*glance_host_port(cloud), timeout=60)
     try:
         conn.putrequest('POST', '/v2/tasks')
@@ -243,7 +246,8 @@ def test_location_is_built_on_public_endpoint_not_the_host_header(
 @contextlib.contextmanager
 def tls_clone_api(cloud, out, port):
     """clone-api served over TLS by gunicorn (no conductor): yields
-    (api, CA file)."""
+    (api, CA file).
+    """
     cert, key = make_cert(out)
     board_path = f'/glance-clone-apitest/{uuid.uuid4()}'
     files = write_api_conf(cloud, out, board_path, f'https://127.0.0.1:{port}')

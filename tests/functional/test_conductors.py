@@ -119,7 +119,8 @@ class Conductors:
 
     def backend(self):
         """The test's own backend on the conductors' persistence (one: a
-        database server's connections are not opened per look)."""
+        database server's connections are not opened per look).
+        """
         if self._backend is None:
             self._backend = persistence.get_backend(self.conf())
         return self._backend
@@ -174,7 +175,8 @@ def conductors(cloud, tmp_path):
 @contextlib.contextmanager
 def conductors_on(kind, cloud, tmp_path):
     """Conductors whose persistence is a new database on ``kind`` (sqlite,
-    mysql: MariaDB, postgresql), dropped afterwards."""
+    mysql: MariaDB, postgresql), dropped afterwards.
+    """
     from tests.functional.test_persistence_backends import Databases
     dbs = Databases(kind, tmp_path)
     try:
@@ -227,7 +229,8 @@ KILL_STEPS = [
 def kill_9_and_resume(cloud, conductors, step):
     """Conductor a freezes at ``step`` (after its work, before saying so),
     is killed with SIGKILL; conductor b finishes the clone.  Every step
-    before ``step`` ran once, on a only; ``step`` ran again on b."""
+    before ``step`` ran once, on a only; ``step`` ran again on b.
+    """
     src = upload(cloud, os.urandom(24 * MiB), name=f'kill-at-{step}')
     marker = conductors.start('a', pause_at=step)
     clone_id = conductors.post(src.id)
@@ -265,7 +268,8 @@ def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
 def test_kill_9_during_the_copy_resumes_on_a_database_server(
         cloud, conductors_on_a_database_server):
     """The deployment the operator guide recommends: the flows in MariaDB or
-    PostgreSQL, shared by the conductors (the whole matrix runs on sqlite)."""
+    PostgreSQL, shared by the conductors (the whole matrix runs on sqlite).
+    """
     kill_9_and_resume(cloud, conductors_on_a_database_server,
                       c.COPY_DATA + '@0.5')
 
@@ -337,7 +341,8 @@ def test_sigterm_releases_the_claim_and_the_standby_takes_the_clone(
     """A released claim, not an expired one: the moment the conductor
     running the clone has exited, its claim is gone (an expired one would
     stay SESSION_TIMEOUT seconds longer, still its own), and the standby,
-    serving before the clone was posted, resumes the clone."""
+    serving before the clone was posted, resumes the clone.
+    """
     from conductor import jobboard
     src = upload(cloud, os.urandom(256 * MiB), name='sigterm')
     names = {}
@@ -404,7 +409,8 @@ def test_the_periodic_sweep_removes_a_poison_jobs_image_once_the_region_is_back(
         cloud, tmp_path):
     """A poison job's own sweep fails (RegionTwo does not answer); the
     conductor's periodic sweep removes the reserved image once RegionTwo
-    is back, and deletes the clone's trust."""
+    is back, and deletes the clone's trust.
+    """
     from tests.functional.conftest import user_session
     cs = Conductors(cloud, tmp_path, max_attempts=1, extra_conf=(
         '\n[conductor]\nsweep_interval = 2\n'
@@ -445,7 +451,8 @@ def test_the_periodic_sweep_removes_a_poison_jobs_image_once_the_region_is_back(
 
 def test_a_failed_clone_deletes_its_trust(cloud, conductors):
     """The clone's trust worked (HoldTrust ran), then the clone failed
-    (the image does not exist): the revert deleted the trust in Keystone."""
+    (the image does not exist): the revert deleted the trust in Keystone.
+    """
     from tests.functional.conftest import user_session
     conductors.start('a')
     clone_id = conductors.post(FAKE_IMAGE)
@@ -523,7 +530,8 @@ def znodes(client, path):
 @pytest.fixture
 def claimed_job(cloud, conductors):
     """A clone claimed by conductor a, frozen after its first step: the
-    board holds a job, its lock and a conductor's entry."""
+    board holds a job, its lock and a conductor's entry.
+    """
     from conductor import jobboard
     marker = conductors.start('a', pause_at=c.HOLD_TRUST)
     conductors.post(FAKE_IMAGE)

@@ -37,7 +37,8 @@ def _wait_for_status(cloud, image_id, wanted, seconds=20):
 @contextlib.contextmanager
 def download_admin_only(cloud, image_id):
     """RegionOne's Glance lets only admins download, until the block ends
-    (then its policy file is restored and it is restarted)."""
+    (then its policy file is restored and it is restarted).
+    """
     policy = glance_etc(cloud, 'RegionOne') / 'policy.yaml'
     original = policy.read_text()
     try:

@@ -27,7 +27,8 @@ def _my_trusts(cloud, user='demo'):
 
 def _all_images_of(cloud, region, key, value):
     """Images of ``region`` whose ``key`` is ``value``, hidden ones too
-    (as the admin sees them: every project)."""
+    (as the admin sees them: every project).
+    """
     admin = glance_client(cloud, 'admin', region)
     return list(admin.images.list(filters={key: value})) + \
         list(admin.images.list(filters={key: value, 'os_hidden': True}))

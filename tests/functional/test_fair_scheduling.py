@@ -45,7 +45,8 @@ def _statuses(api, token):
 
 def _events(api, names):
     """``[(time, clone id, 'start' | 'end', attempt)]`` from the
-    conductors' logs, in time order."""
+    conductors' logs, in time order.
+    """
     events = []
     for name in names:
         for m in LINE.finditer(_log(api, name)):
@@ -84,7 +85,8 @@ def test_a_new_projects_clone_starts_before_another_projects_backlog_is_through(
     among the next clones started (only what conductor slots were already
     starting when it was queued may go first), while demo's backlog still
     waits.  (Before: conductors walked the board in posting order, so it
-    started after all 30.)"""
+    started after all 30.)
+    """
     sources = _sources(cloud, ('demo', 'alt_demo'))
     tokens = {u: user_session(cloud, u).get_token() for u in sources}
     slots = 2
@@ -140,7 +142,8 @@ def test_per_project_limit_holds_across_conductors_without_abandoned_claims(
     each, three projects posting 10 clones each: no project ever runs more
     than 2 at once (though the conductors have room), every clone ends
     success, and each was started exactly once (no claim taken and then
-    let go because of the limit)."""
+    let go because of the limit).
+    """
     users = ('demo', 'alt_demo', 'admin')
     sources = _sources(cloud, users)
     tokens = {u: user_session(cloud, u).get_token() for u in users}
@@ -193,7 +196,8 @@ def test_over_the_pending_cap_no_trust_and_no_queue_entry_is_made(
         cloud, tmp_path):
     """[api] max_pending_clones_per_project = 3, no conductor: the 4th
     clone of demo is refused (429, a sentence), Keystone holds no new
-    trust of demo's and ZooKeeper no new entry; alt_demo may still post."""
+    trust of demo's and ZooKeeper no new entry; alt_demo may still post.
+    """
     src = upload(cloud, os.urandom(1024), name='pending-cap')
     demo = user_session(cloud, 'demo')
     demo_id = demo.get_user_id()

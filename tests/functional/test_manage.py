@@ -180,7 +180,8 @@ def test_flow_show_of_a_running_clone(site):
 def test_trash_cancel_then_the_other_states(site):
     """Trash a waiting job with a reason the user reads; cancel another;
     then a conductor runs the rest, a success and a failure are added, and
-    the trashed clone is retried."""
+    the trashed clone is retried.
+    """
     trashed, cancelled = site.clones['trashed'], site.clones['cancelled']
     r = site.manage('job', 'trash', trashed, '--reason', REASON)
     assert 'trashed' in r.stdout
@@ -268,7 +269,8 @@ def test_purge_dry_run_leaves_the_running_clone(site):
 
 def test_job_release_force_hands_a_hung_conductors_clone_to_another(site):
     """p is alive but stuck (frozen in the copy): --force takes its claim
-    away and conductor a resumes the clone from its last saved step."""
+    away and conductor a resumes the clone from its last saved step.
+    """
     running = site.clones['running']
     r = site.manage('job', 'release', running, '--force')
     assert f'released from {site.name_of("p")}' in r.stdout
@@ -291,7 +293,8 @@ def test_job_release_force_hands_a_hung_conductors_clone_to_another(site):
 def test_a_crashed_clone_resumes_and_flow_show_watch_follows_it(site):
     """q is killed with SIGKILL mid-copy; its claim goes with its session
     and conductor b resumes the clone; ``flow show --watch`` follows it to
-    the end with the copy's progress bar."""
+    the end with the copy's progress bar.
+    """
     site.procs['p'].kill()                  # (frozen: it would not stop)
     site.procs['a'].send_signal(signal.SIGTERM)   # nobody else may claim it
     site.procs['p'].wait(60)

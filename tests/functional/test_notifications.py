@@ -79,7 +79,8 @@ class Collector:
 @pytest.fixture(scope='module')
 def topic(broker):
     """A topic of this run, consumed from before any clone starts; its
-    queues are deleted afterwards."""
+    queues are deleted afterwards.
+    """
     import kombu
     import oslo_messaging
     from oslo_config import cfg

@@ -25,7 +25,8 @@ OPENSTACK = str(pathlib.Path(sys.executable).parent / 'openstack')
 @pytest.fixture(scope='module')
 def api(cloud, tmp_path_factory):
     """clone-api whose conductor starts on demand (``conductor``), so a
-    clone can be cancelled while it waits."""
+    clone can be cancelled while it waits.
+    """
     with running_api(cloud, tmp_path_factory.mktemp('osc'),
                      conductor=False) as running:
         yield running
@@ -209,7 +210,8 @@ def test_image_names_are_resolved_in_the_source_region_or_refused(cloud,
 @contextlib.contextmanager
 def clone_service_in_catalog(cloud, url):
     """A ``clone`` service with RegionTwo's public endpoint at ``url`` in
-    Keystone's catalog (removed afterwards)."""
+    Keystone's catalog (removed afterwards).
+    """
     from keystoneclient.v3 import client as ks_client
     ks = ks_client.Client(session=user_session(cloud, 'admin'),
                           interface='public')

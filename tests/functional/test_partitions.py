@@ -116,7 +116,8 @@ def test_a_conductor_cut_from_zookeeper_stops_writing_and_another_resumes(
     clone, which ends with one verified image.  Healed, a rejoins (it runs
     the next clone) without touching the first: it sends nothing to Glance
     for it, runs none of its steps, and only finds that its lost claim is
-    gone."""
+    gone.
+    """
     cs, ns = partitioned
     src = upload(cloud, os.urandom(192 * MiB), name='cut-from-zookeeper')
     cs.start_in('a', ns['a'])
@@ -159,7 +160,8 @@ def test_a_conductor_cut_from_glance_keeps_its_claim_and_no_one_else_writes(
     three session timeouts (longer than [clone] glance_timeout), its
     ZooKeeper session stays: a's upload times out and a retries the copy,
     logging why, until Glance answers again; b never takes the clone (b
-    sends nothing to Glance); the clone ends with one verified image."""
+    sends nothing to Glance); the clone ends with one verified image.
+    """
     cs, ns = partitioned
     cs.extra_conf += f'\n[clone]\nglance_timeout = {GLANCE_TIMEOUT}\n'
     src = upload(cloud, os.urandom(192 * MiB), name='cut-from-glance')

@@ -20,7 +20,8 @@ from tests.functional.test_clone_http import BIN, MiB, clone_cmd, copies_of, \
 
 def _kill_when_copied(cloud, proc, src_id, timeout=120):
     """SIGKILL the clone once its copy is active in RegionTwo; the copy
-    (still hidden: not yet revealed) or None if the clone got further."""
+    (still hidden: not yet revealed) or None if the clone got further.
+    """
     admin = glance_client(cloud, 'admin', 'RegionTwo')
     deadline = time.monotonic() + timeout
     copy_id = None

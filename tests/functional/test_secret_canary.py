@@ -127,7 +127,8 @@ def api(cloud, tmp_path_factory):
 
 def run_canary(cloud, api, clones, extra_secrets=None):
     """Run ``clones`` ({what: (input, expected status)}) through clone-api,
-    then search every surface for every secret; returns the Canary."""
+    then search every surface for every secret; returns the Canary.
+    """
     demo_token = user_session(cloud, 'demo').get_token()
     secrets = {f'password of {name}': user['password']
                for name, user in cloud['users'].items()}

@@ -77,7 +77,8 @@ def swift_section(info, regions=None, workers=4, segment_size_mb=256,
                   catalog=False):
     """[swift_store] for the running topology: storage URL templates from
     cloud.json, or (``catalog``) the object-store endpoints of the catalog
-    (per-region mode: cluster a is RegionOne's endpoint, b RegionTwo's)."""
+    (per-region mode: cluster a is RegionOne's endpoint, b RegionTwo's).
+    """
     regs = {r: v for r, v in info['swift']['regions'].items() if v}
     regs.update(regions or {})
     return ('\n[swift_store]\nworkers = %d\nsegment_size_mb = %d\n'
@@ -100,7 +101,8 @@ def write_conf(info, d, **kw):
 
 def store(info, region, user='demo'):
     """The account of ``user``'s project in the region's Swift, as that
-    user sees it (multi-tenant store: the project's images are there)."""
+    user sees it (multi-tenant store: the project's images are there).
+    """
     r = info['swift']['regions'][region]
     url = r['storage_url_template'] % {
         'project_id': info['users'][user]['project_id']}
@@ -142,7 +144,8 @@ def copy_result(conf, clone_id):
 
 def proxy_writes(info, cluster, since=0):
     """Object PUTs that succeeded at a cluster's proxy (client requests),
-    read from its access log from byte offset ``since``."""
+    read from its access log from byte offset ``since``.
+    """
     path = info['swift']['clusters'][cluster]['proxy_log']
     with open(path, errors='replace') as f:
         f.seek(since)
@@ -237,7 +240,8 @@ def test_same_cluster_clone_moves_no_image_bytes_through_the_conductor(
 
 def cloud_passwords(info):
     """Every password of the local cloud: its users' (cloud.json) and the
-    services' (secrets.json: Glance's own, whose user operates Swift)."""
+    services' (secrets.json: Glance's own, whose user operates Swift).
+    """
     found = {u['password'] for u in info['users'].values()}
     with open(os.path.join(info['state_dir'], 'secrets.json')) as f:
         found |= {v for v in json.load(f).values() if isinstance(v, str)}
@@ -277,7 +281,8 @@ def test_swift_clone_asks_glance_whether_the_user_may_download(
         topology, tmp_path):
     """Swift copies never read through Glance: its download policy is asked
     with the user's delegation first (RegionOne: download_image admin-only;
-    before, demo's Swift clone succeeded and demo downloaded the copy)."""
+    before, demo's Swift clone succeeded and demo downloaded the copy).
+    """
     from tests.functional.test_download_policy import download_admin_only
     info = topology.ensure('shared')
     conf = write_conf(info, tmp_path / 'conf')
@@ -294,7 +299,8 @@ def test_swift_clone_asks_glance_whether_the_user_may_download(
 def test_secret_canary_over_swift_clones(topology, tmp_path):
     """The secret canary (tests/functional/test_secret_canary.py) over the
     Swift strategy, through clone-api and a real conductor: a server-side
-    Swift clone, one refused for the strategy, one of a missing image."""
+    Swift clone, one refused for the strategy, one of a missing image.
+    """
     from tests.functional.test_api import running_api
     from tests.functional.test_secret_canary import run_canary
     info = topology.ensure('shared')
@@ -463,7 +469,8 @@ def test_the_sweep_removes_swift_segments_a_failed_revert_left(
     the image (the attach fails), and whose revert cannot clean up: the
     segments stay in the target store with no image pointing at them.  The
     sweep removes them through the strategy's own cleanup, then the image;
-    another image of the same user in the same store is untouched."""
+    another image of the same user in the same store is untouched.
+    """
     from clone_flows import glance
     from clone_flows import exceptions
     from clone_flows.tasks import reserve_image

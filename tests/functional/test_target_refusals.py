@@ -89,7 +89,8 @@ LIMITS = ('image_size_total', 'image_stage_total', 'image_count_total',
 def region_two_unified_limits(cloud):
     """RegionTwo's Glance enforces Keystone's unified limits (and reports
     usage at /v2/info/usage): generous registered limits, and project demo
-    limited to 1 MiB of images.  Everything is undone afterwards."""
+    limited to 1 MiB of images.  Everything is undone afterwards.
+    """
     admin = user_session(cloud, 'admin')
 
     def ks(method, path, **kw):

@@ -27,7 +27,8 @@ SESSION_TIMEOUT = 6      # tools/write-clone-conf's default
 def _conductor(api, name, pause_at=None):
     """A conductor on the API's board; with ``pause_at`` (a step name) one
     that freezes right after that step did its work (writing
-    ``<dir>/<name>.paused``), for kill tests."""
+    ``<dir>/<name>.paused``), for kill tests.
+    """
     conf = api['dir'] / f'{name}.conf'
     text = api['conf'].with_name('clone-conductor.conf').read_text()
     conf.write_text(text.replace('clone-conductor.log', f'{name}.log'))
@@ -170,7 +171,8 @@ def test_a_clone_nobody_runs_shows_it_waits_then_goes_on(cloud, tmp_path):
 def test_a_cancel_after_the_copy_is_revealed_comes_too_late(cloud, tmp_path):
     """Conductor a reveals the copy and dies before recording it; the user
     cancels; conductor b runs Activate again: the copy stays, the clone
-    ends success saying the cancel came too late."""
+    ends success saying the cancel came too late.
+    """
     src = upload(cloud, os.urandom(8 * MiB), name='late-cancel')
     token = user_session(cloud, 'demo').get_token()
     with running_api(cloud, tmp_path, conductor=False) as api:

@@ -84,7 +84,8 @@ def running_api(cloud, out):
     """clone-api (one gunicorn worker, so one auth_token cache) with
     ``[clone] keystone_timeout = KEYSTONE_TIMEOUT`` and a policy that lets
     readers ask for clones (so that the trust's roles are what refuses
-    them); no conductor."""
+    them); no conductor.
+    """
     port = free_port()
     env = dict(os.environ, CLONE_BOARD_PATH=f'/glance-clone-trusts/'
                                             f'{uuid.uuid4().hex[:8]}/jobs',
@@ -141,7 +142,8 @@ def test_a_reader_is_refused_at_post_with_a_sentence(cloud, api):
 @contextlib.contextmanager
 def keystone_stopped(cloud):
     """Keystone's gunicorn (master and workers) SIGSTOPped: it accepts
-    connections and never answers.  Always resumed."""
+    connections and never answers.  Always resumed.
+    """
     # the pid now: another test may have restarted Keystone meanwhile
     now = json.loads(localcloud('env', '--json').stdout)
     pid = now['services']['keystone']['pid']

@@ -23,7 +23,8 @@ LOST = kz_states.KazooState.LOST
 
 class FakeKazoo:
     """What SessionWatch uses of a KazooClient: ``connected`` and the state
-    listeners, which :meth:`change` calls as kazoo's event thread would."""
+    listeners, which :meth:`change` calls as kazoo's event thread would.
+    """
 
     def __init__(self):
         self.connected = True
@@ -170,7 +171,8 @@ def test_a_stopping_conductor_interrupts_before_reading_anything(cond):
 
 def suspended_then(cond, state):
     """The guard called while the session is suspended: it waits; then
-    the session becomes ``state``.  The guard's outcome."""
+    the session becomes ``state``.  The guard's outcome.
+    """
     guard = guard_of(cond)
     cond.client.change(SUSPENDED)
     thread, outcome = in_thread(guard)

@@ -441,7 +441,8 @@ def _checks_before_each_step(conf, cloud):
 def test_cancel_at_any_step_never_destroys_a_revealed_copy(conf, cloud, at):
     """A cancel read at the at-th check: before the copy is revealed the
     clone reverts and says it was cancelled; once revealed it ends success
-    and the copy stays."""
+    and the copy stays.
+    """
     from clone_flows import exceptions
     assert _checks_before_each_step(conf, cloud) >= 11
     src = cloud['R1'].add_image(os.urandom(1000))
@@ -589,7 +590,8 @@ def test_auto_falls_back_to_http_and_names_every_strategy_it_passed_over(
 def test_activate_run_again_after_revealing_ignores_a_late_cancel(
         conf, cloud, hidden, cancelled):
     """A run that revealed the copy and died before recording it: the next
-    run of Activate finds the copy showing, so a cancel comes too late."""
+    run of Activate finds the copy showing, so a cancel comes too late.
+    """
     from clone_flows import exceptions
     from clone_flows.tasks import activate
     copy = cloud['R2'].add_image(b'abc', os_hidden=hidden)

@@ -1,5 +1,6 @@
 """The transition history conductors record, and the purge of finished
-clones' flow records."""
+clones' flow records.
+"""
 import contextlib
 
 import sqlalchemy as sa
@@ -151,7 +152,8 @@ def test_a_retried_clone_keeps_what_succeeded_unless_it_was_reverted(conf):
 
 def test_ordinary_transitions_are_saved_together(conf, monkeypatch):
     """Starts and successes wait for a later save (a flow transition, a
-    failure, or save_after seconds); each is still recorded."""
+    failure, or save_after seconds); each is still recorded.
+    """
     backend = persistence.get_backend(conf)
     saves = []
     real = taskflow.storage.Storage.update_flow_metadata

@@ -1,6 +1,7 @@
 """Clone notifications as the task records change (oslo.messaging's ``log``
 driver stands in for the bus here; tests/functional/test_notifications.py
-consumes them from the real RabbitMQ)."""
+consumes them from the real RabbitMQ).
+"""
 import json
 import logging
 import uuid
@@ -40,7 +41,8 @@ def new_task(conf, **input_):
 
 def events(caplog):
     """(event_type, priority, payload) of the notifications the log driver
-    wrote."""
+    wrote.
+    """
     found = []
     for rec in caplog.records:
         if rec.name.startswith('oslo.messaging.notification.'):

@@ -1,5 +1,6 @@
 """Conductor decisions that need no ZooKeeper: when the conductor looks at
-the board again."""
+the board again.
+"""
 from conductor.worker import guards
 
 
@@ -12,7 +13,8 @@ class _Watches:
 
 class _Event:
     """Stands for the watch's threading.Event: records each pause asked
-    for (its timeout, and whether a change had been seen), without waiting."""
+    for (its timeout, and whether a change had been seen), without waiting.
+    """
 
     def __init__(self):
         self.flag = False
@@ -42,7 +44,8 @@ class _Clock:
 
 def _board_watch(monkeypatch):
     """A BoardWatch of 60 s on an injected clock; (watch, on_children,
-    clock): the pauses it asks for are in ``watch._changed.pauses``."""
+    clock): the pauses it asks for are in ``watch._changed.pauses``.
+    """
     watches, clock = [], _Clock()
     monkeypatch.setattr(guards.kz_watchers, 'ChildrenWatch',
                         lambda *a, **kw: watches.append(_Watches(*a, **kw)))

@@ -438,7 +438,8 @@ def write_if_changed(path, text, mode=0o644):
 def zk_tls_files(cloud):
     """A CA, ZooKeeper's certificate (IP 127.0.0.1, localhost) and a client
     certificate for glance-clone (ZooKeeper requires one), made once with
-    openssl.  {name: path}."""
+    openssl.  {name: path}.
+    """
     d = os.path.join(cloud.svc_dir('zookeeper'), 'tls')
     files = {n: os.path.join(d, n + '.pem') for n in
              ('ca', 'server', 'client-cert', 'client-key')}

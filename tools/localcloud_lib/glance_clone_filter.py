@@ -96,7 +96,8 @@ def url(cloud):
 def rewrite(text, clone_api_url, options=()):
     """The paste file without any glance_clone filter, then with it (before
     ``authtoken`` in every pipeline, with ``options``) when
-    ``clone_api_url`` is set."""
+    ``clone_api_url`` is set.
+    """
     out, skipping = [], False
     for line in text.splitlines():
         m = _SECTION.match(line)

@@ -1,6 +1,7 @@
 """The glance-api paste filter: clone task calls go to clone-api (here the
 in-process app behind the fake auth, served on a loopback port), everything
-else reaches Glance (here a stub)."""
+else reaches Glance (here a stub).
+"""
 import contextlib
 import json
 import socket
@@ -178,7 +179,8 @@ def test_a_body_under_the_limit_still_reaches_glance_whole():
 @contextlib.contextmanager
 def serving_garbage():
     """A TCP server that answers every request with something that is not
-    HTTP; yields its http:// URL."""
+    HTTP; yields its http:// URL.
+    """
     server = socket.socket()
     server.bind(('127.0.0.1', 0))
     server.listen(8)

@@ -1,5 +1,6 @@
 """Policy defaults (and their sample file), the paste pipeline, and
-submit_clone: the seam between the API and the conductors."""
+submit_clone: the seam between the API and the conductors.
+"""
 import pathlib
 import subprocess
 import sys

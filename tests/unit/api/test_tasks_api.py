@@ -133,7 +133,8 @@ def test_same_client_token_with_another_input_is_409(clients, trusts,
 def test_client_token_race_with_another_input_is_409(clients, trusts,
                                                      api_conf, monkeypatch):
     """Two requests with one token pass the first look-up together: the
-    loser's insert meets the winner's row, and its trust is deleted."""
+    loser's insert meets the winner's row, and its trust is deleted.
+    """
     from conductor import submit
     first = clients['demo'].create(client_token='tok-3', name='one').json
     monkeypatch.setattr(submit.db_api, 'get_task_by_token',
