@@ -16,7 +16,9 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.conftest import glance_client, user_env, user_session
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent

@@ -22,9 +22,12 @@ from schemathesis import checks as st_checks
 from schemathesis.generation import GenerationMode
 
 from conductor.api.app import ROUTES
-from tests.functional.test_api import (_clone_body, _post,
-                                       delete_trusts_and_jobs, running_api,
-                                       token, zookeeper_nodes)
+from tests.functional.test_api import _clone_body
+from tests.functional.test_api import _post
+from tests.functional.test_api import delete_trusts_and_jobs
+from tests.functional.test_api import running_api
+from tests.functional.test_api import token
+from tests.functional.test_api import zookeeper_nodes
 
 #: Examples per operation and kind (valid, invalid): the run stays well under two
 #: minutes on this 2-core machine (see the module's report line).

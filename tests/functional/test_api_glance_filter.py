@@ -17,12 +17,22 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.conftest import LOCALCLOUD, glance_client, user_env
-from tests.functional.test_api import (BIN, FAKE_IMAGE, _clone_body,
-                                       delete_trusts_and_jobs, list_ids,
-                                       port_in_use, running_api, stop, table,
-                                       token, write_api_conf)
-from tests.unit.api.test_glance_filter import make_cert, serving_garbage
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import LOCALCLOUD
+from tests.functional.conftest import user_env
+from tests.functional.test_api import _clone_body
+from tests.functional.test_api import BIN
+from tests.functional.test_api import delete_trusts_and_jobs
+from tests.functional.test_api import FAKE_IMAGE
+from tests.functional.test_api import list_ids
+from tests.functional.test_api import port_in_use
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_api import table
+from tests.functional.test_api import token
+from tests.functional.test_api import write_api_conf
+from tests.unit.api.test_glance_filter import make_cert
+from tests.unit.api.test_glance_filter import serving_garbage
 
 PORT = 19393
 TLS_PORT = 19394

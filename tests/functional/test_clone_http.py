@@ -16,7 +16,9 @@ import uuid
 import pytest
 
 from clone_flows import metadata
-from tests.functional.conftest import glance_client, localcloud, user_env
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import user_env
 
 BIN = pathlib.Path(sys.executable).parent
 MiB = 1024 * 1024

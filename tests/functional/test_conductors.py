@@ -18,8 +18,12 @@ from clone_flows import constants as c
 from conductor import opts
 from conductor import persistence
 from conductor import runner
-from tests.functional.conftest import ROOT, localcloud, user_env
-from tests.functional.test_clone_http import MiB, copies_of, upload
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import ROOT
+from tests.functional.conftest import user_env
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
 
 BIN = pathlib.Path(sys.executable).parent
 SESSION_TIMEOUT = 4

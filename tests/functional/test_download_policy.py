@@ -12,8 +12,12 @@ import time
 
 import pytest
 
-from tests.functional.conftest import glance_etc, restart_glance, user_session
-from tests.functional.test_clone_http import clone, copies_of, upload
+from tests.functional.conftest import glance_etc
+from tests.functional.conftest import restart_glance
+from tests.functional.conftest import user_session
+from tests.functional.test_clone_http import clone
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
 
 
 def _download_status(cloud, user, image_id):

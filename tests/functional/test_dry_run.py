@@ -11,10 +11,17 @@ import pytest
 import requests
 
 from clone_flows import metadata
-from tests.functional.conftest import glance_client, user_env, user_session
-from tests.functional.test_api import running_api, task_create, token, \
-    wait_status
-from tests.functional.test_clone_http import BIN, clone, copies_of, upload
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_api import running_api
+from tests.functional.test_api import task_create
+from tests.functional.test_api import token
+from tests.functional.test_api import wait_status
+from tests.functional.test_clone_http import BIN
+from tests.functional.test_clone_http import clone
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
 
 
 def _my_trusts(cloud, user='demo'):

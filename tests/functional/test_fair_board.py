@@ -12,7 +12,8 @@ from taskflow import exceptions as tf_exc
 from conductor import jobboard
 from conductor import pending
 from conductor import runner
-from tests.functional.test_conductors import Conductors, wait_for
+from tests.functional.test_conductors import Conductors
+from tests.functional.test_conductors import wait_for
 
 
 @pytest.fixture

@@ -15,11 +15,14 @@ import requests
 
 from conductor import pending
 from tests.functional.conftest import user_session
-from tests.functional.test_api import delete_trusts_and_jobs, running_api, \
-    stop
-from tests.functional.test_clone_http import copies_of, upload
-from tests.functional.test_task_record_fencing import _conductor, _log, \
-    _until
+from tests.functional.test_api import delete_trusts_and_jobs
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
+from tests.functional.test_task_record_fencing import _conductor
+from tests.functional.test_task_record_fencing import _log
+from tests.functional.test_task_record_fencing import _until
 
 LINE = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*?'
                   r'Clone ([0-9a-f-]{36})'

@@ -10,12 +10,19 @@ import time
 
 import requests
 
-from tests.functional.conftest import user_env, user_session
-from tests.functional.test_api import BIN, running_api, stop
-from tests.functional.test_clone_http import MiB, copies_of, upload, \
-    _start_clone_and_wait_for_saving
-from tests.functional.test_task_record_fencing import _conductor, _log, \
-    _task, _until
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_clone_http import _start_clone_and_wait_for_saving
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
+from tests.functional.test_task_record_fencing import _conductor
+from tests.functional.test_task_record_fencing import _log
+from tests.functional.test_task_record_fencing import _task
+from tests.functional.test_task_record_fencing import _until
 
 
 def _post_clone(api, token, src_id):

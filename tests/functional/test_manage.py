@@ -22,11 +22,16 @@ from taskflow.utils import misc as tf_misc
 
 from clone_flows import metadata
 from conductor import flowgraph
-from tests.functional.conftest import ROOT, glance_client, user_env
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import ROOT
+from tests.functional.conftest import user_env
 from tests.functional.conftest import user_session
-from tests.functional.test_api import BIN, running_api
-from tests.functional.test_clone_http import MiB, upload
-from tests.functional.test_task_record_fencing import _task, post_clone
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
+from tests.functional.test_task_record_fencing import _task
+from tests.functional.test_task_record_fencing import post_clone
 from tests.unit.test_manage_cli import svg_fills
 
 FAKE_IMAGE = '6f1d2a3b-3333-4c4c-8d8d-0123456789ab'

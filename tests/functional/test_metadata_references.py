@@ -10,8 +10,10 @@ import os
 import uuid
 
 from tests.functional.conftest import glance_client
-from tests.functional.test_clone_http import (assert_failed_cleanly, clone,
-                                              copies_of, upload)
+from tests.functional.test_clone_http import assert_failed_cleanly
+from tests.functional.test_clone_http import clone
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
 
 
 def test_kernel_and_ramdisk_of_the_copy_resolve_in_the_target_region(

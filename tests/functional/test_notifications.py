@@ -19,8 +19,11 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.conftest import glance_client, user_session
-from tests.functional.test_api import BIN, running_api, stop
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import user_session
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
 from tests.functional.test_secret_canary import Canary
 
 RABBITMQ_URL = os.environ.get('GLANCE_CLONE_TEST_RABBITMQ_URL',

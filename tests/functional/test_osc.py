@@ -16,8 +16,12 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.conftest import glance_client, user_env, user_session
-from tests.functional.test_api import BIN, running_api, stop
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
 
 OPENSTACK = str(pathlib.Path(sys.executable).parent / 'openstack')
 

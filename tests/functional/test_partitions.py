@@ -20,11 +20,16 @@ import pytest
 from clone_flows import constants as c
 from tests.functional.conftest import ROOT
 from tests.functional.netns import Namespace
-from tests.functional.test_clone_http import MiB, upload
-from tests.functional.test_conductors import BIN, SESSION_TIMEOUT, \
-    Conductors, \
-    assert_one_verified_copy, serving_name, steps_run, wait_for, \
-    wait_for_copy
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
+from tests.functional.test_conductors import assert_one_verified_copy
+from tests.functional.test_conductors import BIN
+from tests.functional.test_conductors import Conductors
+from tests.functional.test_conductors import serving_name
+from tests.functional.test_conductors import SESSION_TIMEOUT
+from tests.functional.test_conductors import steps_run
+from tests.functional.test_conductors import wait_for
+from tests.functional.test_conductors import wait_for_copy
 
 #: A conductor may send this much to Glance after it stopped copying
 #: (closing its connections: FIN/ACKs, an aborted request's last segments);

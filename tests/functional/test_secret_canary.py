@@ -35,7 +35,8 @@ import pytest
 import requests
 
 from tests.functional.conftest import user_session
-from tests.functional.test_api import running_api, zookeeper_nodes
+from tests.functional.test_api import running_api
+from tests.functional.test_api import zookeeper_nodes
 from tests.functional.test_clone_http import upload
 
 FERNET = re.compile(rb'gAAAAA[A-Za-z0-9_\-=]{60,}')

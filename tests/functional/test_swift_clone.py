@@ -23,9 +23,14 @@ from clone_flows import constants as c
 from clone_flows.stores import swift
 from conductor import runner
 from tests.functional import test_conductors as tc
-from tests.functional.conftest import LOCALCLOUD, ROOT, glance_client, \
-    user_env, user_session
-from tests.functional.test_clone_http import clone_cmd, copies_of, upload
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import LOCALCLOUD
+from tests.functional.conftest import ROOT
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_clone_http import clone_cmd
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
 
 SEG_MB = 2                   # Glance's swift_store_large_object_chunk_size
 SEG = SEG_MB * 1000 * 1024   # glance_store's "MB" is 1000 KiB

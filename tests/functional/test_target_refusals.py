@@ -13,10 +13,12 @@ import re
 
 import pytest
 
-from tests.functional.conftest import glance_etc, restart_glance, \
-    user_session
-from tests.functional.test_clone_http import (assert_failed_cleanly, clone,
-                                              upload)
+from tests.functional.conftest import glance_etc
+from tests.functional.conftest import restart_glance
+from tests.functional.conftest import user_session
+from tests.functional.test_clone_http import assert_failed_cleanly
+from tests.functional.test_clone_http import clone
+from tests.functional.test_clone_http import upload
 
 
 @pytest.fixture

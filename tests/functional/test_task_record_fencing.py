@@ -17,9 +17,15 @@ import time
 import requests
 
 from conductor.db import records
-from tests.functional.conftest import ROOT, glance_client, user_session
-from tests.functional.test_api import BIN, running_api, stop
-from tests.functional.test_clone_http import MiB, copies_of, upload
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import ROOT
+from tests.functional.conftest import user_session
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
 
 SESSION_TIMEOUT = 6      # tools/write-clone-conf's default
 

@@ -10,11 +10,15 @@ import time
 
 from conductor import opts
 from conductor.db import api as db_api
-from tests.functional.conftest import localcloud, user_session
-from tests.functional.test_api import running_api, stop
-from tests.functional.test_clone_http import MiB, upload
-from tests.functional.test_task_record_fencing import _conductor, _until, \
-    post_and_wait_for_copy
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import user_session
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
+from tests.functional.test_task_record_fencing import _conductor
+from tests.functional.test_task_record_fencing import _until
+from tests.functional.test_task_record_fencing import post_and_wait_for_copy
 
 IDENTITY = {'service_type': 'identity', 'interface': 'public',
             'version': (3, 0)}

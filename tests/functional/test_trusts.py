@@ -17,8 +17,13 @@ import requests
 from clone_flows import auth
 from clone_flows import constants as c
 from conductor import runner
-from tests.functional.conftest import localcloud, user_env, user_session
-from tests.functional.test_api import free_port, stop, token, wait_http
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_api import free_port
+from tests.functional.test_api import stop
+from tests.functional.test_api import token
+from tests.functional.test_api import wait_http
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent

@@ -15,7 +15,8 @@ import webob
 import webob.dec
 
 from conductor.api import glance_filter
-from tests.unit.api.conftest import DEMO, without_length
+from tests.unit.api.conftest import DEMO
+from tests.unit.api.conftest import without_length
 
 IMAGE = '6f1d2a3b-1111-4c4c-8d8d-0123456789ab'
 
