@@ -18,11 +18,6 @@ class Crash(BaseException):
     """Stands for kill -9: not an Exception, so TaskFlow does not revert."""
 
 
-@pytest.fixture
-def cloud():
-    return {'R1': fakes.FakeGlanceRegion('R1'), 'R2': fakes.FakeGlanceRegion('R2')}
-
-
 def _store(image_id, **overrides):
     return {c.CLONE_ID: str(uuid.uuid4()), c.SOURCE_REGION: 'R1',
             c.SOURCE_IMAGE_ID: image_id, c.TARGET_REGION: 'R2',
@@ -556,7 +551,8 @@ def test_a_strategys_checkpoint_is_handed_back_on_resume(conf, cloud):
 
 def test_auto_falls_back_to_http_and_names_every_strategy_it_passed_over(
         conf, cloud):
-    from clone_flows.stores import base, http
+    from clone_flows.stores import base
+    from clone_flows.stores import http
 
     class Broken(base.StoreStrategy):
         name = 'broken'
