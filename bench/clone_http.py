@@ -69,11 +69,11 @@ import threading
 import time
 import uuid
 
+from keystoneauth1 import adapter
+from keystoneauth1.identity import v3
+from keystoneauth1 import session as ks_session
 import requests
 import sqlalchemy as sa
-from keystoneauth1 import adapter
-from keystoneauth1 import session as ks_session
-from keystoneauth1.identity import v3
 from taskflow.persistence import backends
 
 from clone_flows import constants

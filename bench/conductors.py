@@ -71,13 +71,13 @@ import threading
 import time
 import uuid
 
+import psutil
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: Where the product's code comes from: the work tree, or (--code head, the
 #: default) a snapshot of HEAD, so that edits others make to the shared work
 #: tree during the hour this runs do not change what is measured midway.
 SRC = ROOT
-
-import psutil
 
 # The poster's board and ZooKeeper client narrate their closing on stderr.
 for _name in ('taskflow', 'kazoo'):
@@ -134,8 +134,8 @@ class Cloud:
         self._local = threading.local()
 
     def session(self, user='demo'):
-        from keystoneauth1 import session as ks_session
         from keystoneauth1.identity import v3
+        from keystoneauth1 import session as ks_session
         key = f'session_{user}'
         if not hasattr(self._local, key):
             u = self.info['users'][user]

@@ -142,6 +142,7 @@ def recorder_cost(d, rounds, clones=20):
     history recorder.
     """
     import gc
+
     from clone_flows import constants as c
     from conductor.worker import history
     from tests.unit import fakes

@@ -25,9 +25,9 @@ and the factory's JSON arguments, so the factory takes plain values only.
 import time
 
 from oslo_config import cfg
-from taskflow import retry
 from taskflow.patterns import graph_flow
 from taskflow.patterns import linear_flow
+from taskflow import retry
 
 from clone_flows import constants as c
 from clone_flows import exceptions

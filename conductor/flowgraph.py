@@ -9,9 +9,9 @@ import subprocess
 
 import taskflow.engines
 from taskflow import flow as tf_flow
-from taskflow import retry as tf_retry
 from taskflow.patterns import graph_flow
 from taskflow.patterns import linear_flow
+from taskflow import retry as tf_retry
 
 #: Fill colour of a step in each TaskFlow state (the legend in the docs).
 COLOURS = {

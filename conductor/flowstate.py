@@ -12,8 +12,8 @@ import datetime
 import logging
 
 import taskflow.engines
-from taskflow import storage as tf_storage
 from taskflow.persistence import models
+from taskflow import storage as tf_storage
 
 from clone_flows import constants as c
 from conductor import runner

@@ -22,14 +22,14 @@ import time
 
 from kazoo import client as kazoo_client
 from kazoo import exceptions as kazoo_exceptions
-from kazoo import security as kazoo_security
 from kazoo.protocol import serialization as kazoo_serialization
 from kazoo.recipe import watchers as kz_watchers
+from kazoo import security as kazoo_security
 from oslo_config import cfg
 from taskflow import exceptions as tf_exc
 from taskflow.jobs import backends as job_backends
-from taskflow.jobs import base as tf_jobs_base
 from taskflow.jobs.backends import impl_zookeeper as zk_impl
+from taskflow.jobs import base as tf_jobs_base
 
 from clone_flows import constants as c
 from conductor import pending

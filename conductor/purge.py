@@ -16,9 +16,9 @@ import logging
 import re
 import time
 
-import sqlalchemy as sa
 from oslo_config import cfg
 from oslo_utils import timeutils
+import sqlalchemy as sa
 
 from conductor import persistence
 

@@ -11,9 +11,9 @@ import uuid
 import taskflow.engines
 from taskflow import exceptions as tf_exc
 from taskflow import flow as tf_flow
+from taskflow.persistence import models
 from taskflow import states
 from taskflow import task as tf_task
-from taskflow.persistence import models
 
 from clone_flows import auth
 from clone_flows import constants as c

@@ -36,8 +36,8 @@ from keystoneauth1.identity import access as access_plugin
 from keystoneauth1.identity import v3
 
 from clone_flows import auth
-from conductor import runner
 from conductor.db import api as db_api
+from conductor import runner
 
 LOG = logging.getLogger(__name__)
 

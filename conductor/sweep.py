@@ -12,10 +12,10 @@ import time
 
 from taskflow import exceptions as tf_exc
 
-from clone_flows import services as services_mod
 from clone_flows import auth
 from clone_flows import constants as c
 from clone_flows import exceptions
+from clone_flows import services as services_mod
 from clone_flows.stores import base
 from clone_flows.tasks import reserve_image
 from conductor.db import api as db_api

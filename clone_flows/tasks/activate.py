@@ -4,8 +4,8 @@ from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows import metadata
-from clone_flows import utils
 from clone_flows.tasks import common
+from clone_flows import utils
 
 LOG = logging.getLogger(__name__)
 

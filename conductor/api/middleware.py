@@ -6,12 +6,12 @@ from glance-clone's own configuration files, not from a global.
 """
 import logging
 
-import webob.dec
 from keystoneauth1 import exceptions as ksa_exceptions
 from keystonemiddleware import auth_token
 from oslo_context import context as oslo_context
 from oslo_middleware import request_id
 from oslo_middleware import sizelimit
+import webob.dec
 
 from conductor.api import bodies
 from conductor.api import config

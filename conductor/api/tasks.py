@@ -11,8 +11,8 @@ import logging
 import urllib.parse
 import uuid
 
-import webob.exc
 from oslo_policy import policy as oslo_policy
+import webob.exc
 
 from conductor.api import bodies
 from conductor.api import policies
@@ -289,6 +289,7 @@ class TasksController:
         if not _is_uuid(image_id):
             raise bad_request('the image id is not a valid UUID')
         from keystoneauth1 import session as ks_session
+
         from clone_flows import copies as copies_mod
         from clone_flows import exceptions
         from conductor import submit
@@ -323,6 +324,7 @@ _ACTION = {
 def _submit_error(exc):
     """The answer for a clone that could not be submitted, or None."""
     from keystoneauth1 import exceptions as ksa_exc
+
     from clone_flows import exceptions
     from conductor import submit
     if isinstance(exc, submit.SubmitFailed):

@@ -40,6 +40,7 @@ LOG = logging.getLogger(__name__)
 def _user_session_from_env(conf):
     """A keystoneauth session for the user of the usual OS_* variables."""
     from keystoneauth1.identity import v3
+
     from clone_flows import auth as clone_auth
     env = os.environ
     if not env.get('OS_AUTH_URL'):
@@ -294,8 +295,8 @@ def describe(err, conf=None):
     if isinstance(err, kz_exc.NoAuthError):
         return ('ZooKeeper refused access to the jobboard: check [jobboard] '
                 'username and password')
-    import sqlalchemy.exc as sa_exc
     from oslo_db import exception as db_exc
+    import sqlalchemy.exc as sa_exc
     from taskflow import exceptions as tf_exc
     cause = err
     while isinstance(cause, tf_exc.TaskFlowException) and cause.cause:

@@ -30,6 +30,7 @@ REASON_LENGTH = 300
 def board_session(conf):
     """(kazoo client, jobboard, persistence backend), closed afterwards."""
     from kazoo.handlers import threading as kz_threading
+
     from conductor import jobboard
     backend = persistence.get_backend(conf)
     client = jobboard.make_client(conf)

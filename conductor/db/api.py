@@ -14,12 +14,12 @@ import logging
 import os
 import threading
 
-import sqlalchemy as sa
 from oslo_config import cfg
 from oslo_db import exception as db_exc
 from oslo_db import options as db_options
 from oslo_db.sqlalchemy import engines
 from oslo_db.sqlalchemy import utils as db_utils
+import sqlalchemy as sa
 from sqlalchemy import orm
 
 from conductor.db import models

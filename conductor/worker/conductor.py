@@ -29,9 +29,9 @@ from taskflow.conductors.backends import impl_nonblocking
 from taskflow.listeners import base as tf_listeners
 from taskflow.types import notifier as tf_notifier
 
-from clone_flows import services as services_mod
 from clone_flows import constants as c
 from clone_flows import exceptions
+from clone_flows import services as services_mod
 from conductor.db import records as records_mod
 from conductor import outcome as outcome_mod
 from conductor import runner

@@ -31,8 +31,8 @@ conductor's name.
 import logging
 import time
 
-from taskflow import states
 from taskflow.listeners import base as tf_listeners
+from taskflow import states
 from taskflow.types import notifier as tf_notifier
 
 from clone_flows import constants as c

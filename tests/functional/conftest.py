@@ -10,9 +10,9 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
+from keystoneauth1 import session as ks_session
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LOCALCLOUD = ROOT / 'tools' / 'localcloud'

@@ -396,8 +396,9 @@ def expired_token(cloud):
     that expires 3 s later (Keystone caps the token's expiry to it).
     """
     import datetime
-    from keystoneauth1 import session as ks_session
+
     from keystoneauth1.identity import v3
+    from keystoneauth1 import session as ks_session
     demo = user_session(cloud, 'demo')
     expires = (datetime.datetime.now(datetime.timezone.utc) +
                datetime.timedelta(seconds=3)).strftime('%Y-%m-%dT%H:%M:%S')

@@ -597,6 +597,7 @@ def test_every_board_znode_is_for_the_digest_user_only(cloud, conductors,
 
 def test_a_board_made_without_acls_gets_them_on_start(cloud, tmp_path):
     from kazoo import exceptions as kz_exc
+
     from conductor import jobboard
     # (a path of its own: the test boards' parent is already secured)
     conductors = Conductors(
@@ -627,6 +628,7 @@ def test_the_board_is_reached_over_tls_with_a_client_certificate(cloud,
     from kazoo import client as kazoo_client
     from kazoo import exceptions as kz_exc
     from kazoo.handlers import threading as kz_threading
+
     from conductor import jobboard
     with conductors.board_client() as (conf, client):
         assert conf.jobboard.use_tls

@@ -3,8 +3,8 @@ import hashlib
 import io
 import os
 
-import pytest
 from glanceclient import exc as glance_exc
+import pytest
 
 from tests.functional.conftest import glance_client
 

@@ -85,8 +85,8 @@ def topic(broker):
     queues are deleted afterwards.
     """
     import kombu
-    import oslo_messaging
     from oslo_config import cfg
+    import oslo_messaging
     name = f'glance_clone_test_{uuid.uuid4().hex[:12]}'
     conf = cfg.ConfigOpts()
     conf([], project='glance-clone-test', default_config_files=[])

@@ -22,7 +22,6 @@ from swiftclient import client as swiftclient
 from clone_flows import constants as c
 from clone_flows.stores import swift
 from conductor import runner
-from tests.functional import test_conductors as tc
 from tests.functional.conftest import glance_client
 from tests.functional.conftest import LOCALCLOUD
 from tests.functional.conftest import ROOT
@@ -31,6 +30,7 @@ from tests.functional.conftest import user_session
 from tests.functional.test_clone_http import clone_cmd
 from tests.functional.test_clone_http import copies_of
 from tests.functional.test_clone_http import upload
+from tests.functional import test_conductors as tc
 
 SEG_MB = 2                   # Glance's swift_store_large_object_chunk_size
 SEG = SEG_MB * 1000 * 1024   # glance_store's "MB" is 1000 KiB
@@ -476,8 +476,8 @@ def test_the_sweep_removes_swift_segments_a_failed_revert_left(
     sweep removes them through the strategy's own cleanup, then the image;
     another image of the same user in the same store is untouched.
     """
-    from clone_flows import glance
     from clone_flows import exceptions
+    from clone_flows import glance
     from clone_flows.tasks import reserve_image
     from conductor import opts
     from conductor import persistence

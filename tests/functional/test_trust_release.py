@@ -8,8 +8,8 @@ validated, so the clone still ends), then started again.
 import os
 import time
 
-from conductor import opts
 from conductor.db import api as db_api
+from conductor import opts
 from tests.functional.conftest import localcloud
 from tests.functional.conftest import user_session
 from tests.functional.test_api import running_api

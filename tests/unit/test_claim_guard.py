@@ -7,8 +7,8 @@ No ZooKeeper: the states and the claim's owner are set by the test.
 """
 import threading
 
-import pytest
 from kazoo.protocol import states as kz_states
+import pytest
 from taskflow.conductors.backends import impl_nonblocking
 
 from clone_flows import exceptions

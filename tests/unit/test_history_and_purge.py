@@ -5,8 +5,8 @@ import contextlib
 
 import sqlalchemy as sa
 import taskflow.engines
-import taskflow.storage
 from taskflow.patterns import linear_flow
+import taskflow.storage
 from taskflow import task as tf_task
 
 from conductor import flowstate

@@ -1,9 +1,9 @@
 """The jobboard's ZooKeeper client: digest credential, ACL, quiet logs."""
 import logging
 
-import pytest
-from kazoo import security
 from kazoo.protocol import serialization
+from kazoo import security
+import pytest
 
 from conductor import jobboard
 

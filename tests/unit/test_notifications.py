@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from conductor import notifications
-from conductor import outcome as outcome_mod
 from conductor.db import api as db_api
 from conductor.db import records as records_mod
+from conductor import notifications
+from conductor import outcome as outcome_mod
 
 TRUST = 'f00dfacef00dfacef00dfacef00dface'
 

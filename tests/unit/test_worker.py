@@ -90,6 +90,7 @@ def test_board_watch_ignores_new_claims(monkeypatch):
 
 def test_reopening_log_files_writes_to_the_new_file_after_rotation(tmp_path):
     import logging
+
     from conductor.worker import service
     path = tmp_path / 'glance-clone.log'
     handler = logging.FileHandler(path)

@@ -5,9 +5,9 @@ See `tools/localcloud --help`.
 """
 import argparse
 import concurrent.futures
+import contextlib
 import hashlib
 import json
-import contextlib
 import os
 import secrets
 import shlex
@@ -333,7 +333,6 @@ def service_answers(cloud, svc):
 def run(cmd, log=None, env=None, cwd=None, input=None, what=None):
     """Run a set-up command; its output goes to `log` (appended)."""
     what = what or os.path.basename(cmd[0])
-    t = time.monotonic()
     if log:
         with open(log, 'ab') as out:
             out.write(('\n+ %s\n' % ' '.join(shlex.quote(c) for c in cmd))

@@ -21,8 +21,8 @@ Spec:
 import json
 import sys
 
-from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
+from keystoneauth1 import session as ks_session
 from keystoneclient.v3 import client as ks_client
 
 DOMAIN = 'default'

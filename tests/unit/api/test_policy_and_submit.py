@@ -6,14 +6,14 @@ import subprocess
 import sys
 import uuid
 
+from oslo_context import context as oslo_context
 import pytest
 import webob
-from oslo_context import context as oslo_context
 
-from conductor import submit
 from conductor.api import app as api_app
 from conductor.api import policies
 from conductor.db import api as db_api
+from conductor import submit
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 IMAGE = '6f1d2a3b-1111-4c4c-8d8d-0123456789ab'
