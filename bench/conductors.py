@@ -551,7 +551,6 @@ class Fleet:
             self._poster = jobboard.Poster(self.conf())
         return self._poster.post(store)
 
-
     def _post_with_snapshot(self, store):
         """Post with the code this fleet runs (a child process on it)."""
         if self._poster_proc is None:

@@ -90,6 +90,7 @@ def provenance(clone_id, source_region, source_image):
             PROVENANCE_ORIGIN_REGION: origin_region,
             PROVENANCE_ORIGIN_IMAGE: origin_image}
 
+
 metadata_opts = [
     cfg.ListOpt('skip_properties',
                 default=['os_glance_*'],

@@ -176,4 +176,3 @@ def history_rows(fd):
     """The recorded transitions, oldest first."""
     return [dict(e, time=iso(e['time'])) for e in
             history_mod.entries(fd.meta)]
-

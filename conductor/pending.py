@@ -80,7 +80,7 @@ def enqueue(client, board_path, clone_id, project_id):
 
 
 class Running(collections.namedtuple('Running',
-                                      'clones last_start_ms version')):
+                                     'clones last_start_ms version')):
     """A project's running node: ``clones`` {clone id: job znode name},
     when it last started one (ms, the starting conductor's clock; 0:
     never), the node's version (-1: none).

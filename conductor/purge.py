@@ -163,4 +163,3 @@ def purge_trash(client, board, older_than, now=None):
                 client.delete(path, version=stat.version)
                 removed += 1
     return removed
-

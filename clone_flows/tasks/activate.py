@@ -58,7 +58,7 @@ class Activate(common.Task):
             raise exceptions.TargetRefused(
                 target_region, f"make the copy {activation['visibility']}"
                 f"{' and protected' if activation['protected'] else ''}"
-                ) from e
+            ) from e
         LOG.info('Clone %s: image %s is now %s in %s', clone_id,
                  target_image_id, image.get('visibility'), target_region)
         return {

@@ -68,4 +68,3 @@ def error_body(code, title, message):
     """Glance's error document (python-glanceclient prints ``message``)."""
     return json.dumps({'error': {'code': code, 'title': title,
                                  'message': message}}).encode('utf-8')
-

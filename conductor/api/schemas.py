@@ -223,4 +223,3 @@ def input_errors(instance):
     errors = sorted(_validator().iter_errors(instance),
                     key=lambda e: (len(e.absolute_path), str(e.validator)))
     return refused + [_sentence(e) for e in errors]
-

@@ -260,8 +260,6 @@ def cmd_copies(conf, args):
     return 0
 
 
-
-
 # -- the cliff application ---------------------------------------------------
 
 class CommandError(Exception):

@@ -301,7 +301,7 @@ def update_task(conf, task_id, fence=None, **values):
         raise TypeError(f'unknown task fields: {sorted(unknown)}')
     now = _now()
     values = {k: (_parse_time(v) if k in ('created_at', 'updated_at',
-                                         'expires_at') else v)
+                                          'expires_at') else v)
               for k, v in values.items()}
     if 'message' in values and values['message'] is None:
         values['message'] = ''

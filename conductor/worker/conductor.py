@@ -135,11 +135,13 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         self._poisoned = set()  # jobs past max_attempts: trash them
         name = name or conf.conductor.name or \
             f'{socket.gethostname()}-{os.getpid()}'
-        wait = guards.BoardWatch(client, board.path, self.WAIT_TIMEOUT,
-                          lock_suffix=getattr(board, 'LOCK_POSTFIX', '.lock'))
-        super().__init__(name, board, persistence=backend, engine='serial',
-                         max_simultaneous_jobs=conf.conductor.max_concurrent_clones,
-                         wait_timeout=wait)
+        wait = guards.BoardWatch(
+            client, board.path, self.WAIT_TIMEOUT,
+            lock_suffix=getattr(board, 'LOCK_POSTFIX', '.lock'))
+        super().__init__(
+            name, board, persistence=backend, engine='serial',
+            max_simultaneous_jobs=conf.conductor.max_concurrent_clones,
+            wait_timeout=wait)
 
     @property
     def name(self):

@@ -506,8 +506,8 @@ def test_a_chunked_body_over_the_limit_is_a_json_413(cloud, api):
 
 
 def test_missing_expired_and_revoked_tokens_get_401(cloud, api,
-                                                   revoked_token,
-                                                   expired_token):
+                                                    revoked_token,
+                                                    expired_token):
     assert _post(api, None, _clone_body()).status_code == 401
     assert _post(api, expired_token, _clone_body()).status_code == 401
     r = requests.get(f"{api['url']}/v2/tasks",
@@ -554,7 +554,7 @@ def test_clone_through_the_glance_cli_succeeds_and_leaves_no_token(cloud, api):
         result['image_id'])
     assert copy.name == 'api-copy' and copy.os_hash_value == src.os_hash_value
     alt_done = wait_status(cloud, api, 'alt_demo', alt['id'], ('success',
-                                                              'failure'))
+                                                               'failure'))
     assert alt_done['status'] == 'failure'
     assert 'not visible' in alt_done['message']
     # The tokens the CLI used (every glance call got a fresh one) are not

@@ -199,7 +199,7 @@ def raw_post(cloud, headers, chunks):
 
 
 def test_a_200_mb_body_without_a_token_is_413_unread(cloud,
-                                                    filtered_region_two):
+                                                     filtered_region_two):
     status, body = raw_post(cloud, {'Content-Type': 'application/json',
                                     'Content-Length': str(200 * 2 ** 20)},
                             [b'{"type": "import", "input": {"x": "'])

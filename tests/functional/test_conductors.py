@@ -66,8 +66,8 @@ class Conductors:
         for line in extra.strip().splitlines():
             if '=' in line:
                 key = line.split('=')[0].strip()
-                text = '\n'.join(l for l in text.splitlines()
-                                 if not l.startswith(key + ' ='))
+                text = '\n'.join(ln for ln in text.splitlines()
+                                 if not ln.startswith(key + ' ='))
         pathlib.Path(path).write_text(text + '\n' + extra)
         return path
 
@@ -249,8 +249,8 @@ def kill_9_and_resume(cloud, conductors, step):
         assert steps_run(log_a, clone_id, done) == 1, done
         assert steps_run(log_b, clone_id, done) == 0, f'{done} was redone'
     assert log_b.count(f'Clone {clone_id}: step {killed} SUCCESS') == 1
-    resumed = [l for l in log_b.splitlines()
-               if f'Clone {clone_id}: attempt 2' in l]
+    resumed = [ln for ln in log_b.splitlines()
+               if f'Clone {clone_id}: attempt 2' in ln]
     assert resumed, 'conductor b never claimed the clone'
     return clone_id, log_b
 
@@ -263,9 +263,9 @@ def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
     # is not sent again (Glance refuses a second upload into an active
     # image); a copy killed mid-way uploads again, the other kills do not
     # run the copy on b at all.
-    found_active = [l for l in log_b.splitlines()
-                    if f'Clone {clone_id}: target image' in l and
-                    'is already active, not uploading again' in l]
+    found_active = [ln for ln in log_b.splitlines()
+                    if f'Clone {clone_id}: target image' in ln and
+                    'is already active, not uploading again' in ln]
     assert bool(found_active) == (step == COPY_DONE), found_active
 
 
@@ -298,8 +298,8 @@ def test_sigstop_past_the_session_timeout_then_sigcont(cloud, conductors):
     assert f'Clone {clone_id} interrupted' in log_a
     assert f'Clone {clone_id}: step' in log_a
     assert 'REVERTING' not in log_a and 'FAILURE' not in log_a
-    assert [l for l in log_a.splitlines()
-            if ' ERROR conductor' in l or ' ERROR clone_flows' in l] == []
+    assert [ln for ln in log_a.splitlines()
+            if ' ERROR conductor' in ln or ' ERROR clone_flows' in ln] == []
 
 
 def test_zookeeper_restarted_mid_flow(cloud, conductors):
@@ -575,7 +575,7 @@ def test_zookeeper_refuses_jobs_to_clients_without_the_credential(
 
 
 def test_every_board_znode_is_for_the_digest_user_only(cloud, conductors,
-                                                        claimed_job):
+                                                       claimed_job):
     from kazoo import security
     client, conf = claimed_job['client'], claimed_job['conf']
     ours = [security.make_digest_acl(conf.jobboard.username,
@@ -624,7 +624,7 @@ def test_a_board_made_without_acls_gets_them_on_start(cloud, tmp_path):
 
 
 def test_the_board_is_reached_over_tls_with_a_client_certificate(cloud,
-                                                                conductors):
+                                                                 conductors):
     from kazoo import client as kazoo_client
     from kazoo import exceptions as kz_exc
     from kazoo.handlers import threading as kz_threading

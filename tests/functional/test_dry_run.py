@@ -230,7 +230,7 @@ def _task(cloud, api, task_id):
 
 
 def test_api_dry_run_ends_success_with_the_plan_and_leaves_nothing(cloud,
-                                                                  api):
+                                                                   api):
     src = upload(cloud, os.urandom(70_000), name='api-dry-src')
     trusts = _my_trusts(cloud)
     task = task_create(cloud, api, 'demo', source_image_id=src.id,
@@ -262,7 +262,7 @@ def test_api_if_exists_reuse_and_fail_and_the_copies_route(cloud, api):
     reused = _task(cloud, api, reuse['id'])['result']
     assert reused['image_id'] == copy_id and reused['reused'] is True
     failed = wait_status(cloud, api, 'demo', fail['id'], ('success',
-                                                         'failure'))
+                                                          'failure'))
     assert failed['status'] == 'failure'
     assert f'image {copy_id}' in _task(cloud, api, fail['id'])['message']
     assert [i.id for i in copies_of(cloud, src.id)] == [copy_id]

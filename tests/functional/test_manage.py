@@ -156,7 +156,7 @@ def test_job_list_shows_claimed_and_unclaimed_jobs(site):
         assert jobs[site.clones[key]]['Owner'] is None
     unclaimed = site.json('job', 'list', '--state', 'unclaimed')
     assert {r['Clone'] for r in unclaimed} == {site.clones['trashed'],
-                                                site.clones['cancelled']}
+                                               site.clones['cancelled']}
     shown = site.json('job', 'show', site.clones['running'])
     assert shown['Job'] == running['Job'] and shown['Owner alive'] is True
     r = site.manage('job', 'show', str(uuid.uuid4()), check=False)
@@ -174,7 +174,7 @@ def test_job_release_refuses_while_the_owner_is_alive(site):
 
 def test_flow_show_of_a_running_clone(site):
     rows = {r['Step']: r for r in site.json('flow', 'show',
-                                             site.clones['running'])}
+                                            site.clones['running'])}
     assert rows['clone-copy-data']['State'] == 'RUNNING'
     assert rows['clone-reserve-image']['State'] == 'SUCCESS'
     assert rows['clone-reserve-image']['Start'] and \

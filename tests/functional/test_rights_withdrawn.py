@@ -49,7 +49,7 @@ def leaver(cloud):
 
 
 def test_role_removed_mid_clone_reveals_nothing(cloud, clone_conf_file,
-                                                 leaver):
+                                                leaver):
     env, remove_role = leaver
     src = upload(cloud, os.urandom(192 * MiB), name='leaver-src')
     proc = subprocess.Popen(clone_cmd(clone_conf_file, src.id,

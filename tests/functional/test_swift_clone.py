@@ -403,7 +403,7 @@ def test_cross_cluster_kill_9_resumes_with_only_the_missing_segments(
     details = copy_result(conductors.poster_conf, clone_id)['details']
     assert details['mode'] == 'streamed'
     assert (details['copied'], details['skipped']) == (10 - len(present),
-                                                        len(present))
+                                                       len(present))
     assert b''.join(glance_client(info, 'demo', 'RegionTwo').images.data(
         target.id)) == data
 

@@ -80,7 +80,6 @@ def test_admin_publishes_only_where_the_operator_delegates_admin(
     assert out['result']['visibility'] == 'public'
 
 
-
 IDENTITY = {'service_type': 'identity', 'interface': 'public',
             'version': (3, 0)}
 LIMITS = ('image_size_total', 'image_stage_total', 'image_count_total',

@@ -72,7 +72,7 @@ def test_empty_image_clones(conf, cloud):
     (lambda r: r.add_image(b'x', status='deactivated')['id'], "is 'deactivated'"),
 ])
 def test_bad_sources_fail_with_a_sentence_and_leave_nothing(conf, cloud, make,
-                                                           expected):
+                                                            expected):
     store = _store(make(cloud['R1']))
     out, services, _ = _clone(conf, cloud, store)
     assert not out.succeeded
@@ -269,7 +269,7 @@ def test_reserved_image_stays_private_after_proving_it_may_be_revealed(
 
 @pytest.mark.parametrize('holds,revealed', [(False, False), (None, True)])
 def test_a_withdrawn_delegation_reveals_nothing(conf, cloud, holds,
-                                                 revealed):
+                                                revealed):
     src = cloud['R1'].add_image(b'abc')
     store = _store(src['id'])
     services = fakes.FakeServices(conf, cloud)

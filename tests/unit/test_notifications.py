@@ -160,7 +160,7 @@ def test_a_poison_job_sends_error(task_conf, caplog):
 
 
 def test_a_conductor_whose_attempt_was_superseded_sends_no_end(task_conf,
-                                                              caplog):
+                                                               caplog):
     enable(task_conf)
     caplog.set_level(logging.INFO)
     old = records_mod.TaskRecords(task_conf)

@@ -69,7 +69,7 @@ def test_board_watch_looks_again_soon_after_a_new_job(monkeypatch):
     clock.now += 0.2
     wait.wait()
     assert wait._changed.pauses == [(0.02, True), (0.02, False),
-                                     (0.02, False), (60.0, False)]
+                                    (0.02, False), (60.0, False)]
 
 
 def test_board_watch_wakes_when_a_claim_is_released(monkeypatch):

@@ -603,8 +603,8 @@ def glance_conf(cloud, region, pw):
     swift_settings = swift_cluster.Settings.saved(cloud.state)
     stores_default, stores_section = swift_cluster.glance_store(
         cloud, swift_settings, region, d)
-    changed = write_if_changed(os.path.join(etc, 'glance-api.conf'), mode=0o600,
-                     text="""\
+    changed = write_if_changed(
+        os.path.join(etc, 'glance-api.conf'), mode=0o600, text="""\
 # written by tools/localcloud (rewritten on every `up`; edit cli.py instead)
 [DEFAULT]
 debug = true
@@ -1133,12 +1133,12 @@ def status_rows(cloud):
 def print_status(cloud):
     rows = status_rows(cloud)
     print('%-18s %-9s %-8s %-26s %s' % ('SERVICE', 'STATE', 'PID', 'URL',
-                                         'RSS'))
+                                        'RSS'))
     total = 0
     for svc, state, pid, url, rss in rows:
         total += rss
         print('%-18s %-9s %-8s %-26s %s' % (svc, state, pid or '-', url,
-                                             fmt_bytes(rss) if pid else '-'))
+                                            fmt_bytes(rss) if pid else '-'))
     print('%-18s %-9s %-8s %-26s %s' % ('total', '', '', '', fmt_bytes(total)))
     print('state dir: %s' % cloud.state)
     return all(r[1] == 'up' for r in rows)

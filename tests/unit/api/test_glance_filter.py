@@ -232,9 +232,10 @@ def test_public_endpoint_makes_the_location_not_the_host_header(
     factory = glance_filter.filter_factory(
         {}, clone_api_url=clone_api_url,
         public_endpoint='https://image.example.org/')
-    r, body = call(factory(glance_stub), 'POST', '/v2/tasks', {
-        'type': 'clone', 'input': {'source_region': 'RegionOne',
-                                   'source_image_id': IMAGE}},
+    r, body = call(
+        factory(glance_stub), 'POST', '/v2/tasks',
+        {'type': 'clone', 'input': {'source_region': 'RegionOne',
+                                    'source_image_id': IMAGE}},
         headers={'Host': 'evil.example:666'})
     assert r.status_int == 201
     assert r.location == f"https://image.example.org/v2/tasks/{body['id']}"
@@ -248,9 +249,10 @@ def test_without_its_option_the_location_is_glance_apis_public_endpoint(
     conf.set_override('public_endpoint', 'https://glance.example.org')
     try:
         factory = glance_filter.filter_factory({}, clone_api_url=clone_api_url)
-        r, body = call(factory(glance_stub), 'POST', '/v2/tasks', {
-            'type': 'clone', 'input': {'source_region': 'RegionOne',
-                                       'source_image_id': IMAGE}},
+        r, body = call(
+            factory(glance_stub), 'POST', '/v2/tasks',
+            {'type': 'clone', 'input': {'source_region': 'RegionOne',
+                                        'source_image_id': IMAGE}},
             headers={'Host': 'evil.example:666'})
     finally:
         conf.clear_override('public_endpoint')

@@ -116,7 +116,7 @@ def test_same_client_token_same_project_is_the_same_task(clients, trusts):
 
 
 def test_same_client_token_with_another_input_is_409(clients, trusts,
-                                                    api_conf):
+                                                     api_conf):
     a = clients['demo'].create(client_token='tok-2', name='one')
     assert a.status_int == 201
     b = clients['demo'].create(client_token='tok-2', name='two')
