@@ -303,7 +303,7 @@ def summarise_clones(clones):
     }
 
 
-# -- persistence ---------------------------------------------------------------
+# -- persistence --------------------------------------------------------------
 
 class Databases:
     """PostgreSQL databases made for this run (or sqlite files)."""
@@ -359,7 +359,7 @@ class FlowStates:
         self._engine.dispose()
 
 
-# -- conductors ----------------------------------------------------------------
+# -- conductors ---------------------------------------------------------------
 
 class Fleet:
     """Conductor processes sharing one persistence and one jobboard path."""
@@ -580,7 +580,7 @@ poster.close()
 """
 
 
-# -- the bench -----------------------------------------------------------------
+# -- the bench ----------------------------------------------------------------
 
 class Bench:
     def __init__(self, args):
@@ -688,7 +688,7 @@ class Bench:
             store = fleet.make_stores([big], 1, label)[0]
             clone_id = store[c.CLONE_ID]
             fleet.start('a')
-            fleet.wait_serving('a')      # one at a time: the schema is made once
+            fleet.wait_serving('a')    # one at a time: the schema is made once
             if mode == 'standby':
                 fleet.start('b')
                 fleet.wait_serving('b')
@@ -845,7 +845,7 @@ class Bench:
             fleet.post(store)
         say(f'  {label}: {n} jobs posted in {time.monotonic() - t0:.1f}s')
         names = [chr(ord('a') + i) for i in range(conductors)]
-        for name in names:                 # together: the poster made the schema
+        for name in names:               # together: the poster made the schema
             fleet.start(name)
         for name in names:
             fleet.wait_serving(name)

@@ -118,7 +118,7 @@ def clone_conf(cloud, workdir, name, workers):
     return path
 
 
-# -- 2. Glance as user demo ------------------------------------------------------
+# -- 2. Glance as user demo ---------------------------------------------------
 
 def session(cloud, user='demo'):
     u = cloud['users'][user]
@@ -336,7 +336,7 @@ class Segments:
                     {'copy_seconds': seconds, 'attach_seconds': attach})
 
 
-# -- 5. The rounds ---------------------------------------------------------------
+# -- 5. The rounds ------------------------------------------------------------
 
 class Results:
     def __init__(self):

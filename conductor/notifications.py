@@ -166,7 +166,7 @@ class Notifier:
             time.sleep(0.05)
         return True
 
-    # -- events ----------------------------------------------------------------
+    # -- events ---------------------------------------------------------------
 
     def start(self, task):
         if self.enabled and task:

@@ -122,7 +122,7 @@ class GlanceCloneFilter:
                 return probe if req.method == 'GET' else self._forward(req)
         return req.get_response(self.app)
 
-    # -- forwarding --------------------------------------------------------------
+    # -- forwarding -----------------------------------------------------------
 
     def _forward(self, req, method=None, body=None):
         method = method or req.method

@@ -269,7 +269,7 @@ class TasksController:
         LOG.info('Cancel requested for clone %s', task_id)
         return 204, None, None
 
-    # -- GET /v2/images/{image_id}/copies --------------------------------------
+    # -- GET /v2/images/{image_id}/copies -------------------------------------
 
     def copies(self, req, context, image_id):
         """The copies of an image across regions (as the caller's Glance

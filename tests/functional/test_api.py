@@ -224,7 +224,7 @@ def wait_status(cloud, api, user, task_id, statuses, timeout=180):
         time.sleep(1)
 
 
-# -- the glance CLI ------------------------------------------------------------
+# -- the glance CLI -----------------------------------------------------------
 
 def test_glance_cli_creates_shows_and_lists_clone_tasks(cloud, api):
     made = [task_create(cloud, api, 'demo', name=f'copy-{i}')['id']
@@ -361,7 +361,7 @@ def test_openapi_document_is_served(cloud, api):
     assert set(r.json()['paths']['/v2/tasks']) == {'get', 'post'}
 
 
-# -- bad input: a clear 4xx each, and the service stays up ---------------------
+# -- bad input: a clear 4xx each, and the service stays up --------------------
 
 def _post(api, tok, data, content_type='application/json'):
     headers = {'Content-Type': content_type}
@@ -520,7 +520,7 @@ def test_missing_expired_and_revoked_tokens_get_401(cloud, api,
     assert r.status_code == 401
 
 
-# -- cancel -----------------------------------------------------------------------
+# -- cancel -------------------------------------------------------------------
 
 def test_cancel_of_a_finished_task_is_409(cloud, api):
     task = task_create(cloud, api, 'demo')
@@ -531,7 +531,7 @@ def test_cancel_of_a_finished_task_is_409(cloud, api):
     assert r.status_code == 409 and 'already ended' in r.text
 
 
-# -- the main job, and no secret left behind --------------------------------------
+# -- the main job, and no secret left behind ----------------------------------
 
 def test_clone_through_the_glance_cli_succeeds_and_leaves_no_token(cloud, api):
     data = os.urandom(3 * 2 ** 20 + 7)

@@ -510,7 +510,7 @@ def test_two_conductors_fifty_concurrent_small_clones(
     assert ran_a > 0 and ran_b > 0
 
 
-# -- ZooKeeper: the board is glance-clone's alone ------------------------------
+# -- ZooKeeper: the board is glance-clone's alone -----------------------------
 
 FAKE_IMAGE = '6f1d2a3b-3333-4c4c-8d8d-0123456789ab'
 

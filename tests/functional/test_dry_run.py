@@ -113,7 +113,7 @@ def test_dry_run_that_fails_a_check_gives_the_clones_sentence(
     assert dry['failed_step'] == real['failed_step']
 
 
-# -- if_exists -----------------------------------------------------------------
+# -- if_exists ----------------------------------------------------------------
 
 @pytest.fixture(scope='module')
 def cloned_once(cloud, clone_conf_file):
@@ -173,7 +173,7 @@ def test_if_exists_copy_makes_another_copy(cloud, clone_conf_file,
         copy_id, out['result']['image_id']}
 
 
-# -- the copies of an image, along a chain ---------------------------------------
+# -- the copies of an image, along a chain ------------------------------------
 
 def _copies_cli(cloud, conf_file, region, image_id, user='demo'):
     r = subprocess.run(
@@ -216,7 +216,7 @@ def test_chain_with_the_middle_copy_deleted_still_lists_the_originals_copies(
                        user='alt_demo')['copies'] == []
 
 
-# -- the same through clone-api and a real conductor ------------------------------
+# -- the same through clone-api and a real conductor --------------------------
 
 @pytest.fixture(scope='module')
 def api(cloud, tmp_path_factory):

@@ -352,7 +352,7 @@ def test_corrupted_segment_same_cluster_fails_cleanly(topology, tmp_path):
                                      tmp_path)
 
 
-# -- one cluster per region -----------------------------------------------------
+# -- one cluster per region ---------------------------------------------------
 
 class SwiftConductors(tc.Conductors):
     """Conductors whose configuration maps both regions to their Swift."""
@@ -466,7 +466,7 @@ def _corrupted_segment_fails_cleanly(info, cluster, tmp_path):
     assert containers(r2) == before    # no object nor container left behind
 
 
-# -- the sweep ------------------------------------------------------------------
+# -- the sweep ----------------------------------------------------------------
 
 def test_the_sweep_removes_swift_segments_a_failed_revert_left(
         topology, tmp_path, monkeypatch):
@@ -526,7 +526,7 @@ def test_the_sweep_removes_swift_segments_a_failed_revert_left(
     assert r2_images.images.get(bystander.id).status == 'active'
 
 
-# -- mixed stores -------------------------------------------------------------------
+# -- mixed stores -------------------------------------------------------------
 
 def test_mixed_stores_fall_back_to_http_and_say_why(topology, tmp_path):
     info = topology.ensure('per-region', regions='RegionOne')

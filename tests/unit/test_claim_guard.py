@@ -304,7 +304,7 @@ def test_connected_state_with_a_disconnected_client_is_not_settled():
     assert cond.session.wait_connected(0.05) == CONNECTED
 
 
-# -- the conductor: lost clones are abandoned, poison jobs trashed -------------
+# -- the conductor: lost clones are abandoned, poison jobs trashed ------------
 
 class Job:
     uuid = 'job-uuid'

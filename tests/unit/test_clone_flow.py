@@ -315,7 +315,7 @@ def test_unknown_target_region_is_named(conf, cloud):
 
 def test_hash_mismatch_fails_and_removes_the_copy(conf, cloud):
     src = cloud['R1'].add_image(b'hello world')
-    cloud['R1'].data[src['id']] = b'hello w0rld'   # bit rot in the source store
+    cloud['R1'].data[src['id']] = b'hello w0rld'  # bit rot in the source store
     store = _store(src['id'])
     out, _, _ = _clone(conf, cloud, store)
     assert not out.succeeded

@@ -80,7 +80,7 @@ def test_paste_pipeline_loads_with_real_auth_token(api_conf):
     assert req.get_response(app).status_int == 413
 
 
-# -- submit_clone --------------------------------------------------------------
+# -- submit_clone -------------------------------------------------------------
 
 def request_ctx():
     return oslo_context.RequestContext(

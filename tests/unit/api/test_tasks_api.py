@@ -355,7 +355,7 @@ def test_cancel_finished_is_409(client, api_conf):
     assert shown['message'] == 'it broke' and shown['expires_at']
 
 
-# -- the OpenAPI document -------------------------------------------------------
+# -- the OpenAPI document -----------------------------------------------------
 
 def _routes(app):
     """(path, method) of every route the app's mapper serves."""
