@@ -15,13 +15,15 @@ class InvalidRequest(CloneError):
 
 class InvalidImageId(InvalidRequest):
     def __init__(self, image_id):
-        super().__init__(f"'{image_id}' is not a valid image id (expected a UUID)")
+        super().__init__(
+            f"'{image_id}' is not a valid image id (expected a UUID)")
 
 
 class RegionNotFound(CloneError):
     def __init__(self, region, service='image'):
         super().__init__(
-            f"region '{region}' has no {service} endpoint in the service catalog")
+            f"region '{region}' has no {service} endpoint in the service "
+            f"catalog")
 
 
 class SourceImageNotFound(CloneError):
@@ -165,7 +167,8 @@ class VerificationFailed(CloneError):
 
 class NoStrategy(CloneError):
     def __init__(self, name, reason):
-        super().__init__(f"store strategy '{name}' cannot copy this image: {reason}")
+        super().__init__(
+            f"store strategy '{name}' cannot copy this image: {reason}")
 
 
 class NotAuthenticated(CloneError):
@@ -235,4 +238,5 @@ def user_message(exc_type_names, exc_str, step=None):
     if any(n.startswith('clone_flows.exceptions.') for n in names):
         return exc_str
     where = f" during {step}" if step else ''
-    return f"internal error{where}; the operator can find the details in the clone's log"
+    return (f"internal error{where}; the operator can find the details in "
+            f"the clone's log")

@@ -39,7 +39,8 @@ class GlanceError(Exception):
     """An unexpected answer from Glance (not a user error)."""
 
     def __init__(self, region, method, url, status, body):
-        super().__init__(f"{method} {url} in {region} answered {status}: {body[:300]}")
+        super().__init__(
+            f"{method} {url} in {region} answered {status}: {body[:300]}")
         self.status = status
 
 
@@ -170,7 +171,8 @@ class GlanceRegion:
                 raise exceptions.TargetRefusedSize(
                     self.region, *_over_limit(resp.text or ''))
             cls = _BY_STATUS.get(resp.status_code, GlanceError)
-            raise cls(self.region, method, url, resp.status_code, resp.text or '')
+            raise cls(self.region, method, url, resp.status_code,
+                      resp.text or '')
         return resp
 
     # -- images -----------------------------------------------------------
@@ -188,7 +190,8 @@ class GlanceRegion:
         return images
 
     def create_image(self, **fields):
-        return self._request('POST', '/v2/images', ok=(201,), json=fields).json()
+        return self._request('POST', '/v2/images', ok=(201,),
+                             json=fields).json()
 
     def update_image(self, image_id, replace=None, remove=()):
         ops = [{'op': 'add', 'path': _patch_path(k), 'value': v}
@@ -198,7 +201,8 @@ class GlanceRegion:
             return self.get_image(image_id)
         return self._request(
             'PATCH', f'/v2/images/{image_id}', data=json.dumps(ops),
-            headers={'Content-Type': 'application/openstack-images-v2.1-json-patch'}
+            headers={'Content-Type':
+                     'application/openstack-images-v2.1-json-patch'}
         ).json()
 
     def delete_image(self, image_id):

@@ -139,7 +139,8 @@ class MetadataPolicy:
     @classmethod
     def from_conf(cls, conf):
         m = conf.metadata
-        return cls(skip=list(m.skip_properties) + list(m.extra_skip_properties),
+        return cls(skip=(list(m.skip_properties)
+                         + list(m.extra_skip_properties)),
                    signature=m.signature_properties,
                    copy_signatures=m.target_verifies_signatures,
                    default_visibility=m.default_visibility)
@@ -217,7 +218,8 @@ class MetadataPolicy:
         if protected is None:
             protected = bool(source.get('protected', False))
         return {
-            'visibility': overrides.get('visibility') or self.default_visibility,
+            'visibility': (overrides.get('visibility')
+                           or self.default_visibility),
             'os_hidden': hidden,
             'protected': protected,
         }

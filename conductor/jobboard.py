@@ -487,8 +487,10 @@ class Poster:
             if self._board is None or not self._board.connected:
                 if self._client is None:
                     self._client = make_client(self._conf)
-                self._backend = self._backend or persistence.get_backend(self._conf)
-                self._board = make_board(self._conf, self._client, self._backend)
+                self._backend = (self._backend
+                                 or persistence.get_backend(self._conf))
+                self._board = make_board(self._conf, self._client,
+                                         self._backend)
             return self._board, self._backend
 
     def post(self, store, project_id=None):

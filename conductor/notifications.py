@@ -124,7 +124,8 @@ class Notifier:
         import oslo_messaging
         transport = oslo_messaging.get_notification_transport(conf)
         self._notifier = oslo_messaging.Notifier(
-            transport, publisher_id=f'glance-clone.{host or socket.gethostname()}')
+            transport,
+            publisher_id=f'glance-clone.{host or socket.gethostname()}')
         self._queue = queue.Queue(maxsize=conf.notifications.queue_size)
         self._thread = threading.Thread(target=self._send_loop,
                                         name='clone-notifications',

@@ -76,8 +76,8 @@ def from_flow_detail(fd):
     step, message, cleanup_failed = None, '', False
     if not succeeded:
         execute_failures = [(n, f) for n, f, kind in _failures(fd)
-                            if kind == 'execute' and n not in (c.COPY_RETRY,
-                                                               c.RESERVE_RETRY)]
+                            if kind == 'execute'
+                            and n not in (c.COPY_RETRY, c.RESERVE_RETRY)]
         revert_failures = [(n, f) for n, f, kind in _failures(fd)
                            if kind == 'revert']
         cleanup_failed = bool(revert_failures)

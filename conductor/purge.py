@@ -36,8 +36,9 @@ purge_opts = [
                help='How long the flow records (logbook, flow and atom '
                     'details, transition history) of a finished clone are '
                     'kept; the conductors then remove them, and the trashed '
-                    'jobs as old, with their periodic sweep (every [conductor] '
-                    'sweep_interval). A number with a unit s, m, h, d or w; '
+                    'jobs as old, with their periodic sweep (every '
+                    '[conductor] sweep_interval). A number with a unit s, m, '
+                    'h, d or w; '
                     '0 keeps them for ever. Running clones and clones '
                     'waiting for the sweep are never removed.'),
 ]

@@ -154,7 +154,8 @@ def inject_transients(conf, engine, services=None):
     except tf_exc.NotFound:     # a dry run copies nothing
         return
     checkpoint = (details.get('details') or {}).get('checkpoint')
-    engine.storage.inject_atom_args(c.COPY_DATA, {c.COPY_CHECKPOINT: checkpoint},
+    engine.storage.inject_atom_args(c.COPY_DATA,
+                                    {c.COPY_CHECKPOINT: checkpoint},
                                     transient=True)
 
 

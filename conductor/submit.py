@@ -134,7 +134,8 @@ def create_user_trust(conf, context):
     """A trust user -> clone service, delegating ``[clone] trust_roles`` on
     the request's project; built from the request's token
     (``context.auth_token``).  A user who lacks one of those roles is
-    refused (:class:`clone_flows.exceptions.TrustRolesMissing`) before any call.
+    refused (:class:`clone_flows.exceptions.TrustRolesMissing`) before any
+    call.
     """
     roles = auth.trust_roles(conf, context.project_id, context.roles)
     trustee = _trustee(conf)

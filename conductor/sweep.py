@@ -70,7 +70,8 @@ def _store_leftovers(services, target, atoms, clone_id, source_region,
             f"the strategy {plan.get('strategy')!r} of clone {clone_id} is "
             f"not installed here: its data cannot be removed")
     copy = atoms.get(c.COPY_DATA)
-    progress = ((copy.meta or {}).get('progress_details') or {}) if copy else {}
+    progress = (((copy.meta or {}).get('progress_details') or {})
+                if copy else {})
     checkpoint = (progress.get('details') or {}).get('checkpoint')
     for image_id in image_ids:
         strategy.cleanup(base.CopyJob(

@@ -69,7 +69,8 @@ class SwiftAccount:
         except swiftclient.ClientException as e:
             raise SwiftError(what, e.http_status,
                              f'{e.http_reason or ""} {e.msg}') from e
-        except Exception as e:   # connection errors, after swiftclient's retries
+        except Exception as e:
+            # connection errors, after swiftclient's retries
             self._local.conn = None
             raise SwiftError(what, None, type(e).__name__) from e
 

@@ -116,4 +116,5 @@ class CloneDependencies(common.Task):
                         LOG.info('Clone %s: deleted the %s copy %s', clone_id,
                                  key, image['id'])
         utils.keep_trying(delete_all, f'Deleting the dependency copies of '
-                          f'clone {clone_id}', services.conf.clone.revert_timeout)
+                          f'clone {clone_id}',
+                          services.conf.clone.revert_timeout)

@@ -114,7 +114,8 @@ class DryRunReport(common.Task):
             _check('source downloadable', f"{source_region}'s Glance lets "
                    f"you download it (its download_image policy)"),
             _check('metadata', 'nothing in its metadata stops a copy'
-                   + (f" (references mapped: {', '.join(sorted(mapped_properties))})"
+                   + (f" (references mapped: "
+                      f"{', '.join(sorted(mapped_properties))})"
                       if mapped_properties else '')),
             _check('target may create images', 'your delegation holds the '
                    f"{' and '.join(sorted(roles & set(CREATE_ROLES)))} role "

@@ -86,7 +86,8 @@ class PlanCopy(common.Task):
                                      'why in the clone\'s log)')
             if ok:
                 plan = strategy.plan(job)
-                plan.reason = '; '.join(f'{n}: {r}' for n, r in rejected.items()) \
+                plan.reason = '; '.join(f'{n}: {r}'
+                                        for n, r in rejected.items()) \
                     or 'preferred'
                 return plan.to_dict()
             rejected[name] = reason

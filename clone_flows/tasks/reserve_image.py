@@ -90,9 +90,9 @@ class ReserveImage(common.Task):
             LOG.info('Clone %s: reusing reserved image %s in %s', clone_id,
                      image_id, target.region)
             return image_id
-        fields = policy.reservation(source_image, overrides,
-                                    metadata.provenance(clone_id, source_region,
-                                                        source_image))
+        fields = policy.reservation(
+            source_image, overrides,
+            metadata.provenance(clone_id, source_region, source_image))
         try:
             image = target.create_image(**fields)
         except glance.Forbidden as e:

@@ -187,7 +187,8 @@ def _sentence(error):
             and not error.absolute_path:
         allowed = clone_input_schema()['properties']
         extra = sorted(set(error.instance) - set(allowed))
-        return (f"input: unknown key(s) {', '.join(repr(k[:64]) for k in extra)}; "
+        return (f"input: unknown key(s) "
+                f"{', '.join(repr(k[:64]) for k in extra)}; "
                 f"allowed: {', '.join(sorted(allowed))}")
     if v == 'required':
         missing = [k for k in arg if k not in error.instance]

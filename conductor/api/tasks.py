@@ -217,7 +217,8 @@ class TasksController:
             limit = min(limit, self.conf.api.api_limit_max)
         sort_key = params.get('sort_key', 'created_at')
         if sort_key not in SORT_KEYS:
-            raise bad_request(f"sort_key must be one of: {', '.join(SORT_KEYS)}")
+            raise bad_request(
+                f"sort_key must be one of: {', '.join(SORT_KEYS)}")
         sort_dir = params.get('sort_dir', 'desc')
         if sort_dir not in ('asc', 'desc'):
             raise bad_request('sort_dir must be asc or desc')

@@ -249,8 +249,8 @@ def cmd_copies(conf, args):
         return 0
     image = listing['image']
     if not image['found']:
-        print(f"image {args.image} is not visible in {args.region} (deleted?); "
-              f"its copies:", file=sys.stderr)
+        print(f"image {args.image} is not visible in {args.region} "
+              f"(deleted?); its copies:", file=sys.stderr)
     print(f"{'REGION':12}  {'IMAGE':36}  {'STATUS':8}  {'VERIFIED':8}  "
           f"SOURCE")
     for e in listing['copies']:
@@ -416,7 +416,8 @@ class CloneRun(Command):
         c.add_argument('--target-region',
                        default=os.environ.get('OS_REGION_NAME'),
                        help='region to clone into (default: $OS_REGION_NAME)')
-        c.add_argument('--name', help='name of the copy (default: the source\'s)')
+        c.add_argument('--name',
+                       help='name of the copy (default: the source\'s)')
         c.add_argument('--visibility',
                        choices=['private', 'shared', 'community', 'public'])
         c.add_argument('--property', action='append', type=_key_value,
@@ -429,10 +430,10 @@ class CloneRun(Command):
                        help='run the checks of the clone and print its plan '
                             '(strategy, bytes, property diff); change nothing')
         c.add_argument('--include-dependencies', action='store_true',
-                       help='also clone the kernel and ramdisk images the image '
-                            'refers to (kernel_id, ramdisk_id) when your project '
-                            'in the target region has no verified copy of them '
-                            'yet, in the same clone')
+                       help='also clone the kernel and ramdisk images the '
+                            'image refers to (kernel_id, ramdisk_id) when '
+                            'your project in the target region has no '
+                            'verified copy of them yet, in the same clone')
         c.add_argument('--if-exists', choices=['copy', 'reuse', 'fail'],
                        default='copy',
                        help='when your project in the target region already '
@@ -441,8 +442,9 @@ class CloneRun(Command):
         c.add_argument('--resume', metavar='CLONE_ID',
                        help='continue a clone whose process was killed')
         c.add_argument('--conductor', action='store_true',
-                       help='post the clone to the jobboard for the conductors '
-                            'and follow it, instead of running it here')
+                       help='post the clone to the jobboard for the '
+                            'conductors and follow it, instead of running it '
+                            'here')
         c.add_argument('--no-wait', action='store_true',
                        help='with --conductor: print the clone id and return')
         c.add_argument('--no-progress', action='store_true',

@@ -41,7 +41,8 @@ def board_session(conf):
             client.close()
         raise manage.CommandError(
             f'ZooKeeper ({",".join(conf.jobboard.zookeeper_hosts)}) cannot '
-            f'be reached: no answer within {conf.jobboard.session_timeout:g} s')
+            f'be reached: no answer within '
+            f'{conf.jobboard.session_timeout:g} s')
     try:
         board = jobboard.make_board(conf, client, backend)
         try:

@@ -141,9 +141,9 @@ def reset_for_retry(fd):
 class CloneRetry(manage.Command):
     """Re-post a failed clone; it resumes from what was kept.
 
-    Steps that had succeeded are not run again.  Possible while the clone's trust
-    (the user's delegation) still exists: after a poison job or an operator's
-    trash not yet swept, or a failed cleanup.
+    Steps that had succeeded are not run again.  Possible while the clone's
+    trust (the user's delegation) still exists: after a poison job or an
+    operator's trash not yet swept, or a failed cleanup.
     """
 
     def get_parser(self, prog_name):

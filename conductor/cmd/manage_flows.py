@@ -167,8 +167,8 @@ class FlowPurge(lister.Lister):
     """Remove finished clones' flow records and old trashed jobs.
 
     The logbook, flow and atom details and history of clones that finished
-    longer than DURATION ago, and the trashed jobs as old.  Running clones, and clones waiting for the sweep, are never
-    touched.
+    longer than DURATION ago, and the trashed jobs as old.  Running clones,
+    and clones waiting for the sweep, are never touched.
     """
 
     def get_parser(self, prog_name):

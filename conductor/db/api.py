@@ -147,7 +147,8 @@ def _alembic_config():
 
 def head_revision():
     from alembic import script
-    return script.ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return script.ScriptDirectory.from_config(
+        _alembic_config()).get_current_head()
 
 
 def _upgrade(engine, revision='head'):
@@ -208,7 +209,8 @@ def isotime(value):
 def _parse_time(value):
     if value is None or isinstance(value, datetime.datetime):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(
+                datetime.timezone.utc).replace(tzinfo=None)
         return value
     text = str(value).rstrip('Z')
     return datetime.datetime.fromisoformat(text)

@@ -86,7 +86,8 @@ class ClaimGuard:
         state = watch.state
         if state == kz_states.KazooState.SUSPENDED:
             state = watch.wait_connected(cond.session_timeout)
-        if watch.epoch != self._epoch or state != kz_states.KazooState.CONNECTED:
+        if (watch.epoch != self._epoch
+                or state != kz_states.KazooState.CONNECTED):
             raise exceptions.Interrupted('ZooKeeper session lost')
         now = time.monotonic()
         if in_step and now - self._checked_at < self._recheck:

@@ -147,7 +147,8 @@ def serve(conf):
     cond = worker.CloneConductor(conf, board, backend, client)
 
     def on_stop(signum, _frame):
-        LOG.info('Signal %s: stopping conductor %s gracefully', signum, cond.name)
+        LOG.info('Signal %s: stopping conductor %s gracefully', signum,
+                 cond.name)
         cond.stop()
 
     def on_hup(signum, _frame):
@@ -164,7 +165,8 @@ def serve(conf):
     heartbeat = Heartbeat(conf, cond.records)
     heartbeat.start()
     LOG.info('Conductor %s serving %s on %s (up to %d clones at a time)',
-             cond.name, conf.jobboard.path, ','.join(conf.jobboard.zookeeper_hosts),
+             cond.name, conf.jobboard.path,
+             ','.join(conf.jobboard.zookeeper_hosts),
              conf.conductor.max_concurrent_clones)
     try:
         cond.run()
