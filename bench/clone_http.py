@@ -32,7 +32,8 @@ and whatever one copy leaves for the next fall on all of them alike:
       the PUT's answer.
 
 For (a) and (a2) it also reads the copy step's own duration from the clone's
-persisted result ("a: its copy step alone"): the gap between it and (a) is the fixed
+persisted result ("a: its copy step alone"): the gap between it and (a) is \
+the fixed
 cost of a clone (process start-up, trust, checks, verification, metadata),
 the gap between it and (c) the data path's.
 
@@ -363,7 +364,8 @@ def run_glance_download(src_region, dst_region, source, name):
     start = time.monotonic()
     dst_region.api.post(f'/v2/images/{image_id}/import', json={'method': {
         'name': 'glance-download', 'glance_region': src_region.name,
-        'glance_image_id': source['id'], 'glance_service_interface': 'public'}})
+        'glance_image_id': source['id'],
+        'glance_service_interface': 'public'}})
     while True:
         image = dst_region.get(image_id)
         if image['status'] == 'active':
@@ -630,7 +632,8 @@ def main():
         value = med[x] / med[y]
         rounds = [tx / ty for tx, ty in zip(times[x], times[y])]
         print(f'{ratio} = {value:.2f} (ratio of medians; target <= '
-              f"{TARGETS[ratio]}: {'met' if value <= TARGETS[ratio] else 'MISSED'}"
+              f"{TARGETS[ratio]}: "
+              f"{'met' if value <= TARGETS[ratio] else 'MISSED'}"
               f'); round by round {", ".join(f"{v:.2f}" for v in rounds)}, '
               f'median {statistics.median(rounds):.2f}')
     for m in ('a', 'a2'):
@@ -639,7 +642,8 @@ def main():
               f"clone ({m} - its copy step) = {med[m] - step:.1f} s")
     peaks = {s: max(v) for s, v in sorted(rss.items())}
     for size_mib, peak in peaks.items():
-        print(f'peak RSS of clone-manage, {size_mib} MiB image: {peak:.1f} MiB '
+        print(f'peak RSS of clone-manage, {size_mib} MiB image: '
+              f'{peak:.1f} MiB '
               f"(target <= {TARGETS['rss_mib']}: "
               f"{'met' if peak <= TARGETS['rss_mib'] else 'MISSED'})")
     if len(peaks) > 1:

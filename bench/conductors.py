@@ -175,7 +175,8 @@ class Cloud:
                 time.sleep(0.2 * attempt)
 
     def data_file(self, region, image_id):
-        return pathlib.Path(self.info['regions'][region]['data_dir']) / image_id
+        return (pathlib.Path(self.info['regions'][region]['data_dir'])
+                / image_id)
 
     def copies(self, source_ids):
         """RegionTwo images (hidden or not) cloned from ``source_ids``."""
@@ -702,7 +703,8 @@ class Bench:
             reserved = re.compile(rf'Clone {clone_id}: (?:reserved|reusing '
                                   rf'reserved) image (\S+)')
             image_id = wait_for(
-                lambda: (reserved.search(fleet.log(victim)) or [None, None])[1],
+                lambda: (reserved.search(fleet.log(victim))
+                         or [None, None])[1],
                 120, 'the reserved image')
             path = self.cloud.data_file('RegionTwo', image_id)
             total = self.args.big_mib * MiB
@@ -1034,8 +1036,8 @@ def section_tps(tps):
           f'beforehand (wall: first claim to last end, from the conductors\' '
           f'logs; per clone: its claim to its end)')
         p('')
-        p('| code | conductors | wall s | clones/s | per conductor | per clone '
-          'median / p90 s | failed | retried a step | Glance 500s | '
+        p('| code | conductors | wall s | clones/s | per conductor | '
+          'per clone median / p90 s | failed | retried a step | Glance 500s | '
           f'{CPU_HEAD} | load before -> after |')
         p('|---|---|---|---|---|---|---|---|---|---|---|')
         for t in tps:

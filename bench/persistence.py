@@ -427,9 +427,11 @@ def main():
             old = by[(kind, 'before')]
             rounds = [o / n for o, n in zip(old['cpu_ms_all'],
                                             new['cpu_ms_all'])]
-            print(f'{LABELS[kind]}: {args.compare} (before) {old["cpu_ms"]:.1f}'
+            print(f'{LABELS[kind]}: {args.compare} (before) '
+                  f'{old["cpu_ms"]:.1f}'
                   f' ms CPU per clone, this code (cached) '
-                  f'{new["cpu_ms"]:.1f} ms: {new["cpu_ms"] - old["cpu_ms"]:+.1f}'
+                  f'{new["cpu_ms"]:.1f} ms: '
+                  f'{new["cpu_ms"] - old["cpu_ms"]:+.1f}'
                   f' ms; before/after per round '
                   f'{", ".join(f"{r:.2f}" for r in rounds)}')
     floor = by[('memory', 'memory')]

@@ -30,7 +30,8 @@ def cloud():
     if not was_up:
         r = localcloud('up', check=False)
         if r.returncode != 0:
-            pytest.fail(f'local cloud did not come up:\n{r.stdout}\n{r.stderr}')
+            pytest.fail(f'local cloud did not come up:\n{r.stdout}\n'
+                        f'{r.stderr}')
     info = json.loads(localcloud('env', '--json').stdout)
     yield info
     if not was_up and not os.environ.get('LOCALCLOUD_KEEP'):

@@ -29,8 +29,8 @@ from tests.functional.test_api import running_api
 from tests.functional.test_api import token
 from tests.functional.test_api import zookeeper_nodes
 
-#: Examples per operation and kind (valid, invalid): the run stays well under two
-#: minutes on this 2-core machine (see the module's report line).
+#: Examples per operation and kind (valid, invalid): the run stays well under
+#: two minutes on this 2-core machine (see the module's report line).
 MAX_EXAMPLES = 100
 STATS = {'requests': collections.Counter(), 'findings': [],
          'malformed_http': 0}
@@ -147,7 +147,8 @@ def test_the_service_still_answers_after_the_fuzz_run(cloud, fuzz_api,
                                                       auth):
     counts = STATS['requests']
     total = sum(counts.values())
-    print(f'\nfuzz run: {total} requests, by status {dict(sorted(counts.items()))}, '
+    print(f'\nfuzz run: {total} requests, by status '
+          f'{dict(sorted(counts.items()))}, '
           f'{len(STATS["findings"])} findings, '
           f'{STATS["malformed_http"]} refused by gunicorn as malformed HTTP')
     for finding in STATS['findings']:

@@ -165,7 +165,8 @@ def wait_for(predicate, timeout=120, what='condition'):
 
 def wait_for_copy(cloud, src):
     """Until the copy of ``src`` is receiving data in RegionTwo."""
-    wait_for(lambda: any(i.status == 'saving' for i in copies_of(cloud, src.id)),
+    wait_for(lambda: any(i.status == 'saving'
+                         for i in copies_of(cloud, src.id)),
              what='the copy to start')
 
 
@@ -409,7 +410,8 @@ def test_poison_job_is_trashed_after_max_attempts(cloud, tmp_path):
         cs.stop_all()
 
 
-def test_the_periodic_sweep_removes_a_poison_jobs_image_once_the_region_is_back(
+# (E501: the test's name is its description and its id)
+def test_the_periodic_sweep_removes_a_poison_jobs_image_once_the_region_is_back(  # noqa: E501
         cloud, tmp_path):
     """A poison job's own sweep fails (RegionTwo does not answer); the
     conductor's periodic sweep removes the reserved image once RegionTwo
@@ -601,7 +603,8 @@ def test_a_board_made_without_acls_gets_them_on_start(cloud, tmp_path):
     from conductor import jobboard
     # (a path of its own: the test boards' parent is already secured)
     conductors = Conductors(
-        cloud, tmp_path, board=f'/glance-clone-upgrade-{uuid.uuid4().hex}/jobs')
+        cloud, tmp_path,
+        board=f'/glance-clone-upgrade-{uuid.uuid4().hex}/jobs')
     old = zk_client(cloud)                   # an older version: no ACLs
     board = conductors.board
     old.create(f'{board}/job0000000001', b'{"details": {}}', makepath=True)
@@ -645,6 +648,7 @@ def test_the_board_is_reached_over_tls_with_a_client_certificate(cloud,
     for kwargs in refused:
         other = kazoo_client.KazooClient(
             hosts=tls['hosts'], connection_retry={'max_tries': 1}, **kwargs)
-        with pytest.raises((kz_threading.KazooTimeoutError, kz_exc.KazooException)):
+        with pytest.raises((kz_threading.KazooTimeoutError,
+                            kz_exc.KazooException)):
             other.start(timeout=3)
         other.stop()

@@ -82,7 +82,8 @@ def _remove(cloud, sources):
 
 
 @pytest.mark.parametrize('n_conductors', [1, 2])
-def test_a_new_projects_clone_starts_before_another_projects_backlog_is_through(
+# (E501: the test's name is its description and its id)
+def test_a_new_projects_clone_starts_before_another_projects_backlog_is_through(  # noqa: E501
         cloud, tmp_path, n_conductors):
     """demo posts 30 clones, then alt_demo posts 1: alt_demo's clone is
     among the next clones started (only what conductor slots were already

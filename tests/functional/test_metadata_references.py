@@ -2,7 +2,8 @@
 
 ``kernel_id``/``ramdisk_id`` name images of RegionOne: a copy must name
 their verified copies in RegionTwo (cloned in the same clone with
-``include_dependencies``), or the clone is refused before any data moves.  Encrypted images (their key is in RegionOne's key manager) and
+``include_dependencies``), or the clone is refused before any data moves.  \
+Encrypted images (their key is in RegionOne's key manager) and
 snapshots of volume-backed servers (Cinder snapshots of RegionOne) are
 refused with a sentence.
 """

@@ -424,7 +424,8 @@ def test_single_object_source_moves_as_ranged_segments(topology, tmp_path):
     src = gc.images.create(name='swift-one-object', disk_format='raw',
                            container_format='bare')
     user_session(info, 'demo').put(
-        gc.http_client.get_endpoint().rstrip('/') + f'/v2/images/{src.id}/file',
+        gc.http_client.get_endpoint().rstrip('/')
+        + f'/v2/images/{src.id}/file',
         data=data, headers={'Content-Type': 'application/octet-stream'})
     src = gc.images.get(src.id)
     r1, r2 = store(info, 'RegionOne'), store(info, 'RegionTwo')

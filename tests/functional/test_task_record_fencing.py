@@ -96,7 +96,8 @@ def test_a_paused_conductor_never_rewrites_progress_or_outcome(
         a = _conductor(api, 'a')
         b = None
         try:
-            task_id = post_and_wait_for_copy(api, token, src, 'conductor a to copy')
+            task_id = post_and_wait_for_copy(api, token, src,
+                                             'conductor a to copy')
             a.send_signal(signal.SIGSTOP)
             time.sleep(SESSION_TIMEOUT + 2)
             b = _conductor(api, 'b')
@@ -145,7 +146,8 @@ def test_a_clone_nobody_runs_shows_it_waits_then_goes_on(cloud, tmp_path):
         a = _conductor(api, 'a')
         b = None
         try:
-            task_id = post_and_wait_for_copy(api, token, src, 'conductor a to copy')
+            task_id = post_and_wait_for_copy(api, token, src,
+                                             'conductor a to copy')
             running = _task(api, token, task_id)
             assert running['message'] == '' and \
                 running['result']['progress']['rate_bytes_per_s'] > 0

@@ -34,7 +34,8 @@ def test_trust_left_by_a_keystone_outage_is_deleted_when_it_is_back(
                              default_config_files=[], log=False)
         a = _conductor(api, 'a')
         try:
-            task_id = post_and_wait_for_copy(api, token, src, 'the copy to run')
+            task_id = post_and_wait_for_copy(api, token, src,
+                                             'the copy to run')
             trust_id = db_api.get_task(conf, task_id)['trust_id']
             localcloud('stop', 'keystone')
             try:

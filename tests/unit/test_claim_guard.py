@@ -1,7 +1,8 @@
 """The conductor's claim logic, driven by a fake kazoo client.
 
 :class:`conductor.worker.guards.SessionWatch` follows the client's states,
-:class:`conductor.worker.guards.ClaimGuard` answers ``services.proceed()``, and the
+:class:`conductor.worker.guards.ClaimGuard` answers ``services.proceed()``, \
+and the
 conductor gives up (abandons) a clone it lost and trashes a poison job.
 No ZooKeeper: the states and the claim's owner are set by the test.
 """

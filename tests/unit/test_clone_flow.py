@@ -47,9 +47,10 @@ def test_clone_copies_bits_and_metadata_and_reveals_the_copy(conf, cloud):
     new = cloud['R2'].images[out.result['image_id']]
     assert new['id'] != src['id']
     assert cloud['R2'].data[new['id']] == data
-    assert new['os_hash_value'] == src['os_hash_value'] == out.result['os_hash_value']
-    assert (new['os_distro'], new['hw_disk_bus'], new['tags'], new['min_ram']) \
-        == ('debian', 'scsi', ['x'], 64)
+    assert (new['os_hash_value'] == src['os_hash_value']
+            == out.result['os_hash_value'])
+    assert (new['os_distro'], new['hw_disk_bus'], new['tags'],
+            new['min_ram']) == ('debian', 'scsi', ['x'], 64)
     assert new['visibility'] == 'private' and new['os_hidden'] is False
     assert new[metadata.PROVENANCE_IMAGE] == src['id']
     assert new[metadata.PROVENANCE_REGION] == 'R1'
@@ -69,7 +70,8 @@ def test_empty_image_clones(conf, cloud):
     (lambda r: str(uuid.uuid4()), 'is not visible to you in R1'),
     (lambda r: 'not-a-uuid', 'is not a valid image id'),
     (lambda r: r.add_image(status='queued')['id'], "is 'queued'"),
-    (lambda r: r.add_image(b'x', status='deactivated')['id'], "is 'deactivated'"),
+    (lambda r: r.add_image(b'x', status='deactivated')['id'],
+     "is 'deactivated'"),
 ])
 def test_bad_sources_fail_with_a_sentence_and_leave_nothing(conf, cloud, make,
                                                             expected):
@@ -538,7 +540,8 @@ def test_a_strategys_checkpoint_is_handed_back_on_resume(conf, cloud):
     strategy = Segmented(conf)
     src = cloud['R1'].add_image(os.urandom(4000))
     store = dict(_store(src['id']), strategy_name='segmented')
-    services = fakes.FakeServices(conf, cloud, strategies={'segmented': strategy})
+    services = fakes.FakeServices(conf, cloud,
+                                  strategies={'segmented': strategy})
     with pytest.raises(Crash):
         _clone(conf, cloud, store, services=services)
     backend = persistence.get_backend(conf)

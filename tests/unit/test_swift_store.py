@@ -185,7 +185,8 @@ class LocationGlance(fakes.FakeGlanceRegion):
                 for s in acct.listing(container, obj + '-'))
         else:
             data = acct.c.objects[acct._key(container, obj)]['data']
-        if hashlib.sha512(data).hexdigest() != validation_data['os_hash_value']:
+        if (hashlib.sha512(data).hexdigest()
+                != validation_data['os_hash_value']):
             return          # Glance reverts: the image stays queued
         image.update(fakes._hashes(data), status='active')
         self.data[image_id] = data

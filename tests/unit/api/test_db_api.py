@@ -47,7 +47,8 @@ def _server_url(kind):
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text('DROP TABLE IF EXISTS clone_tasks'))
-        conn.execute(sa.text('DROP TABLE IF EXISTS clone_tasks_alembic_version'))
+        conn.execute(
+            sa.text('DROP TABLE IF EXISTS clone_tasks_alembic_version'))
     engine.dispose()
     return url
 

@@ -96,7 +96,8 @@ def test_schemas_and_task_lists_come_from_clone_api(glance):
     call(glance, 'POST', '/v2/tasks', {'type': 'clone', 'input': {
         'source_region': 'RegionOne', 'source_image_id': IMAGE}})
     _, listed = call(glance, 'GET', '/v2/tasks?limit=5')
-    assert len(listed['tasks']) == 1 and listed['schema'] == '/v2/schemas/tasks'
+    assert (len(listed['tasks']) == 1
+            and listed['schema'] == '/v2/schemas/tasks')
 
 
 def test_cancel_through_glance(glance):
@@ -168,8 +169,8 @@ def test_deep_or_malformed_json_is_400_never_500(raw, text):
 
 
 def test_a_body_under_the_limit_still_reaches_glance_whole():
-    factory = glance_filter.filter_factory({}, clone_api_url='http://127.0.0.1:9',
-                                           max_request_body_size='1000')
+    factory = glance_filter.filter_factory(
+        {}, clone_api_url='http://127.0.0.1:9', max_request_body_size='1000')
     raw = json.dumps({'type': 'import', 'input': {'x': 'y' * 900}}).encode()
     for chunked in (False, True):
         _, body = call(factory(glance_stub), 'POST', '/v2/tasks', raw=raw,

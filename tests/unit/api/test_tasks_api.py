@@ -173,7 +173,8 @@ BAD_INPUTS = [
     ('body not an object', dict(body=[1, 2]), 400, 'JSON object'),
     ('input not an object', dict(body={'type': 'clone', 'input': 'x'}), 400,
      "'input' must be a JSON object"),
-    ('input missing', dict(body={'type': 'clone'}), 400, "'input' is required"),
+    ('input missing', dict(body={'type': 'clone'}), 400,
+     "'input' is required"),
     ('unknown type', dict(body={'type': 'copy', 'input': {}}), 400,
      'Invalid type'),
     ('glance type', dict(body={'type': 'import', 'input': {}}), 400,
@@ -350,7 +351,8 @@ def test_cancel_finished_is_409(client, api_conf):
     db_api.update_task(api_conf, task['id'], status='failure',
                        message='it broke')
     r = client.delete(f"/v2/tasks/{task['id']}")
-    assert r.status_int == 409 and 'already ended' in r.json['error']['message']
+    assert (r.status_int == 409
+            and 'already ended' in r.json['error']['message'])
     shown = client.get(f"/v2/tasks/{task['id']}").json
     assert shown['message'] == 'it broke' and shown['expires_at']
 
