@@ -274,7 +274,8 @@ def port_owner(port):
                 for line in f:
                     parts = line.split()
                     local, state, inode = parts[1], parts[3], parts[9]
-                    if state == '0A' and int(local.rsplit(':', 1)[1], 16) == port:
+                    if (state == '0A'
+                            and int(local.rsplit(':', 1)[1], 16) == port):
                         inodes.add(inode)
         except OSError:
             pass
@@ -358,7 +359,8 @@ def run(cmd, log=None, env=None, cwd=None, input=None, what=None):
 
 
 def ensure_zookeeper_package():
-    if os.path.exists('/usr/share/java/zookeeper.jar') and shutil.which('java'):
+    if (os.path.exists('/usr/share/java/zookeeper.jar')
+            and shutil.which('java')):
         return
     if os.geteuid() != 0:
         raise CloudError(
@@ -529,7 +531,8 @@ log4j.rootLogger=INFO, CONSOLE
 log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
 log4j.appender.CONSOLE.Threshold=INFO
 log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
-log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] \
+- %-5p [%t:%C{1}@%L] - %m%n
 """)
     return changed
 
@@ -543,7 +546,9 @@ def keystone_conf(cloud):
     # doc/source/operator/policies.rst).
     policy_changed = write_if_changed(os.path.join(d, 'policy.yaml'), """\
 # written by tools/localcloud
-"identity:delete_trust": "rule:admin_required or user_id:%(target.trust.trustor_user_id)s or user_id:%(target.trust.trustee_user_id)s"
+"identity:delete_trust": "rule:admin_required or \
+user_id:%(target.trust.trustor_user_id)s or \
+user_id:%(target.trust.trustee_user_id)s"
 """)
     return write_if_changed(os.path.join(d, 'keystone.conf'), """\
 # written by tools/localcloud
@@ -610,7 +615,8 @@ def glance_conf(cloud, region, pw):
 debug = true
 use_stderr = true
 {stores_default}
-enabled_import_methods = ['glance-direct','web-download','copy-image','glance-download']
+enabled_import_methods = ['glance-direct','web-download','copy-image',\
+'glance-download']
 # this API's own URL (staging / import proxying between workers)
 worker_self_reference_url = {url}
 public_endpoint = {url}
@@ -985,7 +991,8 @@ def glance_init(cloud, region):
             log=cloud.log_file('glance-manage'),
             env=dict(os.environ, OS_GLANCE_CONFIG_DIR=etc),
             what='glance-manage db_sync (%s)' % region)
-        say('%s database ready in MariaDB (%.1fs)' % (svc, time.monotonic() - t))
+        say('%s database ready in MariaDB (%.1fs)'
+            % (svc, time.monotonic() - t))
 
     if glance_db.backend() == 'mysql':
         _once(cloud, svc, 'db_sync-mysql', mysql_init)
@@ -1295,7 +1302,8 @@ def cmd_env(cloud, args):
 
 def cmd_start(cloud, args):
     os.makedirs(cloud.log_dir, exist_ok=True)
-    if not os.path.exists(cloud.vbin('gunicorn')) and args.service != 'zookeeper':
+    if (not os.path.exists(cloud.vbin('gunicorn'))
+            and args.service != 'zookeeper'):
         raise CloudError('no cloud virtualenv yet: run `tools/localcloud up`')
     pw = cloud.passwords()
     db_step = 'db_sync-mysql' if glance_db.backend() == 'mysql' else 'db_sync'

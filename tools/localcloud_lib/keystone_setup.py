@@ -31,7 +31,8 @@ DOMAIN = 'default'
 def _one(items, what):
     items = list(items)
     if len(items) > 1:
-        raise SystemExit('keystone_setup: more than one %s: %r' % (what, items))
+        raise SystemExit('keystone_setup: more than one %s: %r'
+                         % (what, items))
     return items[0] if items else None
 
 

@@ -65,7 +65,8 @@ def ports():
     for c in CLUSTERS:
         up = c.upper()
         out['swift-%s-proxy' % c] = _env_int(
-            'LOCALCLOUD_SWIFT_%s_PORT' % up, DEFAULT_PORTS['swift-%s-proxy' % c])
+            'LOCALCLOUD_SWIFT_%s_PORT' % up,
+            DEFAULT_PORTS['swift-%s-proxy' % c])
         base = _env_int('LOCALCLOUD_SWIFT_%s_BACKEND_PORT' % up,
                         DEFAULT_PORTS['swift-%s-backend' % c])
         for i, kind in enumerate(KINDS):
@@ -308,7 +309,9 @@ log_name = swift-{c}-proxy
 log_level = INFO
 
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk authtoken keystoneauth copy dlo slo proxy-logging proxy-server
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache \
+listing_formats bulk authtoken keystoneauth copy dlo slo proxy-logging \
+proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
