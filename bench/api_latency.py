@@ -29,8 +29,8 @@ import requests
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.functional import test_api as helpers  # noqa: E402
 from tests.functional.conftest import user_session  # noqa: E402
+from tests.functional import test_api as helpers  # noqa: E402
 
 IMAGE = '6f1d2a3b-1111-4c4c-8d8d-0123456789ab'
 

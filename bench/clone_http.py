@@ -32,7 +32,8 @@ and whatever one copy leaves for the next fall on all of them alike:
       the PUT's answer.
 
 For (a) and (a2) it also reads the copy step's own duration from the clone's
-persisted result ("a: its copy step alone"): the gap between it and (a) is the fixed
+persisted result ("a: its copy step alone"): the gap between it and (a) is \
+the fixed
 cost of a clone (process start-up, trust, checks, verification, metadata),
 the gap between it and (c) the data path's.
 
@@ -69,11 +70,11 @@ import threading
 import time
 import uuid
 
+from keystoneauth1 import adapter
+from keystoneauth1.identity import v3
+from keystoneauth1 import session as ks_session
 import requests
 import sqlalchemy as sa
-from keystoneauth1 import adapter
-from keystoneauth1 import session as ks_session
-from keystoneauth1.identity import v3
 from taskflow.persistence import backends
 
 from clone_flows import constants
@@ -163,7 +164,8 @@ class Region:
 
     def delete(self, image_id, timeout=60):
         """Delete, and make sure it is gone: Glance on sqlite can answer 500
-        ("database is locked") while an import task of the image finishes."""
+        ("database is locked") while an import task of the image finishes.
+        """
         deadline = time.monotonic() + timeout
         while True:
             status = self.api.delete(f'/v2/images/{image_id}',
@@ -177,7 +179,8 @@ class Region:
 
     def wait_tasks_done(self, image_id, timeout=120):
         """Until every import task of the image has ended (after the image
-        went active, Glance's task still finishes and holds the image)."""
+        went active, Glance's task still finishes and holds the image).
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             tasks = self.api.get(f'/v2/images/{image_id}/tasks').json()
@@ -240,7 +243,8 @@ def copy_step_seconds(conf, clone_id):
 
 def watch_peak_rss(pid, peak, every=0.02):
     """Keeps ``peak[0]`` at the process's own peak RSS (MiB) until it ends:
-    ``VmHWM`` counts from its exec, unlike ``ru_maxrss``."""
+    ``VmHWM`` counts from its exec, unlike ``ru_maxrss``.
+    """
     while True:
         try:
             with open(f'/proc/{pid}/status') as f:
@@ -289,7 +293,8 @@ def run_clone_manage(conf, env, source, name):
 
 class WarmConductor:
     """(a2) One ``clone-conductor`` for the whole run, and this process as
-    the API: it makes the trust and posts each clone on the jobboard."""
+    the API: it makes the trust and posts each clone on the jobboard.
+    """
 
     def __init__(self, conf, session, workdir, env=None, name='conductor'):
         self.conf, self.session = conf, session
@@ -336,7 +341,8 @@ class WarmConductor:
 
     def peak_rss_mib(self):
         """The conductor's peak RSS since it started (``VmHWM``): its
-        imports and every clone it has run so far."""
+        imports and every clone it has run so far.
+        """
         with open(f'/proc/{self.proc.pid}/status') as f:
             return next(int(line.split()[1]) for line in f
                         if line.startswith('VmHWM:')) / 1024
@@ -358,7 +364,8 @@ def run_glance_download(src_region, dst_region, source, name):
     start = time.monotonic()
     dst_region.api.post(f'/v2/images/{image_id}/import', json={'method': {
         'name': 'glance-download', 'glance_region': src_region.name,
-        'glance_image_id': source['id'], 'glance_service_interface': 'public'}})
+        'glance_image_id': source['id'],
+        'glance_service_interface': 'public'}})
     while True:
         image = dst_region.get(image_id)
         if image['status'] == 'active':
@@ -403,7 +410,8 @@ def run_bare_stream(src_region, dst_region, source, name, chunk_size):
 
 def round_order(r):
     """The methods in round ``r`` (1-based): rows of a 4x4 Williams square,
-    each method preceded by each other one once in four rounds."""
+    each method preceded by each other one once in four rounds.
+    """
     square = ((0, 1, 3, 2), (1, 2, 0, 3), (2, 3, 1, 0), (3, 0, 2, 1))
     methods = list(METHODS)
     return [methods[i] for i in square[(r - 1) % len(square)]]
@@ -624,7 +632,8 @@ def main():
         value = med[x] / med[y]
         rounds = [tx / ty for tx, ty in zip(times[x], times[y])]
         print(f'{ratio} = {value:.2f} (ratio of medians; target <= '
-              f"{TARGETS[ratio]}: {'met' if value <= TARGETS[ratio] else 'MISSED'}"
+              f"{TARGETS[ratio]}: "
+              f"{'met' if value <= TARGETS[ratio] else 'MISSED'}"
               f'); round by round {", ".join(f"{v:.2f}" for v in rounds)}, '
               f'median {statistics.median(rounds):.2f}')
     for m in ('a', 'a2'):
@@ -633,7 +642,8 @@ def main():
               f"clone ({m} - its copy step) = {med[m] - step:.1f} s")
     peaks = {s: max(v) for s, v in sorted(rss.items())}
     for size_mib, peak in peaks.items():
-        print(f'peak RSS of clone-manage, {size_mib} MiB image: {peak:.1f} MiB '
+        print(f'peak RSS of clone-manage, {size_mib} MiB image: '
+              f'{peak:.1f} MiB '
               f"(target <= {TARGETS['rss_mib']}: "
               f"{'met' if peak <= TARGETS['rss_mib'] else 'MISSED'})")
     if len(peaks) > 1:

@@ -71,13 +71,13 @@ import threading
 import time
 import uuid
 
+import psutil
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: Where the product's code comes from: the work tree, or (--code head, the
 #: default) a snapshot of HEAD, so that edits others make to the shared work
 #: tree during the hour this runs do not change what is measured midway.
 SRC = ROOT
-
-import psutil
 
 # The poster's board and ZooKeeper client narrate their closing on stderr.
 for _name in ('taskflow', 'kazoo'):
@@ -134,8 +134,8 @@ class Cloud:
         self._local = threading.local()
 
     def session(self, user='demo'):
-        from keystoneauth1 import session as ks_session
         from keystoneauth1.identity import v3
+        from keystoneauth1 import session as ks_session
         key = f'session_{user}'
         if not hasattr(self._local, key):
             u = self.info['users'][user]
@@ -175,7 +175,8 @@ class Cloud:
                 time.sleep(0.2 * attempt)
 
     def data_file(self, region, image_id):
-        return pathlib.Path(self.info['regions'][region]['data_dir']) / image_id
+        return (pathlib.Path(self.info['regions'][region]['data_dir'])
+                / image_id)
 
     def copies(self, source_ids):
         """RegionTwo images (hidden or not) cloned from ``source_ids``."""
@@ -193,7 +194,8 @@ class Cloud:
 
     def delete_images(self, region, image_ids):
         """Delete, one at a time (see :meth:`upload`); returns how many
-        could not be deleted."""
+        could not be deleted.
+        """
         from glanceclient import exc
         gc = self.glance('admin', region)
         left = 0
@@ -216,7 +218,8 @@ class CloudMeter:
     """What the local cloud spent during a phase: CPU of each service
     (gunicorn workers included) and the HTTP 500s Glance answered the
     conductors (its sqlite database says "database is locked" under
-    concurrent writes)."""
+    concurrent writes).
+    """
 
     SERVICES = ('keystone', 'glance-RegionOne', 'glance-RegionTwo',
                 'zookeeper')
@@ -262,7 +265,8 @@ class CloudMeter:
 
 def clone_lines(fleet, names):
     """Per clone, from the conductors' logs: first claim, end, outcome,
-    whether a step failed and was retried, and the failure message."""
+    whether a step failed and was retried, and the failure message.
+    """
     clones = {}
     pat = re.compile(r'Clone ([0-9a-f-]{36})(?::| ended:) ?(.*)$')
     for name in names:
@@ -300,7 +304,7 @@ def summarise_clones(clones):
     }
 
 
-# -- persistence ---------------------------------------------------------------
+# -- persistence --------------------------------------------------------------
 
 class Databases:
     """PostgreSQL databases made for this run (or sqlite files)."""
@@ -356,7 +360,7 @@ class FlowStates:
         self._engine.dispose()
 
 
-# -- conductors ----------------------------------------------------------------
+# -- conductors ---------------------------------------------------------------
 
 class Fleet:
     """Conductor processes sharing one persistence and one jobboard path."""
@@ -421,7 +425,8 @@ class Fleet:
     def revive(self, name):
         """Start ``name`` again if it died (the machine is shared: other
         people's clean-ups have sent our conductors SIGTERM); returns True
-        when it did."""
+        when it did.
+        """
         proc = self.procs[name]
         if proc.poll() is None:
             return False
@@ -547,7 +552,6 @@ class Fleet:
             self._poster = jobboard.Poster(self.conf())
         return self._poster.post(store)
 
-
     def _post_with_snapshot(self, store):
         """Post with the code this fleet runs (a child process on it)."""
         if self._poster_proc is None:
@@ -577,7 +581,7 @@ poster.close()
 """
 
 
-# -- the bench -----------------------------------------------------------------
+# -- the bench ----------------------------------------------------------------
 
 class Bench:
     def __init__(self, args):
@@ -685,7 +689,7 @@ class Bench:
             store = fleet.make_stores([big], 1, label)[0]
             clone_id = store[c.CLONE_ID]
             fleet.start('a')
-            fleet.wait_serving('a')      # one at a time: the schema is made once
+            fleet.wait_serving('a')    # one at a time: the schema is made once
             if mode == 'standby':
                 fleet.start('b')
                 fleet.wait_serving('b')
@@ -699,7 +703,8 @@ class Bench:
             reserved = re.compile(rf'Clone {clone_id}: (?:reserved|reusing '
                                   rf'reserved) image (\S+)')
             image_id = wait_for(
-                lambda: (reserved.search(fleet.log(victim)) or [None, None])[1],
+                lambda: (reserved.search(fleet.log(victim))
+                         or [None, None])[1],
                 120, 'the reserved image')
             path = self.cloud.data_file('RegionTwo', image_id)
             total = self.args.big_mib * MiB
@@ -842,7 +847,7 @@ class Bench:
             fleet.post(store)
         say(f'  {label}: {n} jobs posted in {time.monotonic() - t0:.1f}s')
         names = [chr(ord('a') + i) for i in range(conductors)]
-        for name in names:                 # together: the poster made the schema
+        for name in names:               # together: the poster made the schema
             fleet.start(name)
         for name in names:
             fleet.wait_serving(name)
@@ -907,7 +912,8 @@ def snapshot(rev, dest):
 
 def use_code(how, work_dir):
     """Point SRC (this process and the conductors) at the code to measure;
-    returns what it is, for the table."""
+    returns what it is, for the table.
+    """
     global SRC
     head = _git('rev-parse', '--short', 'HEAD', text=True).strip()
     if how == 'tree':
@@ -1030,8 +1036,8 @@ def section_tps(tps):
           f'beforehand (wall: first claim to last end, from the conductors\' '
           f'logs; per clone: its claim to its end)')
         p('')
-        p('| code | conductors | wall s | clones/s | per conductor | per clone '
-          'median / p90 s | failed | retried a step | Glance 500s | '
+        p('| code | conductors | wall s | clones/s | per conductor | '
+          'per clone median / p90 s | failed | retried a step | Glance 500s | '
           f'{CPU_HEAD} | load before -> after |')
         p('|---|---|---|---|---|---|---|---|---|---|---|')
         for t in tps:

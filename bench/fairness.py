@@ -28,11 +28,16 @@ sys.path.insert(0, str(ROOT))
 
 def run(cloud, n_conductors, workdir):
     from tests.functional.conftest import user_session
-    from tests.functional.test_api import delete_trusts_and_jobs, \
-        running_api, stop
-    from tests.functional.test_fair_scheduling import _events, _post, \
-        _remove, _sources, _statuses
-    from tests.functional.test_task_record_fencing import _conductor, _until
+    from tests.functional.test_api import delete_trusts_and_jobs
+    from tests.functional.test_api import running_api
+    from tests.functional.test_api import stop
+    from tests.functional.test_fair_scheduling import _events
+    from tests.functional.test_fair_scheduling import _post
+    from tests.functional.test_fair_scheduling import _remove
+    from tests.functional.test_fair_scheduling import _sources
+    from tests.functional.test_fair_scheduling import _statuses
+    from tests.functional.test_task_record_fencing import _conductor
+    from tests.functional.test_task_record_fencing import _until
     sources = _sources(cloud, ('demo', 'alt_demo'))
     tokens = {u: user_session(cloud, u).get_token() for u in sources}
     extra = ('\n[conductor]\nmax_running_clones_per_project = 0\n'

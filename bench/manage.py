@@ -127,7 +127,8 @@ def show_process(conf_file, clone_id):
 
 def imports_only():
     """CPU seconds of a process that only imports what flow show needs
-    (the floor of any clone-manage command reading the flows)."""
+    (the floor of any clone-manage command reading the flows).
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, '-c', 'import conductor.persistence'],
                    check=True, cwd=ROOT)
@@ -138,8 +139,10 @@ def imports_only():
 
 def recorder_cost(d, rounds, clones=20):
     """Median (cpu ms, wall ms, commits) per clone, without and with the
-    history recorder."""
+    history recorder.
+    """
     import gc
+
     from clone_flows import constants as c
     from conductor.worker import history
     from tests.unit import fakes

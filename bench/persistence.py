@@ -92,7 +92,8 @@ def _rss_kib():
 
 def _tasks_alone(flow, store, services):
     """Each task's ``execute`` called in the graph's order, its arguments
-    wired by hand: the work of the tasks themselves, without TaskFlow."""
+    wired by hand: the work of the tasks themselves, without TaskFlow.
+    """
     from clone_flows import constants as c
     from conductor import runner
     from taskflow import retry as tf_retry
@@ -426,9 +427,11 @@ def main():
             old = by[(kind, 'before')]
             rounds = [o / n for o, n in zip(old['cpu_ms_all'],
                                             new['cpu_ms_all'])]
-            print(f'{LABELS[kind]}: {args.compare} (before) {old["cpu_ms"]:.1f}'
+            print(f'{LABELS[kind]}: {args.compare} (before) '
+                  f'{old["cpu_ms"]:.1f}'
                   f' ms CPU per clone, this code (cached) '
-                  f'{new["cpu_ms"]:.1f} ms: {new["cpu_ms"] - old["cpu_ms"]:+.1f}'
+                  f'{new["cpu_ms"]:.1f} ms: '
+                  f'{new["cpu_ms"] - old["cpu_ms"]:+.1f}'
                   f' ms; before/after per round '
                   f'{", ".join(f"{r:.2f}" for r in rounds)}')
     floor = by[('memory', 'memory')]

@@ -41,8 +41,8 @@ import time
 import uuid
 
 from keystoneauth1 import adapter
-from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
+from keystoneauth1 import session as ks_session
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -154,7 +154,8 @@ def clone(cloud, conf, source, strategy, target):
 
 class Limit:
     """export-diff | import-diff with the clusters' admins, then Glance's
-    attach of the result, timed."""
+    attach of the result, timed.
+    """
 
     def __init__(self, cloud, source, target):
         self.cloud, self.source, self.target = cloud, source, target
@@ -195,10 +196,12 @@ class Limit:
              reserved], check=True, capture_output=True, timeout=600)
         self.rbd(self.b, 'snap', 'protect', f'images/{reserved}@snap')
         copy_seconds = time.monotonic() - t
-        self.target.api.post(f'/v2/images/{reserved}/locations', json={
+        location = {
             'url': f'rbd://{self.fsid_b}/images/{reserved}/snap',
             'validation_data': {'os_hash_algo': src['os_hash_algo'],
-                                'os_hash_value': src['os_hash_value']}},
+                                'os_hash_value': src['os_hash_value']}}
+        self.target.api.post(
+            f'/v2/images/{reserved}/locations', json=location,
             headers={'X-Service-Token': self.service.get_token()})
         while self.target.get(reserved)['status'] != 'active':
             time.sleep(0.1)

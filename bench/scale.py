@@ -244,7 +244,6 @@ def _started(looks):
 
 
 def run_case(args, client, pending_n, stock):
-    from conductor import pending
     path = f'/glance-clone-bench/scale-{uuid.uuid4().hex[:8]}/jobs'
     projects = [f'project-{i:03d}' for i in range(args.projects)]
     per = max(1, pending_n // len(projects))

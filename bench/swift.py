@@ -52,8 +52,8 @@ import time
 import uuid
 
 from keystoneauth1 import adapter
-from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
+from keystoneauth1 import session as ks_session
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -118,7 +118,7 @@ def clone_conf(cloud, workdir, name, workers):
     return path
 
 
-# -- 2. Glance as user demo ------------------------------------------------------
+# -- 2. Glance as user demo ---------------------------------------------------
 
 def session(cloud, user='demo'):
     u = cloud['users'][user]
@@ -221,7 +221,8 @@ OLD_CLIENT = '5dc6ca14bc8be45c81d5b06040ae00da6ad1d3b4'
 
 def old_client():
     """The strategy's hand-written requests client before python-swiftclient
-    (clone_flows/stores/swift.py at OLD_CLIENT), loaded as a module."""
+    (clone_flows/stores/swift.py at OLD_CLIENT), loaded as a module.
+    """
     text = subprocess.run(['git', '-C', ROOT, 'show',
                            f'{OLD_CLIENT}:clone_flows/stores/swift.py'],
                           check=True, capture_output=True, text=True).stdout
@@ -236,7 +237,8 @@ class Segments:
     """Copies the source image's segments into a reserved image's container
     (Glance's multi-tenant naming), ``workers`` at a time, with one of three
     clients: 'swift' (python-swiftclient through SwiftAccount: the limit
-    and the new strategy's client) or 'old' (the requests client)."""
+    and the new strategy's client) or 'old' (the requests client).
+    """
 
     def __init__(self, r1, r2, source, same, workers=4, old=None):
         self.r1, self.r2, self.source = r1, r2, source
@@ -300,7 +302,8 @@ class Segments:
 
     def attach(self, target, dst, container, service_session):
         """Glance's own attach of the copied objects: the location API, then
-        the wait until it has hashed them and made the image active."""
+        the wait until it has hashed them and made the image active.
+        """
         url = 'swift+http://%s/%s/%s' % (
             dst.storage_url.split('://', 1)[1], container, target)
         t = time.monotonic()
@@ -320,7 +323,8 @@ class Segments:
     def round(self, res, prefix, service_session, first_old=True):
         """The old client's copy and the limit (swiftclient's copy, then
         Glance's attach), in the order asked (alternate it between rounds:
-        the second copy may find the source segments in the page cache)."""
+        the second copy may find the source segments in the page cache).
+        """
         for client in ('old', 'swift') if first_old else ('swift', 'old'):
             seconds, target, dst, container = self.copy(client)
             if client == 'old':
@@ -332,7 +336,7 @@ class Segments:
                     {'copy_seconds': seconds, 'attach_seconds': attach})
 
 
-# -- 5. The rounds ---------------------------------------------------------------
+# -- 5. The rounds ------------------------------------------------------------
 
 class Results:
     def __init__(self):

@@ -95,7 +95,8 @@ def service_session(conf, trust_id=None):
 
 def user_session(conf, plugin, **kwargs):
     """A keystoneauth session for the user's own ``plugin`` (their token or
-    password), whose calls to Keystone time out."""
+    password), whose calls to Keystone time out.
+    """
     return ks_session.Session(auth=plugin,
                               timeout=conf.clone.keystone_timeout, **kwargs)
 
@@ -103,7 +104,8 @@ def user_session(conf, plugin, **kwargs):
 def trust_roles(conf, project_id, user_roles):
     """The roles a clone's trust delegates: ``[clone] trust_roles``, each of
     which the user must hold on ``project_id`` (``user_roles``: their
-    token's roles, implied ones included)."""
+    token's roles, implied ones included).
+    """
     wanted = [r for r in conf.clone.trust_roles if r]
     held = set(user_roles or ())
     missing = [r for r in wanted if r not in held]

@@ -33,7 +33,7 @@ COPY_CHECKPOINT = 'checkpoint'     # handed back to CopyData on resume
 EXISTING_COPY = 'existing_copy'    # a verified copy already in the target
 DRY_RUN_PLAN = 'dry_run_plan'      # what a dry run established, the user's
 
-# -- atoms ----------------------------------------------------------------------
+# -- atoms --------------------------------------------------------------------
 CLONE_FLOW = 'glance-clone'
 CLONE_BODY = 'clone-make-copy'
 HOLD_TRUST = 'clone-hold-trust'

@@ -31,7 +31,8 @@ def verified_copies(target, source_region, source_image, project_id=None):
     given.  Newest first.
 
     Hidden images are left out: a clone's reserved image is hidden until the
-    clone reveals it, and may still be removed."""
+    clone reveals it, and may still be removed.
+    """
     origin = metadata.provenance(None, source_region, source_image)
     found = {}
     for filters in (
@@ -78,7 +79,8 @@ def descendants(regions, region, image_id, original=None):
     included: the copies that name it as their origin, and those that
     descend from it source by source (copies made before origins were
     recorded).  ``original``: the image's record, if readable; each copy
-    then says whether its bits equal it (``verified``).  Oldest first."""
+    then says whether its bits equal it (``verified``).  Oldest first.
+    """
     found = {}
     for name, glance in regions.items():
         for image in _find_all(glance, **{
@@ -106,7 +108,8 @@ def descendants(regions, region, image_id, original=None):
 
 def image_regions(session, interface='public'):
     """Names of the regions with an image endpoint in the catalog of
-    ``session``'s token, sorted."""
+    ``session``'s token, sorted.
+    """
     access = session.auth.get_access(session)
     endpoints = access.service_catalog.get_endpoints(
         service_type='image', interface=interface).get('image', [])

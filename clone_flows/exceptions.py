@@ -15,13 +15,15 @@ class InvalidRequest(CloneError):
 
 class InvalidImageId(InvalidRequest):
     def __init__(self, image_id):
-        super().__init__(f"'{image_id}' is not a valid image id (expected a UUID)")
+        super().__init__(
+            f"'{image_id}' is not a valid image id (expected a UUID)")
 
 
 class RegionNotFound(CloneError):
     def __init__(self, region, service='image'):
         super().__init__(
-            f"region '{region}' has no {service} endpoint in the service catalog")
+            f"region '{region}' has no {service} endpoint in the service "
+            f"catalog")
 
 
 class SourceImageNotFound(CloneError):
@@ -87,7 +89,8 @@ class TargetNotAuthorized(CloneError):
 
 class CopyExists(CloneError):
     """``if_exists: fail`` and the target project already holds a verified
-    copy of the source."""
+    copy of the source.
+    """
 
     def __init__(self, image_id, source_region, copy_id, target_region):
         super().__init__(
@@ -105,7 +108,8 @@ class TargetRefused(CloneError):
 
 class TargetRejected(CloneError):
     """Glance answered another 4xx to something the clone asked for the
-    user (a value it does not accept)."""
+    user (a value it does not accept).
+    """
 
     def __init__(self, region, what, status):
         super().__init__(f"{region} rejected {what} (HTTP {status})")
@@ -113,7 +117,8 @@ class TargetRejected(CloneError):
 
 def rejected(region, what, error):
     """The sentence for a Glance 4xx (``error``: a glance.GlanceError) other
-    than 403/404/409/413, or None for those and for 5xx."""
+    than 403/404/409/413, or None for those and for 5xx.
+    """
     status = getattr(error, 'status', None)
     if status is None or not 400 <= status < 500 or \
             status in (403, 404, 409, 413):
@@ -143,7 +148,8 @@ class TargetRefusedSize(CloneError):
 
 class TargetImageBusy(CloneError):
     """The reserved image is still 'saving' data from an earlier attempt
-    (a paused or partitioned conductor): it is replaced by a fresh one."""
+    (a paused or partitioned conductor): it is replaced by a fresh one.
+    """
 
     def __init__(self, image_id, region):
         super().__init__(
@@ -161,7 +167,8 @@ class VerificationFailed(CloneError):
 
 class NoStrategy(CloneError):
     def __init__(self, name, reason):
-        super().__init__(f"store strategy '{name}' cannot copy this image: {reason}")
+        super().__init__(
+            f"store strategy '{name}' cannot copy this image: {reason}")
 
 
 class NotAuthenticated(CloneError):
@@ -231,4 +238,5 @@ def user_message(exc_type_names, exc_str, step=None):
     if any(n.startswith('clone_flows.exceptions.') for n in names):
         return exc_str
     where = f" during {step}" if step else ''
-    return f"internal error{where}; the operator can find the details in the clone's log"
+    return (f"internal error{where}; the operator can find the details in "
+            f"the clone's log")

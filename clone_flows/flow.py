@@ -25,9 +25,9 @@ and the factory's JSON arguments, so the factory takes plain values only.
 import time
 
 from oslo_config import cfg
-from taskflow import retry
 from taskflow.patterns import graph_flow
 from taskflow.patterns import linear_flow
+from taskflow import retry
 
 from clone_flows import constants as c
 from clone_flows import exceptions
@@ -105,7 +105,8 @@ class RetryWhenUnavailable(retry.Times):
 class RetryWithFreshImage(retry.Times):
     """Replaces a reserved image that an earlier, paused attempt still
     writes into: ReserveImage's revert deletes it, the next try reserves a
-    fresh one.  Anything else reverts the whole clone."""
+    fresh one.  Anything else reverts the whole clone.
+    """
 
     def __init__(self, attempts=2, **kwargs):
         super().__init__(attempts=attempts, name=c.RESERVE_RETRY,
@@ -175,7 +176,8 @@ def clone_flow(copy_attempts=3, copy_retry_delay=2.0, progress_interval=1.0,
 def dry_run_flow():
     """The checks of a clone and its plan, changing nothing: no image is
     reserved, the trust is released at the end (HoldTrust's revert deletes
-    it when a check fails).  Inputs: those of :func:`clone_flow`."""
+    it when a check fails).  Inputs: those of :func:`clone_flow`.
+    """
     return linear_flow.Flow(c.CLONE_FLOW).add(
         hold_trust.HoldTrust(),
         authorize.Authorize(),
@@ -197,7 +199,8 @@ def factory_kwargs(conf, if_exists='copy'):
 
 def factory_for(conf, store):
     """``(factory, JSON arguments)`` of the graph for a clone's inputs: the
-    dry run's or the clone's."""
+    dry run's or the clone's.
+    """
     if store.get(c.DRY_RUN):
         return dry_run_flow, {}
     return clone_flow, factory_kwargs(conf, store.get(c.IF_EXISTS) or 'copy')

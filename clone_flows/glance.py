@@ -39,7 +39,8 @@ class GlanceError(Exception):
     """An unexpected answer from Glance (not a user error)."""
 
     def __init__(self, region, method, url, status, body):
-        super().__init__(f"{method} {url} in {region} answered {status}: {body[:300]}")
+        super().__init__(
+            f"{method} {url} in {region} answered {status}: {body[:300]}")
         self.status = status
 
 
@@ -70,7 +71,8 @@ _STORAGE_QUOTA = re.compile(r'(-?\d+) bytes remaining')
 def _over_limit(body):
     """(quota?, detail) from the text of Glance's 413 answer: whether a
     project quota refused (unified limits or user_storage_quota, else a size
-    cap) and the figures it gave, in a few words."""
+    cap) and the figures it gave, in a few words.
+    """
     m = _UNIFIED_LIMIT.search(body)
     if m:
         return True, f'{m.group(1)}: limit {m.group(2)}, in use {m.group(3)}'
@@ -82,7 +84,8 @@ def _over_limit(body):
 
 def transport_detail(exc):
     """A few words for a connection-level failure, without the library's
-    exception name or the URL (those go to the operator's log)."""
+    exception name or the URL (those go to the operator's log).
+    """
     if isinstance(exc, ksa_exc.ConnectTimeout):
         return 'the connection timed out'
     if isinstance(exc, ksa_exc.ConnectFailure):
@@ -106,7 +109,8 @@ class GlanceRegion:
     @property
     def session(self):
         """The keystoneauth session this region is reached with (a store
-        strategy reaches the region's store with it too)."""
+        strategy reaches the region's store with it too).
+        """
         return self._api.session
 
     def endpoint(self):
@@ -167,7 +171,8 @@ class GlanceRegion:
                 raise exceptions.TargetRefusedSize(
                     self.region, *_over_limit(resp.text or ''))
             cls = _BY_STATUS.get(resp.status_code, GlanceError)
-            raise cls(self.region, method, url, resp.status_code, resp.text or '')
+            raise cls(self.region, method, url, resp.status_code,
+                      resp.text or '')
         return resp
 
     # -- images -----------------------------------------------------------
@@ -185,7 +190,8 @@ class GlanceRegion:
         return images
 
     def create_image(self, **fields):
-        return self._request('POST', '/v2/images', ok=(201,), json=fields).json()
+        return self._request('POST', '/v2/images', ok=(201,),
+                             json=fields).json()
 
     def update_image(self, image_id, replace=None, remove=()):
         ops = [{'op': 'add', 'path': _patch_path(k), 'value': v}
@@ -195,7 +201,8 @@ class GlanceRegion:
             return self.get_image(image_id)
         return self._request(
             'PATCH', f'/v2/images/{image_id}', data=json.dumps(ops),
-            headers={'Content-Type': 'application/openstack-images-v2.1-json-patch'}
+            headers={'Content-Type':
+                     'application/openstack-images-v2.1-json-patch'}
         ).json()
 
     def delete_image(self, image_id):
@@ -240,7 +247,8 @@ class GlanceRegion:
     # -- locations (Image API 2.17+: service-to-service) -----------------
     def add_location(self, image_id, url, validation_data, headers=None):
         """``headers``: e.g. an ``X-Service-Token`` (Glance allows
-        non-http locations only to a caller with the service role)."""
+        non-http locations only to a caller with the service role).
+        """
         self._request('POST', f'/v2/images/{image_id}/locations', ok=(202,),
                       json={'url': url, 'validation_data': validation_data},
                       **({'headers': headers} if headers else {}))
@@ -248,7 +256,8 @@ class GlanceRegion:
     def usage(self):
         """The project's quota usage where Glance reports it (unified
         limits: ``{name: {'usage': n, 'limit': n}}``, sizes in MiB), else
-        ``{}``."""
+        ``{}``.
+        """
         try:
             body = self._request('GET', '/v2/info/usage').json()
         except (NotFound, Forbidden):

@@ -90,6 +90,7 @@ def provenance(clone_id, source_region, source_image):
             PROVENANCE_ORIGIN_REGION: origin_region,
             PROVENANCE_ORIGIN_IMAGE: origin_image}
 
+
 metadata_opts = [
     cfg.ListOpt('skip_properties',
                 default=['os_glance_*'],
@@ -138,7 +139,8 @@ class MetadataPolicy:
     @classmethod
     def from_conf(cls, conf):
         m = conf.metadata
-        return cls(skip=list(m.skip_properties) + list(m.extra_skip_properties),
+        return cls(skip=(list(m.skip_properties)
+                         + list(m.extra_skip_properties)),
                    signature=m.signature_properties,
                    copy_signatures=m.target_verifies_signatures,
                    default_visibility=m.default_visibility)
@@ -216,7 +218,8 @@ class MetadataPolicy:
         if protected is None:
             protected = bool(source.get('protected', False))
         return {
-            'visibility': overrides.get('visibility') or self.default_visibility,
+            'visibility': (overrides.get('visibility')
+                           or self.default_visibility),
             'os_hidden': hidden,
             'protected': protected,
         }

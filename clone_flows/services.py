@@ -1,5 +1,6 @@
 """What a clone's tasks use to reach the world: Glance regions, the store
-strategies, the clone's trust and its conductor's guard."""
+strategies, the clone's trust and its conductor's guard.
+"""
 import logging
 
 from keystoneauth1 import exceptions as ksa_exc
@@ -64,7 +65,8 @@ class Services:
         """Whether Keystone still issues a token for this clone's trust: a
         fresh one, not the session's cached token, which keeps working
         after the user loses a delegated role on the project (as Keystone 30
-        does).  None when Keystone does not answer (unknown)."""
+        does).  None when Keystone does not answer (unknown).
+        """
         if not self._trust_id:
             return True
         try:

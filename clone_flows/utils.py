@@ -24,6 +24,7 @@ def keep_trying(fn, what, timeout, first_delay=0.5, max_delay=5.0,
             if (retry_if is not None and not retry_if(e)) or \
                     time.monotonic() + delay > deadline:
                 raise
-            LOG.warning('%s failed (%s); trying again in %.1fs', what, e, delay)
+            LOG.warning('%s failed (%s); trying again in %.1fs', what, e,
+                        delay)
             time.sleep(delay)
             delay = min(delay * 2, max_delay)

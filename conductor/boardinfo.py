@@ -37,7 +37,8 @@ def project_of(job):
 
 def conductors(client, board):
     """The conductors registered on ``board`` (alive: their session holds
-    the znode), as dicts: name, entity, host, pid, since (epoch seconds)."""
+    the znode), as dicts: name, entity, host, pid, since (epoch seconds).
+    """
     path = f'{board.entity_path}/{CONDUCTOR_KIND}'
     try:
         children = client.get_children(path)
@@ -88,7 +89,8 @@ def find_job(board, ident):
 def release(client, board, job):
     """Delete the job's claim znode (as its owner's session ending would):
     the job becomes claimable again.  Returns the former owner, or None
-    when it was not claimed."""
+    when it was not claimed.
+    """
     lock_path = job.path + getattr(board, 'LOCK_POSTFIX', '.lock')
     try:
         data, stat = client.get(lock_path)

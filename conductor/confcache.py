@@ -18,7 +18,8 @@ class PerConf:
 
     def get(self, conf, make):
         """The value made for ``conf``, made now (``make()``) if there is
-        none; made once per object, also by concurrent callers."""
+        none; made once per object, also by concurrent callers.
+        """
         with self._lock:
             entry = self._entries.get(id(conf))
             if entry is not None and entry[0]() is conf:

@@ -9,9 +9,9 @@ import subprocess
 
 import taskflow.engines
 from taskflow import flow as tf_flow
-from taskflow import retry as tf_retry
 from taskflow.patterns import graph_flow
 from taskflow.patterns import linear_flow
+from taskflow import retry as tf_retry
 
 #: Fill colour of a step in each TaskFlow state (the legend in the docs).
 COLOURS = {
@@ -103,7 +103,8 @@ def _emit(flow, states, lines, edges, depth=1, failed=()):
 def dot_text(flow, states, title='', failed=()):
     """DOT for ``flow``, each atom filled with the colour of its state in
     ``states`` ({atom name: state}; PENDING when absent); the atoms named in
-    ``failed`` (their execution failed) get a thick red border."""
+    ``failed`` (their execution failed) get a thick red border.
+    """
     lines = ['digraph clone {', '  rankdir=TB;',
              '  node [fontname="Helvetica", fontsize=11];',
              f'  label={_quote(title)}; labelloc=t; fontname="Helvetica";']

@@ -12,8 +12,8 @@ import datetime
 import logging
 
 import taskflow.engines
-from taskflow import storage as tf_storage
 from taskflow.persistence import models
+from taskflow import storage as tf_storage
 
 from clone_flows import constants as c
 from conductor import runner
@@ -40,7 +40,8 @@ def _is_secret(key):
 def summarize(value, limit=SUMMARY_LENGTH):
     """One short line for a step's result: scalars as they are, a dict as
     its identifying ``key=value`` pairs (never a key that names a secret),
-    a list as its length.  Truncated to ``limit`` characters."""
+    a list as its length.  Truncated to ``limit`` characters.
+    """
     if value is None:
         text = ''
     elif isinstance(value, dict):
@@ -68,7 +69,8 @@ def iso(t):
 
 def order(fd):
     """Atom names in the order of the clone's graph: rebuilt from the
-    flow detail's factory; by the known step order if it cannot be."""
+    flow detail's factory; by the known step order if it cannot be.
+    """
     try:
         flow = taskflow.engines.flow_from_detail(fd)
         return [a.name for a in runner.atoms(flow)]
@@ -82,7 +84,8 @@ def order(fd):
 
 def _times(entries):
     """{atom: (first start, end of the last run, runs)} from the history:
-    a run ends SUCCESS or FAILURE; a later revert is not part of it."""
+    a run ends SUCCESS or FAILURE; a later revert is not part of it.
+    """
     out = {}
     for e in entries:
         if e['kind'] == history_mod.FLOW:
@@ -106,7 +109,8 @@ _NOT_PREPARED.state = 'PENDING'
 def atom_rows(fd, names=None):
     """One dict per step of the clone, in graph order: name, state,
     intention, start, end, duration_s, attempts, result, failure,
-    traceback (the last two for a step that failed or whose revert did)."""
+    traceback (the last two for a step that failed or whose revert did).
+    """
     by_name = {ad.name: ad for ad in fd
                if ad.name != tf_storage.Storage.injector_name}
     # every step of the graph: one no engine has prepared yet (a clone
@@ -148,7 +152,8 @@ def atom_rows(fd, names=None):
 
 def summary(fd, task=None):
     """The clone as a whole: flow state, attempts, who ran it last, and the
-    user's task status when its record is at hand."""
+    user's task status when its record is at hand.
+    """
     meta = fd.meta or {}
     entries = history_mod.entries(meta)
     store = meta.get('store') or {}
@@ -171,4 +176,3 @@ def history_rows(fd):
     """The recorded transitions, oldest first."""
     return [dict(e, time=iso(e['time'])) for e in
             history_mod.entries(fd.meta)]
-

@@ -22,14 +22,14 @@ import time
 
 from kazoo import client as kazoo_client
 from kazoo import exceptions as kazoo_exceptions
-from kazoo import security as kazoo_security
 from kazoo.protocol import serialization as kazoo_serialization
 from kazoo.recipe import watchers as kz_watchers
+from kazoo import security as kazoo_security
 from oslo_config import cfg
 from taskflow import exceptions as tf_exc
 from taskflow.jobs import backends as job_backends
-from taskflow.jobs import base as tf_jobs_base
 from taskflow.jobs.backends import impl_zookeeper as zk_impl
+from taskflow.jobs import base as tf_jobs_base
 
 from clone_flows import constants as c
 from conductor import confcache
@@ -42,7 +42,8 @@ LOG = logging.getLogger(__name__)
 
 class _HideCredentials(logging.Filter):
     """kazoo logs every request at DEBUG, its digest ``Auth`` (user:password)
-    included: the password is replaced before the record is written."""
+    included: the password is replaced before the record is written.
+    """
 
     def filter(self, record):
         if isinstance(record.args, tuple) and any(
@@ -175,7 +176,8 @@ def make_client(conf):
 
 def make_board(conf, client, backend, name='glance-clone'):
     """The jobboard over an existing client (the board does not own it):
-    TaskFlow's own, which lists the clones that have started."""
+    TaskFlow's own, which lists the clones that have started.
+    """
     board = job_backends.fetch(
         name, {'board': 'zookeeper', 'path': conf.jobboard.path},
         client=client, persistence=backend)
@@ -185,7 +187,8 @@ def make_board(conf, client, backend, name='glance-clone'):
 def make_conductor_board(conf, client, backend, name='glance-clone'):
     """A conductor's jobboard (:class:`FairJobBoard`): it offers the clones
     this conductor should start, fairly across projects, up to ``[conductor]
-    max_running_clones_per_project`` each."""
+    max_running_clones_per_project`` each.
+    """
     board = FairJobBoard(
         name, {'board': 'zookeeper', 'path': conf.jobboard.path},
         client=client, persistence=backend,
@@ -251,14 +254,16 @@ def secure_board(client, board, acl):
 def job_details(clone_id, project_id):
     """What a clone's job znode holds: ids only.  The request's input (its
     properties, tags, name) stays in the database: the flow detail saved
-    by :func:`conductor.runner.save_new_flow` holds the store."""
+    by :func:`conductor.runner.save_new_flow` holds the store.
+    """
     return {'flow_uuid': clone_id, 'project_id': project_id}
 
 
 def post(client, backend, conf, store, project_id=None):
     """Save the clone's flow to persistence, then queue it as pending in
     its project's queue (:mod:`conductor.pending`); returns the clone id,
-    which is also its job's uuid once a conductor starts it."""
+    which is also its job's uuid once a conductor starts it.
+    """
     runner.save_new_flow(conf, backend, store)
     clone_id = store[c.CLONE_ID]
     entry = pending.enqueue(client, conf.jobboard.path, clone_id,
@@ -270,7 +275,8 @@ def post(client, backend, conf, store, project_id=None):
 class PendingJob(zk_impl.ZookeeperJob):
     """A clone waiting in its project's queue, offered to the conductor as
     a job; :meth:`FairJobBoard.claim` starts it (it has no znode on the
-    board before)."""
+    board before).
+    """
 
     def __init__(self, board, node, entry, clone_id, backend):
         project_id = pending.project_of(node)
@@ -358,7 +364,8 @@ class FairJobBoard(zk_impl.ZookeeperJobBoard):
 
     def _drop_stale_running(self):
         """Running entries whose job has left the board (a conductor died
-        between ending a clone and releasing its entry) free their slot."""
+        between ending a clone and releasing its entry) free their slot.
+        """
         names = self._children or set()
         for node, running in self.index.at_limit(self.max_running).items():
             for clone_id, name in running.items():
@@ -481,8 +488,10 @@ class Poster:
             if self._board is None or not self._board.connected:
                 if self._client is None:
                     self._client = make_client(self._conf)
-                self._backend = self._backend or persistence.get_backend(self._conf)
-                self._board = make_board(self._conf, self._client, self._backend)
+                self._backend = (self._backend
+                                 or persistence.get_backend(self._conf))
+                self._board = make_board(self._conf, self._client,
+                                         self._backend)
             return self._board, self._backend
 
     def post(self, store, project_id=None):

@@ -86,7 +86,8 @@ def _epoch(stamp):
 def payload(task, **extra):
     """The payload of a clone's event, from its task record (and ``extra``:
     bytes, strategy, copy id, error...).  Only these keys, never a trust
-    id, a token, a location or a URL."""
+    id, a token, a location or a URL.
+    """
     task_input = task.get('input') if isinstance(task.get('input'), dict) \
         else {}
     body = {
@@ -123,7 +124,8 @@ class Notifier:
         import oslo_messaging
         transport = oslo_messaging.get_notification_transport(conf)
         self._notifier = oslo_messaging.Notifier(
-            transport, publisher_id=f'glance-clone.{host or socket.gethostname()}')
+            transport,
+            publisher_id=f'glance-clone.{host or socket.gethostname()}')
         self._queue = queue.Queue(maxsize=conf.notifications.queue_size)
         self._thread = threading.Thread(target=self._send_loop,
                                         name='clone-notifications',
@@ -154,7 +156,8 @@ class Notifier:
 
     def flush(self, timeout=FLUSH_SECONDS):
         """Wait up to ``timeout`` seconds for the waiting events to leave;
-        True when none waits."""
+        True when none waits.
+        """
         if self._queue is None:
             return True
         deadline = time.monotonic() + timeout
@@ -164,7 +167,7 @@ class Notifier:
             time.sleep(0.05)
         return True
 
-    # -- events ----------------------------------------------------------------
+    # -- events ---------------------------------------------------------------
 
     def start(self, task):
         if self.enabled and task:
@@ -173,7 +176,8 @@ class Notifier:
 
     def progress(self, task, progress):
         """A progress event, unless one of this clone was sent less than
-        ``progress_interval`` seconds ago."""
+        ``progress_interval`` seconds ago.
+        """
         interval = self._conf.notifications.progress_interval
         if not self.enabled or not task or not interval:
             return

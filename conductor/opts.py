@@ -34,7 +34,8 @@ def _modules(names):
 
 def register_opts(conf, modules=ALL):
     """Register the options of ``modules``; registering again is harmless,
-    so a command may add a module's options later (after parsing too)."""
+    so a command may add a module's options later (after parsing too).
+    """
     for module in _modules(modules):
         module.register_opts(conf)
 
@@ -54,7 +55,8 @@ def new_conf(argv=None, default_config_files=None, log=True, modules=ALL,
              config_files=()):
     """A fresh, parsed ConfigOpts with the options of ``modules`` (all by
     default) registered; ``config_files`` are read in order (as repeated
-    ``--config-file`` arguments), else oslo.config's default files."""
+    ``--config-file`` arguments), else oslo.config's default files.
+    """
     argv = [arg for f in config_files for arg in ('--config-file', f)] + \
         list(argv or [])
     if config_files and default_config_files is None:

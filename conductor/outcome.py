@@ -41,7 +41,8 @@ RESULT_STEPS = (c.DRY_RUN_REPORT, c.FIND_COPY, c.ACTIVATE, c.PLAN_COPY)
 
 def _result(results):
     """The user's result from ``{step: result}`` of the steps that ended
-    SUCCESS (see RESULT_STEPS)."""
+    SUCCESS (see RESULT_STEPS).
+    """
     if results.get(c.DRY_RUN_REPORT):
         return results[c.DRY_RUN_REPORT]
     if results.get(c.FIND_COPY) and not results.get(c.ACTIVATE):
@@ -57,7 +58,8 @@ def _result(results):
 def success(clone_id, results):
     """The outcome of a clone that ended SUCCESS, from ``{step: result}``
     of its steps named in RESULT_STEPS (as :func:`from_flow_detail` reads
-    them)."""
+    them).
+    """
     return Outcome(clone_id=clone_id, state=states.SUCCESS, succeeded=True,
                    result=_result(results))
 
@@ -74,8 +76,8 @@ def from_flow_detail(fd):
     step, message, cleanup_failed = None, '', False
     if not succeeded:
         execute_failures = [(n, f) for n, f, kind in _failures(fd)
-                            if kind == 'execute' and n not in (c.COPY_RETRY,
-                                                               c.RESERVE_RETRY)]
+                            if kind == 'execute'
+                            and n not in (c.COPY_RETRY, c.RESERVE_RETRY)]
         revert_failures = [(n, f) for n, f, kind in _failures(fd)
                            if kind == 'revert']
         cleanup_failed = bool(revert_failures)

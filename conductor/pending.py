@@ -53,7 +53,8 @@ def project_of(node):
 def job_name(clone_id):
     """The clone's job znode on the board: one per clone, ever (a second
     start of the same clone finds it taken).  TaskFlow reads the digits after
-    ``job`` as the job's sequence number."""
+    ``job`` as the job's sequence number.
+    """
     return f'job{uuid.UUID(clone_id).int:039d}'
 
 
@@ -79,10 +80,11 @@ def enqueue(client, board_path, clone_id, project_id):
 
 
 class Running(collections.namedtuple('Running',
-                                      'clones last_start_ms version')):
+                                     'clones last_start_ms version')):
     """A project's running node: ``clones`` {clone id: job znode name},
     when it last started one (ms, the starting conductor's clock; 0:
-    never), the node's version (-1: none)."""
+    never), the node's version (-1: none).
+    """
 
     @classmethod
     def decode(cls, data, version):
@@ -155,7 +157,8 @@ def counts(client, board_path):
 
 class Index:
     """One conductor's watched view of every project's queue and running
-    clones, and the fair order of what to start next."""
+    clones, and the fair order of what to start next.
+    """
 
     def __init__(self, client, board_path):
         self._client = client
@@ -225,7 +228,8 @@ class Index:
         then the one that has waited longest since it last started a clone
         (one that never did first: round robin, least recently served
         first), then the one whose oldest clone was posted first.
-        ``skip``: entry names already tried."""
+        ``skip``: entry names already tried.
+        """
         with self._lock:
             choices = []
             for node, entries in self._queues.items():
@@ -242,7 +246,8 @@ class Index:
 
     def at_limit(self, limit):
         """Projects with clones waiting that are at their running limit:
-        ``{project node: {clone id: job znode name}}``."""
+        ``{project node: {clone id: job znode name}}``.
+        """
         if not limit:
             return {}
         with self._lock:

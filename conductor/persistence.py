@@ -142,7 +142,8 @@ class CachedTablesConnection(impl_sqlalchemy.Connection):
 class CachedTablesBackend(impl_sqlalchemy.SQLAlchemyBackend):
     """TaskFlow's SQLAlchemy backend with its table metadata built once;
     its connections (:class:`CachedTablesConnection`) run TaskFlow's own
-    code on those tables."""
+    code on those tables.
+    """
 
     def __init__(self, conf, engine=None):
         super().__init__(conf, engine=engine)
@@ -267,7 +268,8 @@ PARENT_INDEXES = (('glance_clone_atomdetails_parent_idx', 'atomdetails'),
 def _ensure_parent_indexes(engine):
     """Create the indexes that are missing.  Looked up in the catalog first:
     a ``CREATE INDEX IF NOT EXISTS`` takes a share lock on the table even
-    when the index exists, and deadlocks with processes already saving."""
+    when the index exists, and deadlocks with processes already saving.
+    """
     if engine.dialect.name not in ('sqlite', 'postgresql'):
         return
     with engine.begin() as conn:

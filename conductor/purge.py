@@ -16,9 +16,9 @@ import logging
 import re
 import time
 
-import sqlalchemy as sa
 from oslo_config import cfg
 from oslo_utils import timeutils
+import sqlalchemy as sa
 
 from conductor import persistence
 
@@ -36,8 +36,9 @@ purge_opts = [
                help='How long the flow records (logbook, flow and atom '
                     'details, transition history) of a finished clone are '
                     'kept; the conductors then remove them, and the trashed '
-                    'jobs as old, with their periodic sweep (every [conductor] '
-                    'sweep_interval). A number with a unit s, m, h, d or w; '
+                    'jobs as old, with their periodic sweep (every '
+                    '[conductor] sweep_interval). A number with a unit s, m, '
+                    'h, d or w; '
                     '0 keeps them for ever. Running clones and clones '
                     'waiting for the sweep are never removed.'),
 ]
@@ -53,7 +54,8 @@ def list_opts():
 
 def parse_duration(text):
     """Seconds in a duration such as ``90s``, ``15m``, ``12h``, ``30d``,
-    ``2w`` (a bare number is seconds); ValueError with a sentence."""
+    ``2w`` (a bare number is seconds); ValueError with a sentence.
+    """
     m = re.match(DURATION_RE, str(text))
     if not m:
         raise ValueError(f'{text!r} is not a duration: write a number with '
@@ -74,7 +76,8 @@ def _purgeable(state, meta):
 
 def candidates(backend, older_than, now=None):
     """Ids of the clones a purge of records older than ``older_than``
-    seconds removes."""
+    seconds removes.
+    """
     cutoff = (now or timeutils.utcnow()) - \
         datetime.timedelta(seconds=older_than)
     if not isinstance(backend, persistence.CachedTablesBackend):
@@ -100,7 +103,8 @@ def delete(backend, clone_ids):
     """Delete the logbooks of ``clone_ids`` with their flow and atom
     details, ``BATCH`` clones per transaction; returns how many logbooks
     went.  A clone whose flow detail changed meanwhile (it was retried)
-    is kept: the state is checked again inside the transaction."""
+    is kept: the state is checked again inside the transaction.
+    """
     if not isinstance(backend, persistence.CachedTablesBackend):
         n = 0
         with contextlib.closing(backend.get_connection()) as conn:
@@ -131,7 +135,8 @@ def delete(backend, clone_ids):
 
 def purge(backend, older_than, dry_run=False):
     """Purge finished clones last written more than ``older_than`` seconds
-    ago; returns their ids."""
+    ago; returns their ids.
+    """
     ids = candidates(backend, older_than)
     if ids and not dry_run:
         delete(backend, ids)
@@ -142,7 +147,8 @@ def purge(backend, older_than, dry_run=False):
 def purge_trash(client, board, older_than, now=None):
     """Delete trashed job znodes (TaskFlow moves a trashed job there and
     never removes it) created more than ``older_than`` seconds ago; returns
-    how many."""
+    how many.
+    """
     from kazoo import exceptions as kz_exc
     now = now or time.time()
     removed = 0
@@ -158,4 +164,3 @@ def purge_trash(client, board, older_than, now=None):
                 client.delete(path, version=stat.version)
                 removed += 1
     return removed
-

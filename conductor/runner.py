@@ -11,9 +11,9 @@ import uuid
 import taskflow.engines
 from taskflow import exceptions as tf_exc
 from taskflow import flow as tf_flow
+from taskflow.persistence import models
 from taskflow import states
 from taskflow import task as tf_task
-from taskflow.persistence import models
 
 from clone_flows import auth
 from clone_flows import constants as c
@@ -134,7 +134,8 @@ def prepare_engine(conf, backend, book, fd, store=None, services=None,
 
 def prepare_transients(conf, engine, services=None, on_progress=None):
     """What a clone's engine needs on every run, never persisted: its
-    :class:`Services`, the copy's checkpoint, the progress relay."""
+    :class:`Services`, the copy's checkpoint, the progress relay.
+    """
     inject_transients(conf, engine, services=services)
     if on_progress is not None:
         attach_progress(engine, on_progress)
@@ -153,13 +154,15 @@ def inject_transients(conf, engine, services=None):
     except tf_exc.NotFound:     # a dry run copies nothing
         return
     checkpoint = (details.get('details') or {}).get('checkpoint')
-    engine.storage.inject_atom_args(c.COPY_DATA, {c.COPY_CHECKPOINT: checkpoint},
+    engine.storage.inject_atom_args(c.COPY_DATA,
+                                    {c.COPY_CHECKPOINT: checkpoint},
                                     transient=True)
 
 
 def attach_progress(engine, callback):
     """Call ``callback(details)`` on every progress event of the copy
-    (``engine``: compiled)."""
+    (``engine``: compiled).
+    """
     def relay(event_type, details):
         # The engine's own start/end events carry no byte counts.
         if 'bytes_done' in details:
@@ -171,7 +174,8 @@ def attach_progress(engine, callback):
 
 def run(engine, backend, clone_id):
     """Run to the end; return the :class:`outcome.Outcome` (a clone that
-    failed and reverted is an outcome, not an exception)."""
+    failed and reverted is an outcome, not an exception).
+    """
     try:
         engine.run()
     except Exception:  # the failure is persisted; the outcome reads it
@@ -190,7 +194,8 @@ def run(engine, backend, clone_id):
 
 def _results(engine):
     """``{step: result}`` of the steps an outcome reads that the clone's
-    graph has and ran."""
+    graph has and ran.
+    """
     results = {}
     for name in outcome.RESULT_STEPS:
         try:

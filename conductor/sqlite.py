@@ -27,7 +27,8 @@ def ensure_dir(url):
 def on_connect(synchronous=None, busy_timeout_ms=None):
     """A ``connect`` listener: write-ahead logging, so that readers do not
     wait for the writer, and optionally ``PRAGMA synchronous`` and a busy
-    timeout."""
+    timeout.
+    """
     def listener(dbapi_conn, connection_record):
         cursor = dbapi_conn.cursor()
         try:

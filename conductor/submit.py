@@ -35,9 +35,9 @@ from keystoneauth1.identity import v3
 
 from clone_flows import auth
 from conductor import confcache
+from conductor.db import api as db_api
 from conductor import jobboard
 from conductor import runner
-from conductor.db import api as db_api
 
 LOG = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class SubmitFailed(Exception):
 
 class TooManyPending(Exception):
     """The project (or the service) has as many clones waiting as it may;
-    ``str()`` is a sentence for the user."""
+    ``str()`` is a sentence for the user.
+    """
 
 
 def check_pending(conf, owner):
@@ -74,7 +75,8 @@ def check_pending(conf, owner):
 
 class ClientTokenReused(Exception):
     """The project used this ``client_token`` for a clone of another input;
-    ``str()`` is a sentence for the user."""
+    ``str()`` is a sentence for the user.
+    """
 
     def __init__(self, task):
         super().__init__(
@@ -85,7 +87,8 @@ class ClientTokenReused(Exception):
 
 def _same_request(task, task_input):
     """``task`` (found by client_token) if it was made from ``task_input``;
-    :class:`ClientTokenReused` otherwise."""
+    :class:`ClientTokenReused` otherwise.
+    """
     if task['input'] != task_input:
         raise ClientTokenReused(task)
     return task
@@ -127,7 +130,9 @@ def create_user_trust(conf, context):
     """A trust user -> clone service, delegating ``[clone] trust_roles`` on
     the request's project; built from the request's token
     (``context.auth_token``).  A user who lacks one of those roles is
-    refused (:class:`clone_flows.exceptions.TrustRolesMissing`) before any call."""
+    refused (:class:`clone_flows.exceptions.TrustRolesMissing`) before any
+    call.
+    """
     roles = auth.trust_roles(conf, context.project_id, context.roles)
     trustee = _trustee(conf)
     user_session = auth.user_session(conf, user_auth_plugin(conf, context))
@@ -199,7 +204,8 @@ ORPHAN_MESSAGE = ('the clone was never queued (the API stopped while '
 def fail_orphans(conf, older_than=300, now=None):
     """End tasks that stayed ``pending`` without a job for ``older_than``
     seconds (the API died between the record and the job); delete their
-    trusts. Returns their ids. Only meaningful with a jobboard installed."""
+    trusts. Returns their ids. Only meaningful with a jobboard installed.
+    """
     import datetime
     now = now or datetime.datetime.now(datetime.timezone.utc).replace(
         tzinfo=None)

@@ -14,10 +14,10 @@ import time
 
 from taskflow import exceptions as tf_exc
 
-from clone_flows import services as services_mod
 from clone_flows import auth
 from clone_flows import constants as c
 from clone_flows import exceptions
+from clone_flows import services as services_mod
 from clone_flows.stores import base
 from clone_flows.tasks import reserve_image
 from conductor.db import api as db_api
@@ -38,7 +38,8 @@ def mark(backend, fd, reason):
 def pending(backend):
     """Flow details marked for the sweep and not swept yet (without their
     atoms: the sweep reads only the flow's meta, and the periodic sweep
-    looks at every clone stored)."""
+    looks at every clone stored).
+    """
     for fd in persistence.flow_details(backend):
         meta = fd.meta or {}
         if meta.get(NEEDS_SWEEP) and not meta.get(SWEPT):
@@ -59,7 +60,8 @@ def _store_leftovers(services, target, atoms, clone_id, source_region,
                      image_ids):
     """Let the strategy the clone planned remove what it wrote in the target
     store for each of ``image_ids`` (e.g. Swift segments of a copy whose
-    revert failed); the image records go afterwards."""
+    revert failed); the image records go afterwards.
+    """
     plan = getattr(atoms.get(c.PLAN_COPY), 'results', None)
     authorize = getattr(atoms.get(c.AUTHORIZE), 'results', None)
     if not isinstance(plan, dict) or not isinstance(authorize, dict):
@@ -70,7 +72,8 @@ def _store_leftovers(services, target, atoms, clone_id, source_region,
             f"the strategy {plan.get('strategy')!r} of clone {clone_id} is "
             f"not installed here: its data cannot be removed")
     copy = atoms.get(c.COPY_DATA)
-    progress = ((copy.meta or {}).get('progress_details') or {}) if copy else {}
+    progress = (((copy.meta or {}).get('progress_details') or {})
+                if copy else {})
     checkpoint = (progress.get('details') or {}).get('checkpoint')
     for image_id in image_ids:
         strategy.cleanup(base.CopyJob(
@@ -81,7 +84,8 @@ def _store_leftovers(services, target, atoms, clone_id, source_region,
 
 def leftover_images(conf, fd, services=None):
     """The images of a marked clone still in its target region (looked at
-    with the clone's trust, as the sweep removes them)."""
+    with the clone's trust, as the sweep removes them).
+    """
     store = (fd.meta or {}).get('store') or {}
     clone_id = store.get(c.CLONE_ID) or fd.uuid
     services = services or services_mod.Services(
@@ -93,7 +97,8 @@ def leftover_images(conf, fd, services=None):
 def sweep_one(conf, backend, fd, services=None):
     """Remove this clone's leftovers; True when nothing remains: what its
     copy strategy wrote in the target store (through the strategy's own
-    cleanup), its images in the target region, then its trust."""
+    cleanup), its images in the target region, then its trust.
+    """
     store = (fd.meta or {}).get('store') or {}
     clone_id = store.get(c.CLONE_ID) or fd.uuid
     services = services or services_mod.Services(
@@ -123,7 +128,8 @@ def sweep_one(conf, backend, fd, services=None):
 def release_trusts(conf, limit=100):
     """Delete the trusts ended clones may still hold (their own release
     failed: Keystone did not answer) and forget them in the task records;
-    returns (released, left)."""
+    returns (released, left).
+    """
     released = left = 0
     for task_id, trust_id in db_api.trusts_of_ended_tasks(conf, limit):
         if auth.delete_trust(conf, trust_id) is None:

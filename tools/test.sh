@@ -10,7 +10,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 bash tools/bootstrap.sh
-bash tools/docs.sh         # the documentation first: a Sphinx warning fails the command
+bash tools/lint.sh         # the style gate first: any flake8 finding fails the command
+bash tools/docs.sh         # then the documentation: a Sphinx warning fails the command
 bash tools/test-databases.sh
 bash tools/test-rabbitmq.sh
 export GLANCE_CLONE_TEST_REQUIRE_DATABASES=1

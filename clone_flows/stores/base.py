@@ -49,7 +49,8 @@ class CopyOutcome:
 
 class Progress(typing.Protocol):
     def __call__(self, bytes_done: int, bytes_total: int,
-                 checkpoint: typing.Optional[dict] = None) -> None: ...
+                 checkpoint: typing.Optional[dict] = None) -> None:
+        ...
 
 
 class StoreStrategy(abc.ABC):

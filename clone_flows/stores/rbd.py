@@ -175,7 +175,8 @@ def location_url(fsid, pool, image, snapshot=SNAPSHOT):
 
 def split_ranges(extents, size, range_bytes):
     """[(range offset, range length, [(offset, length)...])] covering the
-    image, each extent cut at range boundaries."""
+    image, each extent cut at range boundaries.
+    """
     ranges = [(off, min(range_bytes, size - off), [])
               for off in range(0, size, range_bytes)]
     for off, length in extents:
@@ -251,7 +252,8 @@ class Cluster:
 
 def _unavailable(job, region, detail):
     """The user's sentence names the region; Ceph's answer goes to the log
-    with the clone id."""
+    with the clone id.
+    """
     LOG.warning('Clone %s: Ceph of %s: %s', job.clone_id, region, detail)
     return CephUnavailable(region)
 
@@ -280,7 +282,8 @@ class RbdStrategy(base.StoreStrategy):
 
     def connect(self, region, side, connect_timeout=None):
         """A :class:`Cluster` of ``region`` as the clone's read user
-        (``side`` 'source') or write user ('target')."""
+        (``side`` 'source') or write user ('target').
+        """
         users = self._opts.read_users if side == 'source' else \
             self._opts.write_users
         user = users.get(region) or ('glance-clone-read' if side == 'source'
@@ -348,7 +351,8 @@ class RbdStrategy(base.StoreStrategy):
 
     def _source_info(self, job, src):
         """(size, object order, [extents]) of the source snapshot; raises
-        NotServed when it is not the image's data."""
+        NotServed when it is not the image's data.
+        """
         _, rbd = _modules()
         image = job.source_image
         pool = self.pool(job.source.region)
@@ -508,7 +512,8 @@ def remove_image(rbd, ioctx, name, clone_id, created=False):
     """Removes the RBD image ``name`` and its snapshots if it is this
     clone's (marked with ``clone_id``, or ``created`` by it per its
     checkpoint); returns the number of things removed (0: none there, or
-    not ours)."""
+    not ours).
+    """
     try:
         with rbd.Image(ioctx, name) as img:
             try:
@@ -539,7 +544,8 @@ def remove_image(rbd, ioctx, name, clone_id, created=False):
 
 class _Copier:
     """Copies one image range by range; progress, checkpoints and the claim
-    check stay on the calling thread."""
+    check stay on the calling thread.
+    """
 
     def __init__(self, strategy, job, src, dst, progress, checkpoint):
         self.job, self.src, self.dst = job, src, dst
@@ -573,7 +579,8 @@ class _Copier:
     def _open_destination(self, dst_io, size, order):
         """The destination image, created if missing (and marked); refuses
         one that is not this clone's or is in use.  Returns (image, whether
-        its snapshot already exists)."""
+        its snapshot already exists).
+        """
         rbd, name = self.rbd, self.job.target_image_id
         try:
             img = rbd.Image(dst_io, name)
@@ -701,8 +708,8 @@ class _Copier:
     def _copy_ranges(self, src_img, dst_img, ranges):
         done = set()
         for i in sorted(self.recorded):
-            if i < len(ranges) and self._matches(src_img, dst_img,
-                                                  ranges[i][2]):
+            if i < len(ranges) and self._matches(
+                    src_img, dst_img, ranges[i][2]):
                 done.add(i)
                 self.rechecked += 1
         if len(done) != len(self.recorded):

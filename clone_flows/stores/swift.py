@@ -155,7 +155,8 @@ class LocationRefused(exceptions.CloneError):
 
 class NotServed(Exception):
     """This source/target pair is not for the Swift strategy; ``str()`` is
-    the sentence saying why."""
+    the sentence saying why.
+    """
 
 
 def location_url(storage_url, container, obj):
@@ -175,7 +176,8 @@ def location_url(storage_url, container, obj):
 
 class Piece:
     """One target object: a source object, or a byte range of one
-    (``offset`` not None; its ETag is known only once copied)."""
+    (``offset`` not None; its ETag is known only once copied).
+    """
     __slots__ = ('index', 'source', 'target', 'bytes', 'etag', 'offset',
                  'copied_etag')
 
@@ -275,7 +277,8 @@ def make_pieces(target_image_id, segmented, sources):
 
 def _unavailable(job, region, detail):
     """The user's sentence names the region; the details (URLs, Swift's
-    answer) go to the log with the clone id."""
+    answer) go to the log with the clone id.
+    """
     LOG.warning('Clone %s: Swift of %s: %s', job.clone_id, region, detail)
     return SwiftUnavailable(region)
 
@@ -307,7 +310,8 @@ class SwiftStrategy(base.StoreStrategy):
         """The storage URL of ``project_id``'s account in ``region``'s
         Swift: the configured template, or the catalog's object-store
         endpoint (the trust's project's account) with the project swapped.
-        Raises NotServed."""
+        Raises NotServed.
+        """
         template = self._opts.regions.get(region)
         if template:
             if '%(project_id)s' not in template:
@@ -342,7 +346,8 @@ class SwiftStrategy(base.StoreStrategy):
         """(SwiftAccount, container) of the source image (``side`` =
         'source') or of the copy ('target'; ``image_id``: the reserved
         image's), reached with the clone's trust-scoped session.  Raises
-        NotServed."""
+        NotServed.
+        """
         glance_region = job.source if side == 'source' else job.target
         region, session = glance_region.region, glance_region.session
         if side == 'source':
@@ -360,7 +365,8 @@ class SwiftStrategy(base.StoreStrategy):
 
     def _service_token(self):
         """The clone service user's own token (its ``service`` role), sent
-        as X-Service-Token next to the trust-scoped one."""
+        as X-Service-Token next to the trust-scoped one.
+        """
         if self._service is None:
             self._service = auth.service_session(self.conf)
         return self._service.get_token()
@@ -573,7 +579,8 @@ class SwiftStrategy(base.StoreStrategy):
 
 class _Copier:
     """Copies the pieces with a pool of workers; progress, checkpoints and
-    the claim check stay on the calling thread."""
+    the claim check stay on the calling thread.
+    """
 
     def __init__(self, src, dst, same, pieces, total, progress, workers,
                  chunk_size, job, checkpoint):
@@ -594,7 +601,8 @@ class _Copier:
     def _present(self, recorded_etags):
         """Pieces the target already holds with the right bytes: the
         source segment's ETag, or for a range of a single object the ETag
-        the checkpoint recorded when it was copied."""
+        the checkpoint recorded when it was copied.
+        """
         have = {o['name']: o for o in self.dst.listing(
             self.dst_c, self.job.target_image_id)}
         done = set()

@@ -33,7 +33,8 @@ class SwiftError(Exception):
 
 class SwiftAccount:
     """A Swift account (``storage_url``) as seen by one keystoneauth
-    session."""
+    session.
+    """
 
     def __init__(self, region, storage_url, session, timeout=120.0,
                  retries=2):
@@ -68,7 +69,8 @@ class SwiftAccount:
         except swiftclient.ClientException as e:
             raise SwiftError(what, e.http_status,
                              f'{e.http_reason or ""} {e.msg}') from e
-        except Exception as e:   # connection errors, after swiftclient's retries
+        except Exception as e:
+            # connection errors, after swiftclient's retries
             self._local.conn = None
             raise SwiftError(what, None, type(e).__name__) from e
 
@@ -85,7 +87,8 @@ class SwiftAccount:
 
     def listing(self, container, prefix):
         """[{name, bytes, hash}] of objects named ``prefix...``, in order
-        ([] when the container does not exist)."""
+        ([] when the container does not exist).
+        """
         try:
             _, objects = self._call(f'GET {container}', 'get_container',
                                     container, prefix=prefix,
@@ -99,7 +102,8 @@ class SwiftAccount:
 
     def get_stream(self, container, obj, chunk_size, byte_range=None):
         """(body, chunks) of the object or of ``(offset, length)`` of it;
-        close ``body`` when done."""
+        close ``body`` when done.
+        """
         headers = {}
         if byte_range is not None:
             headers['Range'] = 'bytes=%d-%d' % (
@@ -123,7 +127,8 @@ class SwiftAccount:
 
     def put(self, container, obj, chunks, etag=None):
         """PUT an iterable of chunks (chunked transfer); Swift refuses it
-        (422) unless the bytes' md5 is ``etag`` (when given)."""
+        (422) unless the bytes' md5 is ``etag`` (when given).
+        """
         return self._call(f'PUT {container}/{obj}', 'put_object', container,
                           obj, chunks, etag=etag,
                           content_type='application/octet-stream')
@@ -131,7 +136,8 @@ class SwiftAccount:
     def copy_from(self, container, obj, source, src_container, src_obj,
                   etag=None, byte_range=None):
         """Server-side copy of ``source``'s object (or of a byte range of
-        it) into ``container/obj`` here; returns the new ETag."""
+        it) into ``container/obj`` here; returns the new ETag.
+        """
         headers = {'X-Copy-From': '/%s/%s' % (
             urllib.parse.quote(src_container), urllib.parse.quote(src_obj))}
         if byte_range is not None:

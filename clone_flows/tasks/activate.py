@@ -4,8 +4,8 @@ from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows import metadata
-from clone_flows import utils
 from clone_flows.tasks import common
+from clone_flows import utils
 
 LOG = logging.getLogger(__name__)
 
@@ -16,7 +16,8 @@ RESERVED = {'visibility': 'private', 'os_hidden': True, 'protected': False}
 
 def _revealed(image, activation):
     """Whether ``image`` already shows as ``activation`` makes it (and that
-    shows more than a reserved image does)."""
+    shows more than a reserved image does).
+    """
     return activation != RESERVED and all(
         image.get(k) == v for k, v in activation.items())
 
@@ -57,7 +58,7 @@ class Activate(common.Task):
             raise exceptions.TargetRefused(
                 target_region, f"make the copy {activation['visibility']}"
                 f"{' and protected' if activation['protected'] else ''}"
-                ) from e
+            ) from e
         LOG.info('Clone %s: image %s is now %s in %s', clone_id,
                  target_image_id, image.get('visibility'), target_region)
         return {

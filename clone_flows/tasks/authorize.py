@@ -57,17 +57,20 @@ class Authorize(common.Task):
         try:
             image = source.get_image(source_image_id)
         except (glance.NotFound, glance.Forbidden):
-            raise exceptions.SourceImageNotFound(source_image_id, source_region)
+            raise exceptions.SourceImageNotFound(source_image_id,
+                                                 source_region)
         if image.get('status') != 'active':
             raise exceptions.SourceImageNotActive(
                 source_image_id, source_region, image.get('status'))
         try:
             may_download = source.may_download(source_image_id)
         except glance.NotFound:
-            raise exceptions.SourceImageNotFound(source_image_id, source_region)
+            raise exceptions.SourceImageNotFound(source_image_id,
+                                                 source_region)
         if not may_download:
             raise exceptions.SourceNotDownloadable(source_image_id,
                                                    source_region)
         LOG.info('Clone of %s from %s to %s authorized (%s bytes)',
-                 source_image_id, source_region, target_region, image.get('size'))
+                 source_image_id, source_region, target_region,
+                 image.get('size'))
         return persisted_fields(image)

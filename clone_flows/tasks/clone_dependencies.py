@@ -4,18 +4,19 @@ from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows import metadata
-from clone_flows import utils
 from clone_flows.stores import base
 from clone_flows.stores import http
-from clone_flows.tasks import common
 from clone_flows.tasks import check_metadata
+from clone_flows.tasks import common
+from clone_flows import utils
 
 LOG = logging.getLogger(__name__)
 
 
 def dependency_clone_id(clone_id, key):
     """The provenance clone id of the copy of a dependency: its own, so the
-    main image's reservation and revert never take it for theirs."""
+    main image's reservation and revert never take it for theirs.
+    """
     return f'{clone_id}-{key.split("_")[0]}'
 
 
@@ -115,4 +116,5 @@ class CloneDependencies(common.Task):
                         LOG.info('Clone %s: deleted the %s copy %s', clone_id,
                                  key, image['id'])
         utils.keep_trying(delete_all, f'Deleting the dependency copies of '
-                          f'clone {clone_id}', services.conf.clone.revert_timeout)
+                          f'clone {clone_id}',
+                          services.conf.clone.revert_timeout)

@@ -17,8 +17,9 @@ class CopyData(common.Task):
     Reports progress (bytes done/total, rate) through TaskFlow's progress
     events, throttled; their details double as the checkpoint a resumed run
     receives, and each report asks whether the clone may go on (claim,
-    cancellation).  A strategy that copied into the target store directly returns
-    a location, attached here with the source's hashes as validation data.
+    cancellation).  A strategy that copied into the target store directly
+    returns a location, attached here with the source's hashes as
+    validation data.
     Reversion strategy: the strategy removes whatever partial data it wrote;
     the reserved image itself goes with ReserveImage's revert.
     """

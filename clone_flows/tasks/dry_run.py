@@ -1,5 +1,6 @@
 """A dry run's plan: what the read-only steps established, what a clone
-would move and which metadata the copy would get, key by key."""
+would move and which metadata the copy would get, key by key.
+"""
 import logging
 
 from clone_flows import auth
@@ -25,7 +26,8 @@ def property_diff(policy, source, overrides, mapped, provenance):
     """``{key: {'action', 'reason'[, 'value']}}``: what the copy gets of each
     of the source's keys (``copied``, ``dropped``, ``mapped``,
     ``overridden``) and the keys it gets that the source lacks (``added``).
-    Values are shown only where they differ from the source's."""
+    Values are shown only where they differ from the source's.
+    """
     to_set, tags, skipped = policy.properties(source, overrides, mapped)
     reserved = policy.reservation(source, overrides, {})
     activation = policy.activation(source, overrides)
@@ -112,7 +114,8 @@ class DryRunReport(common.Task):
             _check('source downloadable', f"{source_region}'s Glance lets "
                    f"you download it (its download_image policy)"),
             _check('metadata', 'nothing in its metadata stops a copy'
-                   + (f" (references mapped: {', '.join(sorted(mapped_properties))})"
+                   + (f" (references mapped: "
+                      f"{', '.join(sorted(mapped_properties))})"
                       if mapped_properties else '')),
             _check('target may create images', 'your delegation holds the '
                    f"{' and '.join(sorted(roles & set(CREATE_ROLES)))} role "

@@ -1,5 +1,6 @@
 """``if_exists``: what a clone does when the target project already holds a
-verified copy of its source (provenance and an equal ``os_hash_value``)."""
+verified copy of its source (provenance and an equal ``os_hash_value``).
+"""
 import logging
 
 from clone_flows import constants as c
@@ -12,7 +13,8 @@ LOG = logging.getLogger(__name__)
 
 def reused_result(copy, target_region):
     """The user's result for a clone that reuses ``copy`` (the shape of a
-    copy's result, saying it was reused)."""
+    copy's result, saying it was reused).
+    """
     return {
         'image_id': copy['id'],
         'region': target_region,

@@ -13,7 +13,8 @@ MiB = 1024 * 1024
 
 def check_headroom(target, size):
     """Refuse at once a copy the target project's quota cannot take, where
-    Glance reports usage (unified limits); a limit below 0 is unlimited."""
+    Glance reports usage (unified limits); a limit below 0 is unlimited.
+    """
     usage = target.usage()
     needs = {'image_size_total': -(-size // MiB), 'image_count_total': 1}
     for name, more in needs.items():
@@ -85,7 +86,8 @@ class PlanCopy(common.Task):
                                      'why in the clone\'s log)')
             if ok:
                 plan = strategy.plan(job)
-                plan.reason = '; '.join(f'{n}: {r}' for n, r in rejected.items()) \
+                plan.reason = '; '.join(f'{n}: {r}'
+                                        for n, r in rejected.items()) \
                     or 'preferred'
                 return plan.to_dict()
             rejected[name] = reason

@@ -6,8 +6,8 @@ from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows import metadata
-from clone_flows import utils
 from clone_flows.tasks import common
+from clone_flows import utils
 
 LOG = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def prove_reveal(target, image_id, activation):
     """Glance lets the user reveal the copy as asked: the reserved image
     (queued, empty, hidden) takes the visibility and protection it will get
     at activation, then goes back to private and unprotected.  Raises
-    :class:`exceptions.TargetRefused` naming what Glance refused."""
+    :class:`exceptions.TargetRefused` naming what Glance refused.
+    """
     visibility = activation.get('visibility')
     if visibility and visibility != 'private':
         try:
@@ -89,9 +90,9 @@ class ReserveImage(common.Task):
             LOG.info('Clone %s: reusing reserved image %s in %s', clone_id,
                      image_id, target.region)
             return image_id
-        fields = policy.reservation(source_image, overrides,
-                                    metadata.provenance(clone_id, source_region,
-                                                        source_image))
+        fields = policy.reservation(
+            source_image, overrides,
+            metadata.provenance(clone_id, source_region, source_image))
         try:
             image = target.create_image(**fields)
         except glance.Forbidden as e:
@@ -130,7 +131,8 @@ class ReserveImage(common.Task):
 
 def delete_reserved(target, image_id):
     """Delete a clone's image, unprotecting it first (a copy synced with a
-    protected source is protected); False if it was gone already."""
+    protected source is protected); False if it was gone already.
+    """
     try:
         image = target.get_image(image_id)
     except glance.NotFound:

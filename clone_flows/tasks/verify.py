@@ -30,9 +30,11 @@ class Verify(common.Task):
                                                  now.get('status'))
         copy = services.glance(target_region).get_image(target_image_id)
         if copy.get('status') != 'active':
-            raise exceptions.VerificationFailed('status', 'active', copy.get('status'))
+            raise exceptions.VerificationFailed('status', 'active',
+                                                copy.get('status'))
         fields = ['size', 'checksum']
-        same_algo = copy.get('os_hash_algo') == source_image.get('os_hash_algo')
+        same_algo = (copy.get('os_hash_algo')
+                     == source_image.get('os_hash_algo'))
         if same_algo:
             fields.append('os_hash_value')
         for field in fields:

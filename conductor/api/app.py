@@ -142,7 +142,8 @@ def app_factory(global_conf, **local_conf):
 
 def load_app(conf, pipeline=None):
     """The served WSGI callable: the paste pipeline named in
-    ``[api] paste_pipeline`` of ``[api] paste_config``."""
+    ``[api] paste_pipeline`` of ``[api] paste_config``.
+    """
     from paste import deploy
     config.set_conf(conf)
     path = config.find_paste_config(conf)

@@ -26,7 +26,8 @@ class BodyError(Exception):
 def read_capped(req, limit):
     """The request body, read only up to ``limit`` bytes (also without a
     Content-Length); :class:`BodyError` 413 beyond it. The body stays
-    readable for the next application."""
+    readable for the next application.
+    """
     if req.content_length is not None:
         if req.content_length > limit:
             raise BodyError(413, TOO_LARGE)
@@ -40,7 +41,8 @@ def read_capped(req, limit):
 
 def parse_json(raw):
     """``raw`` (UTF-8 JSON) parsed; :class:`BodyError` 400 when it is not
-    JSON or nests deeper than :data:`MAX_DEPTH`."""
+    JSON or nests deeper than :data:`MAX_DEPTH`.
+    """
     try:
         document = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError):
@@ -66,4 +68,3 @@ def error_body(code, title, message):
     """Glance's error document (python-glanceclient prints ``message``)."""
     return json.dumps({'error': {'code': code, 'title': title,
                                  'message': message}}).encode('utf-8')
-

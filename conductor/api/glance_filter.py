@@ -90,7 +90,8 @@ class GlanceCloneFilter:
     def _is_clone_create(self, req):
         """True for a clone request; reads (at most ``max_body`` bytes of)
         the body, which stays readable for Glance. :class:`BodyError` for a
-        body that is too large, not JSON or too deep."""
+        body that is too large, not JSON or too deep.
+        """
         if req.method != 'POST' or req.path_info.rstrip('/') != '/v2/tasks':
             return False
         raw = bodies.read_capped(req, self.max_body)
@@ -121,7 +122,7 @@ class GlanceCloneFilter:
                 return probe if req.method == 'GET' else self._forward(req)
         return req.get_response(self.app)
 
-    # -- forwarding --------------------------------------------------------------
+    # -- forwarding -----------------------------------------------------------
 
     def _forward(self, req, method=None, body=None):
         method = method or req.method
@@ -176,7 +177,8 @@ class GlanceCloneFilter:
 
 def _glance_public_endpoint():
     """The ``public_endpoint`` of the glance-api this filter runs in (its
-    ``[DEFAULT] public_endpoint``), or '' where it has none."""
+    ``[DEFAULT] public_endpoint``), or '' where it has none.
+    """
     try:
         from oslo_config import cfg
         return (cfg.CONF.public_endpoint or '').rstrip('/')
@@ -204,7 +206,8 @@ def ssl_context(conf):
     options, or None when none is set: ``ca_file`` (CA bundle that signed
     clone-api's certificate; default: the system's), ``cert_file`` and
     ``key_file`` (this glance-api's client certificate, if clone-api asks
-    for one), ``insecure`` (true: do not verify clone-api's certificate)."""
+    for one), ``insecure`` (true: do not verify clone-api's certificate).
+    """
     ca_file = conf.get('ca_file') or None
     cert_file = conf.get('cert_file') or None
     key_file = conf.get('key_file') or None
@@ -231,7 +234,8 @@ def filter_factory(global_conf, **local_conf):
     it, never on the request's ``Host`` header; default: glance-api's own
     ``public_endpoint``), and for https
     :func:`ssl_context`'s ``ca_file``, ``cert_file``, ``key_file``,
-    ``insecure``."""
+    ``insecure``.
+    """
     conf = dict(global_conf or {})
     conf.update(local_conf)
     url = conf.get('clone_api_url')

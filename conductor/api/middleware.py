@@ -6,12 +6,12 @@ from glance-clone's own configuration files, not from a global.
 """
 import logging
 
-import webob.dec
 from keystoneauth1 import exceptions as ksa_exceptions
 from keystonemiddleware import auth_token
 from oslo_context import context as oslo_context
 from oslo_middleware import request_id
 from oslo_middleware import sizelimit
+import webob.dec
 
 from conductor.api import bodies
 from conductor.api import config
@@ -26,14 +26,16 @@ def request_id_factory(global_conf, **local_conf):
 
 def sizelimit_factory(global_conf, **local_conf):
     """Bodies over ``[oslo_middleware] max_request_body_size`` get 413
-    (with the JSON error body of every other answer)."""
+    (with the JSON error body of every other answer).
+    """
     return lambda app: JsonTooLarge(sizelimit.RequestBodySizeLimiter(
         app, config.get_conf()))
 
 
 class JsonTooLarge:
     """oslo.middleware's size limiter answers 413 in webob's own format;
-    this gives that answer the Glance-style JSON error body."""
+    this gives that answer the Glance-style JSON error body.
+    """
 
     def __init__(self, app):
         self.app = app
@@ -54,7 +56,8 @@ KEYSTONE_DOWN = 'Keystone did not answer; try again later'
 class KeystoneUnavailable:
     """auth_token lets keystoneauth's connection errors (a Keystone that
     does not answer within ``http_connect_timeout``) escape as a 500 page:
-    they become a 503 with one sentence, like the API's own Keystone calls."""
+    they become a 503 with one sentence, like the API's own Keystone calls.
+    """
 
     def __init__(self, app):
         self.app = app
@@ -72,7 +75,8 @@ class KeystoneUnavailable:
 
 def authtoken_factory(global_conf, **local_conf):
     """keystonemiddleware's auth_token, configured by
-    ``[keystone_authtoken]`` of glance-clone's configuration."""
+    ``[keystone_authtoken]`` of glance-clone's configuration.
+    """
     conf = dict(local_conf)
     conf['oslo_config_config'] = config.get_conf()
 
@@ -108,7 +112,8 @@ def context_factory(global_conf, **local_conf):
 
 class VersionsFilter:
     """Answers ``GET /`` and ``GET /versions`` before authentication (as
-    Glance does), so clients can discover the API without a token."""
+    Glance does), so clients can discover the API without a token.
+    """
 
     def __init__(self, app, conf):
         self.app = app

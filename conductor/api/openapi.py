@@ -46,7 +46,8 @@ def _answers(ok, *errors):
 
 def _json_schema(glance_schema):
     """A Glance-style schema as a plain JSON schema (no ``name``, no
-    ``links``)."""
+    ``links``).
+    """
     schema = copy.deepcopy(glance_schema)
     schema.pop('name', None)
     schema.pop('links', None)

@@ -55,7 +55,8 @@ REFUSED_KEYS = {
 @functools.lru_cache(maxsize=None)
 def installed_strategies():
     """Names of the store strategies installed here (the stevedore
-    entry points of ``glance_clone.stores`` that load), sorted."""
+    entry points of ``glance_clone.stores`` that load), sorted.
+    """
     mgr = extension.ExtensionManager(stores.NAMESPACE, invoke_on_load=False)
     return tuple(sorted(mgr.names()))
 
@@ -186,7 +187,8 @@ def _sentence(error):
             and not error.absolute_path:
         allowed = clone_input_schema()['properties']
         extra = sorted(set(error.instance) - set(allowed))
-        return (f"input: unknown key(s) {', '.join(repr(k[:64]) for k in extra)}; "
+        return (f"input: unknown key(s) "
+                f"{', '.join(repr(k[:64]) for k in extra)}; "
                 f"allowed: {', '.join(sorted(allowed))}")
     if v == 'required':
         missing = [k for k in arg if k not in error.instance]
@@ -215,10 +217,10 @@ def _sentence(error):
 
 def input_errors(instance):
     """Sentences for every violation of :func:`clone_input_schema`, best
-    first (a key that is refused on purpose first of all)."""
+    first (a key that is refused on purpose first of all).
+    """
     refused = [REFUSED_KEYS[k] for k in sorted(REFUSED_KEYS)
                if k in instance]
     errors = sorted(_validator().iter_errors(instance),
                     key=lambda e: (len(e.absolute_path), str(e.validator)))
     return refused + [_sentence(e) for e in errors]
-

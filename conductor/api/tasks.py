@@ -11,8 +11,8 @@ import logging
 import urllib.parse
 import uuid
 
-import webob.exc
 from oslo_policy import policy as oslo_policy
+import webob.exc
 
 from conductor.api import bodies
 from conductor.api import policies
@@ -56,7 +56,8 @@ def _is_uuid(text):
 
 def _stalled_for(task, stalled_after, now=None):
     """Seconds since a processing clone's conductor last wrote, when that is
-    longer than ``stalled_after``; else None."""
+    longer than ``stalled_after``; else None.
+    """
     if task['status'] != 'processing' or not stalled_after or \
             not task.get('updated_at'):
         return None
@@ -216,7 +217,8 @@ class TasksController:
             limit = min(limit, self.conf.api.api_limit_max)
         sort_key = params.get('sort_key', 'created_at')
         if sort_key not in SORT_KEYS:
-            raise bad_request(f"sort_key must be one of: {', '.join(SORT_KEYS)}")
+            raise bad_request(
+                f"sort_key must be one of: {', '.join(SORT_KEYS)}")
         sort_dir = params.get('sort_dir', 'desc')
         if sort_dir not in ('asc', 'desc'):
             raise bad_request('sort_dir must be asc or desc')
@@ -268,13 +270,13 @@ class TasksController:
         LOG.info('Cancel requested for clone %s', task_id)
         return 204, None, None
 
-
-    # -- GET /v2/images/{image_id}/copies --------------------------------------
+    # -- GET /v2/images/{image_id}/copies -------------------------------------
 
     def copies(self, req, context, image_id):
         """The copies of an image across regions (as the caller's Glance
         shows them): ``?region=`` names the image's region (default: this
-        API's)."""
+        API's).
+        """
         self._authorize(policies.COPIES, context, context.project_id)
         for key in req.GET:
             if key != 'region':
@@ -287,6 +289,7 @@ class TasksController:
         if not _is_uuid(image_id):
             raise bad_request('the image id is not a valid UUID')
         from keystoneauth1 import session as ks_session
+
         from clone_flows import copies as copies_mod
         from clone_flows import exceptions
         from conductor import submit
@@ -321,6 +324,7 @@ _ACTION = {
 def _submit_error(exc):
     """The answer for a clone that could not be submitted, or None."""
     from keystoneauth1 import exceptions as ksa_exc
+
     from clone_flows import exceptions
     from conductor import submit
     if isinstance(exc, submit.SubmitFailed):
@@ -369,7 +373,8 @@ def _json_body(req):
 
 def _check_regions(req, task_input):
     """With the service catalog that auth_token passes on, an unknown
-    region is a 400 now rather than a failed clone later."""
+    region is a 400 now rather than a failed clone later.
+    """
     raw = req.headers.get('X-Service-Catalog')
     if not raw:
         return

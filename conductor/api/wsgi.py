@@ -7,8 +7,8 @@ up oslo.log and returns the paste pipeline. ``application`` (for a plain
 """
 import os
 
-from conductor import opts
 from conductor.api import app as api_app
+from conductor import opts
 
 ENV_CONFIG_FILES = 'GLANCE_CLONE_CONFIG_FILES'
 

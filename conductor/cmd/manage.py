@@ -41,6 +41,7 @@ LOG = logging.getLogger(__name__)
 def _user_session_from_env(conf):
     """A keystoneauth session for the user of the usual OS_* variables."""
     from keystoneauth1.identity import v3
+
     from clone_flows import auth as clone_auth
     env = os.environ
     if not env.get('OS_AUTH_URL'):
@@ -173,7 +174,8 @@ def cmd_clone(conf, args):
 
 def _new_store(conf, user_session, args):
     """The new clone's store (its trust made), or None after printing why
-    not (e.g. the user lacks a role the clone needs)."""
+    not (e.g. the user lacks a role the clone needs).
+    """
     try:
         return runner.new_store(conf, user_session, _request(args))
     except exceptions.CloneError as e:
@@ -257,8 +259,8 @@ def cmd_copies(conf, args):
         return 0
     image = listing['image']
     if not image['found']:
-        print(f"image {args.image} is not visible in {args.region} (deleted?); "
-              f"its copies:", file=sys.stderr)
+        print(f"image {args.image} is not visible in {args.region} "
+              f"(deleted?); its copies:", file=sys.stderr)
     print(f"{'REGION':12}  {'IMAGE':36}  {'STATUS':8}  {'VERIFIED':8}  "
           f"SOURCE")
     for e in listing['copies']:
@@ -268,13 +270,12 @@ def cmd_copies(conf, args):
     return 0
 
 
-
-
 # -- the cliff application ---------------------------------------------------
 
 class CommandError(Exception):
     """An operation that failed for a reason the operator can act on; its
-    text is one sentence (exit code 1)."""
+    text is one sentence (exit code 1).
+    """
 
 
 class UsageError(CommandError):
@@ -287,7 +288,8 @@ def _hosts(conf):
 
 def describe(err, conf=None):
     """One sentence for an error an operator may meet: an unknown id, an
-    unreachable ZooKeeper or database; None for an unexpected one."""
+    unreachable ZooKeeper or database; None for an unexpected one.
+    """
     if isinstance(err, KeyError):
         return None
     if isinstance(err, (CommandError, LookupError)):
@@ -301,8 +303,8 @@ def describe(err, conf=None):
     if isinstance(err, kz_exc.NoAuthError):
         return ('ZooKeeper refused access to the jobboard: check [jobboard] '
                 'username and password')
-    import sqlalchemy.exc as sa_exc
     from oslo_db import exception as db_exc
+    import sqlalchemy.exc as sa_exc
     from taskflow import exceptions as tf_exc
     cause = err
     while isinstance(cause, tf_exc.TaskFlowException) and cause.cause:
@@ -411,7 +413,8 @@ class CloneRun(Command):
     """Clone an image into another region.
 
     Runs the persisted clone graph in this process (as the user of the
-    OS_* environment), or posts it for the conductors (--conductor)."""
+    OS_* environment), or posts it for the conductors (--conductor).
+    """
 
     opt_modules = opts.CLONE
 
@@ -423,7 +426,8 @@ class CloneRun(Command):
         c.add_argument('--target-region',
                        default=os.environ.get('OS_REGION_NAME'),
                        help='region to clone into (default: $OS_REGION_NAME)')
-        c.add_argument('--name', help='name of the copy (default: the source\'s)')
+        c.add_argument('--name',
+                       help='name of the copy (default: the source\'s)')
         c.add_argument('--visibility',
                        choices=['private', 'shared', 'community', 'public'])
         c.add_argument('--property', action='append', type=_key_value,
@@ -436,10 +440,10 @@ class CloneRun(Command):
                        help='run the checks of the clone and print its plan '
                             '(strategy, bytes, property diff); change nothing')
         c.add_argument('--include-dependencies', action='store_true',
-                       help='also clone the kernel and ramdisk images the image '
-                            'refers to (kernel_id, ramdisk_id) when your project '
-                            'in the target region has no verified copy of them '
-                            'yet, in the same clone')
+                       help='also clone the kernel and ramdisk images the '
+                            'image refers to (kernel_id, ramdisk_id) when '
+                            'your project in the target region has no '
+                            'verified copy of them yet, in the same clone')
         c.add_argument('--if-exists', choices=['copy', 'reuse', 'fail'],
                        default='copy',
                        help='when your project in the target region already '
@@ -448,8 +452,9 @@ class CloneRun(Command):
         c.add_argument('--resume', metavar='CLONE_ID',
                        help='continue a clone whose process was killed')
         c.add_argument('--conductor', action='store_true',
-                       help='post the clone to the jobboard for the conductors '
-                            'and follow it, instead of running it here')
+                       help='post the clone to the jobboard for the '
+                            'conductors and follow it, instead of running it '
+                            'here')
         c.add_argument('--no-wait', action='store_true',
                        help='with --conductor: print the clone id and return')
         c.add_argument('--no-progress', action='store_true',
@@ -465,7 +470,8 @@ class CloneRun(Command):
 class Copies(Command):
     """List an image's copies in every region.
 
-    As the user of the OS_* environment sees them."""
+    As the user of the OS_* environment sees them.
+    """
 
     opt_modules = opts.CLONE
 
@@ -484,7 +490,8 @@ class Copies(Command):
 
 def for_humans(parsed_args, rows):
     """Rows as given for machine formats (json, yaml: null stays null);
-    for table, value and csv, an empty cell instead of "None"."""
+    for table, value and csv, an empty cell instead of "None".
+    """
     if getattr(parsed_args, 'formatter', None) in ('json', 'yaml'):
         return rows
     return [tuple('' if v is None else v for v in row) for row in rows]

@@ -30,6 +30,7 @@ REASON_LENGTH = 300
 def board_session(conf):
     """(kazoo client, jobboard, persistence backend), closed afterwards."""
     from kazoo.handlers import threading as kz_threading
+
     from conductor import jobboard
     backend = persistence.get_backend(conf)
     client = jobboard.make_client(conf)
@@ -40,7 +41,8 @@ def board_session(conf):
             client.close()
         raise manage.CommandError(
             f'ZooKeeper ({",".join(conf.jobboard.zookeeper_hosts)}) cannot '
-            f'be reached: no answer within {conf.jobboard.session_timeout:g} s')
+            f'be reached: no answer within '
+            f'{conf.jobboard.session_timeout:g} s')
     try:
         board = jobboard.make_board(conf, client, backend)
         try:
@@ -111,7 +113,8 @@ def job_row(job, owner, live, backend):
 class ConductorList(lister.Lister):
     """List the live conductors and the clones each holds.
 
-    From ZooKeeper: name, host, pid, since when, clones held."""
+    From ZooKeeper: name, host, pid, since when, clones held.
+    """
 
     def take_action(self, parsed_args):
         conf = self.app.conf()
@@ -133,7 +136,8 @@ class ConductorList(lister.Lister):
 class JobList(lister.Lister):
     """List the clone jobs on the jobboard, oldest first.
 
-    Unclaimed or claimed (and by whom), age, attempts, project, clone id."""
+    Unclaimed or claimed (and by whom), age, attempts, project, clone id.
+    """
 
     COLUMNS = ('Job', 'Clone', 'State', 'Owner', 'Owner alive', 'Created',
                'Age', 'Attempts', 'Project', 'Flow state')
@@ -199,7 +203,8 @@ class JobRelease(manage.Command):
 
     Deletes the job's claim so that any conductor may take the clone (it
     resumes from its last saved step).  Refused while the owner is alive,
-    unless --force."""
+    unless --force.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -234,7 +239,8 @@ class JobTrash(manage.Command):
 
     The clone ends failed with the reason given on the task the user sees;
     what it made is left to the sweep (clone sweep --apply).  Refused while
-    a live conductor holds it, unless --force."""
+    a live conductor holds it, unless --force.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -288,7 +294,8 @@ def trash_board(client, board, job, who):
     every board with the same parent: a board made again (or a sibling
     board) may have used the name already, and TaskFlow's trash then fails
     every time.  The job is then consumed instead (its clone's records keep
-    everything the trash entry would)."""
+    everything the trash entry would).
+    """
     from taskflow import exceptions as tf_exc
     try:
         board.trash(job, who)
@@ -310,7 +317,8 @@ class QueueList(lister.Lister):
     """List per project how many clones wait and how many run.
 
     Pending clones wait in their project's queue in ZooKeeper, not on the
-    jobboard (``job list`` shows the started ones)."""
+    jobboard (``job list`` shows the started ones).
+    """
 
     def take_action(self, parsed_args):
         conf = self.app.conf()

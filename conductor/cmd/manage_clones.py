@@ -95,7 +95,8 @@ class CloneCancel(manage.Command):
     """Cancel a pending or running clone.
 
     As the user's DELETE of the task does: its conductor stops it at the
-    next step and removes what it made."""
+    next step and removes what it made.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -119,7 +120,8 @@ class CloneCancel(manage.Command):
 def reset_for_retry(fd):
     """Make a failed clone's flow detail runnable again: steps that ended
     SUCCESS keep their results (the clone resumes after them), every other
-    step goes back to PENDING; the marks of the failure go."""
+    step goes back to PENDING; the marks of the failure go.
+    """
     for ad in fd:
         if ad.name == tf_storage.Storage.injector_name or \
                 ad.state == 'SUCCESS' and \
@@ -139,9 +141,10 @@ def reset_for_retry(fd):
 class CloneRetry(manage.Command):
     """Re-post a failed clone; it resumes from what was kept.
 
-    Steps that had succeeded are not run again.  Possible while the clone's trust
-    (the user's delegation) still exists: after a poison job or an operator's
-    trash not yet swept, or a failed cleanup."""
+    Steps that had succeeded are not run again.  Possible while the clone's
+    trust (the user's delegation) still exists: after a poison job or an
+    operator's trash not yet swept, or a failed cleanup.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -216,7 +219,8 @@ def _marked(conf, backend, apply):
 
 def _live(conf, backend, clone_id):
     """Whether the clone may still be working: its task pending or
-    processing, or its flow stored and not finished."""
+    processing, or its flow stored and not finished.
+    """
     from conductor.db import api as db_api
     task = db_api.get_task(conf, clone_id)
     if task is not None and task['status'] in ('pending', 'processing'):
@@ -233,7 +237,8 @@ def _live(conf, backend, clone_id):
 def orphans(conf, backend, session, regions):
     """(region, image) of every image carrying a clone's provenance, not
     revealed, whose clone is neither running nor successful, as the
-    operator's session (an admin's) sees the regions."""
+    operator's session (an admin's) sees the regions.
+    """
     from clone_flows import glance
     found = []
     for region in regions:
@@ -263,7 +268,8 @@ class CloneSweep(lister.Lister):
     clone's provenance while that clone is neither running nor successful
     (listed as the admin of the OS_* environment).  Nothing else: images are
     recognised by the clone id they carry, never by name.  A dry run by
-    default."""
+    default.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -302,7 +308,8 @@ class LegacySweep(manage.Command):
     """Remove what clones whose cleanup failed left (the former sweep).
 
     Images in the target, trusts: as clone sweep --apply does for the
-    clones marked for the sweep."""
+    clones marked for the sweep.
+    """
 
     def take_action(self, a):
         conf = self.app.conf()

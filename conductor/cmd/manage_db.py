@@ -23,7 +23,8 @@ class DbSync(manage.Command):
 class TasksPurge(manage.Command):
     """Delete finished tasks whose expires_at has passed.
 
-    That is [api] task_ttl_hours after they ended."""
+    That is [api] task_ttl_hours after they ended.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -42,7 +43,8 @@ class TasksPurge(manage.Command):
 class TasksFailOrphans(manage.Command):
     """End pending tasks that never got a job, and delete their trusts.
 
-    The API died between recording the task and posting its job."""
+    The API died between recording the task and posting its job.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)

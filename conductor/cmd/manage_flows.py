@@ -59,7 +59,8 @@ class FlowShow(lister.Lister):
     and its failure; --traceback adds the
     failures' tracebacks (for operators only: they may name hosts and
     paths); --watch redraws it until the clone ends, with the copy's
-    progress bar."""
+    progress bar.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -112,7 +113,8 @@ class FlowHistory(lister.Lister):
     """Show a clone's state transitions with the conductor that made each.
 
     In order (recorded by the conductors; a step's start is written with
-    its end, so a crash loses only the start of the step it cut)."""
+    its end, so a crash loses only the start of the step it cut).
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -135,7 +137,8 @@ class FlowGraph(manage.Command):
     Colours: (grey pending,
     blue running, green success, red failure, yellow reverted, dark red
     revert failure, orange reverting, purple retrying), as SVG, PNG (with
-    Graphviz's dot) or DOT text, by the file's extension."""
+    Graphviz's dot) or DOT text, by the file's extension.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -164,8 +167,9 @@ class FlowPurge(lister.Lister):
     """Remove finished clones' flow records and old trashed jobs.
 
     The logbook, flow and atom details and history of clones that finished
-    longer than DURATION ago, and the trashed jobs as old.  Running clones, and clones waiting for the sweep, are never
-    touched."""
+    longer than DURATION ago, and the trashed jobs as old.  Running clones,
+    and clones waiting for the sweep, are never touched.
+    """
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)

@@ -14,12 +14,12 @@ import logging
 import os
 import threading
 
-import sqlalchemy as sa
 from oslo_config import cfg
 from oslo_db import exception as db_exc
 from oslo_db import options as db_options
 from oslo_db.sqlalchemy import engines
 from oslo_db.sqlalchemy import utils as db_utils
+import sqlalchemy as sa
 from sqlalchemy import orm
 
 from conductor.db import models
@@ -147,7 +147,8 @@ def _alembic_config():
 
 def head_revision():
     from alembic import script
-    return script.ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return script.ScriptDirectory.from_config(
+        _alembic_config()).get_current_head()
 
 
 def _upgrade(engine, revision='head'):
@@ -179,7 +180,8 @@ def current_revision(engine):
 
 def sync(conf):
     """Bring the task tables to the newest revision (``clone-manage db
-    sync``); returns the revision."""
+    sync``); returns the revision.
+    """
     engine = get_engine(conf)     # first use upgrades
     return current_revision(engine)
 
@@ -207,7 +209,8 @@ def isotime(value):
 def _parse_time(value):
     if value is None or isinstance(value, datetime.datetime):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(
+                datetime.timezone.utc).replace(tzinfo=None)
         return value
     text = str(value).rstrip('Z')
     return datetime.datetime.fromisoformat(text)
@@ -300,7 +303,7 @@ def update_task(conf, task_id, fence=None, **values):
         raise TypeError(f'unknown task fields: {sorted(unknown)}')
     now = _now()
     values = {k: (_parse_time(v) if k in ('created_at', 'updated_at',
-                                         'expires_at') else v)
+                                          'expires_at') else v)
               for k, v in values.items()}
     if 'message' in values and values['message'] is None:
         values['message'] = ''
@@ -332,7 +335,8 @@ def update_task(conf, task_id, fence=None, **values):
 def begin_attempt(conf, task_id):
     """A conductor starts running a task: ``processing``, ``attempts`` + 1.
     Returns the new attempt number (the fence of this conductor's later
-    writes), or None when the task has ended or does not exist."""
+    writes), or None when the task has ended or does not exist.
+    """
     with _session(conf) as session:
         session.execute(
             sa.update(models.CloneTask)
@@ -375,7 +379,8 @@ def list_tasks(conf, owner=None, status=None, type=None,
                marker=None):
     """Tasks, newest first by default; ``marker`` is the id of the last task
     of the previous page (:class:`MarkerNotFound` if it is not one of the
-    tasks this query can see)."""
+    tasks this query can see).
+    """
     if sort_key not in SORT_KEYS:
         raise ValueError(f'sort_key must be one of {", ".join(SORT_KEYS)}')
     if sort_dir not in ('asc', 'desc'):
@@ -402,7 +407,8 @@ def list_tasks(conf, owner=None, status=None, type=None,
 
 def trusts_of_ended_tasks(conf, limit=100):
     """(task id, trust id) of ended tasks whose trust may still exist: the
-    clone's own release of it failed or is not known to have worked."""
+    clone's own release of it failed or is not known to have worked.
+    """
     with _session(conf) as session:
         rows = session.execute(
             sa.select(models.CloneTask.id, models.CloneTask.trust_id)

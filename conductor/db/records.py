@@ -59,7 +59,8 @@ class TaskRecords:
 
     def processing(self, clone_id):
         """This conductor begins an attempt at the clone (None: the task has
-        ended or there is no record)."""
+        ended or there is no record).
+        """
         try:
             attempt = self._api().begin_attempt(self._conf, clone_id)
         except Exception:
@@ -84,7 +85,8 @@ class TaskRecords:
 
     def _applied(self, clone_id, task, status):
         """Whether this conductor's fenced write of ``status`` took effect
-        (the record shows it, in this conductor's attempt)."""
+        (the record shows it, in this conductor's attempt).
+        """
         if not task or task.get('status') != status:
             return False
         attempt = self._attempts.get(clone_id)
@@ -93,7 +95,8 @@ class TaskRecords:
     def finished(self, clone_id, outcome, started=None, trust_released=False):
         """Record how the clone ended.  ``trust_released``: its run deleted
         the trust (or found it gone); otherwise the record keeps the trust
-        id for the sweep to delete."""
+        id for the sweep to delete.
+        """
         task = self.get(clone_id) or {}
         released = {'trust_id': None} if trust_released else {}
         try:
@@ -138,14 +141,16 @@ class TaskRecords:
 
     def _ends_now(self, clone_id, before, after, status):
         """Whether this write ended the clone: it had not ended before and
-        the record now shows ``status`` in this conductor's attempt."""
+        the record now shows ``status`` in this conductor's attempt.
+        """
         if (before or {}).get('status') in ('success', 'failure'):
             return False
         return self._applied(clone_id, after, status)
 
     def heartbeat(self):
         """Mark every clone this conductor runs as still running (their
-        ``updated_at``); fenced like every write."""
+        ``updated_at``); fenced like every write.
+        """
         for clone_id in list(self._attempts):
             self._update(clone_id)
 

@@ -46,7 +46,8 @@ def _base(url):
 
 def error_sentence(response):
     """The one sentence of an error answer (Glance's or glance-clone's JSON
-    error document, else the status line)."""
+    error document, else the status line).
+    """
     try:
         body = response.json()
     except ValueError:
@@ -170,7 +171,8 @@ class CloneClient:
     def list(self, region=None, status=None, limit=None, marker=None,
              sort_key=None, sort_dir=None):
         """Clone tasks, newest first unless sorted otherwise: every page up
-        to ``limit`` (all with no limit)."""
+        to ``limit`` (all with no limit).
+        """
         base = self.endpoint(region)
         params = {'type': 'clone'}
         for key, value in (('status', status), ('marker', marker),
@@ -213,7 +215,8 @@ class CloneClient:
     def find_image(self, name_or_id, region):
         """The id of the image ``name_or_id`` in ``region`` as the user sees
         it: an id is taken as it is (the clone checks it is visible); a
-        name must name exactly one image."""
+        name must name exactly one image.
+        """
         if is_uuid(name_or_id):
             return name_or_id
         base = self.image_endpoint(region)

@@ -20,7 +20,8 @@ API_VERSIONS = {'2': 'conductor.osc.client.CloneClient'}
 def make_client(instance):
     """The :class:`~conductor.osc.client.CloneClient` of the command's
     session, region and interface (``instance``: osc-lib's
-    ClientManager)."""
+    ClientManager).
+    """
     config = instance.get_configuration()
     override = config.get('clone_endpoint') or \
         config.get('clone_endpoint_override')

@@ -29,9 +29,9 @@ from taskflow.conductors.backends import impl_nonblocking
 from taskflow.listeners import base as tf_listeners
 from taskflow.types import notifier as tf_notifier
 
-from clone_flows import services as services_mod
 from clone_flows import constants as c
 from clone_flows import exceptions
+from clone_flows import services as services_mod
 from conductor.db import records as records_mod
 from conductor import outcome as outcome_mod
 from conductor import runner
@@ -78,7 +78,8 @@ def list_opts():
 
 class PoisonJob(Exception):
     """The job was claimed more than ``[jobboard] max_attempts`` times:
-    the conductor trashes it (:meth:`CloneConductor._try_finish_job`)."""
+    the conductor trashes it (:meth:`CloneConductor._try_finish_job`).
+    """
 
 
 class StepLogger(tf_listeners.Listener):
@@ -134,11 +135,13 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
         self._poisoned = set()  # jobs past max_attempts: trash them
         name = name or conf.conductor.name or \
             f'{socket.gethostname()}-{os.getpid()}'
-        wait = guards.BoardWatch(client, board.path, self.WAIT_TIMEOUT,
-                          lock_suffix=getattr(board, 'LOCK_POSTFIX', '.lock'))
-        super().__init__(name, board, persistence=backend, engine='serial',
-                         max_simultaneous_jobs=conf.conductor.max_concurrent_clones,
-                         wait_timeout=wait)
+        wait = guards.BoardWatch(
+            client, board.path, self.WAIT_TIMEOUT,
+            lock_suffix=getattr(board, 'LOCK_POSTFIX', '.lock'))
+        super().__init__(
+            name, board, persistence=backend, engine='serial',
+            max_simultaneous_jobs=conf.conductor.max_concurrent_clones,
+            wait_timeout=wait)
 
     @property
     def name(self):
@@ -169,7 +172,8 @@ class CloneConductor(impl_nonblocking.NonBlockingConductor):
 
     def _give_up(self, clone_id, attempts):
         """Fail a clone that was started too often and hand it to the
-        sweep; raises :class:`PoisonJob`."""
+        sweep; raises :class:`PoisonJob`.
+        """
         message = (f'the clone was started {attempts} times and never '
                    f'finished (its conductor kept failing); it was stopped '
                    f'and what it made is being removed')

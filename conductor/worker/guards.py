@@ -24,7 +24,8 @@ LOG = logging.getLogger(__name__)
 
 class SessionWatch:
     """Follows the kazoo client's state; ``epoch`` grows on each lost
-    session (every claim made before it is gone)."""
+    session (every claim made before it is gone).
+    """
 
     def __init__(self, client):
         self.state = kz_states.KazooState.CONNECTED if client.connected \
@@ -46,7 +47,8 @@ class SessionWatch:
 
     def wait_connected(self, timeout):
         """Wait until the client is connected again (CONNECTED) or the
-        session is lost (LOST); SUSPENDED after ``timeout``."""
+        session is lost (LOST); SUSPENDED after ``timeout``.
+        """
         def settled():
             if self.state == kz_states.KazooState.LOST:
                 return True
@@ -84,7 +86,8 @@ class ClaimGuard:
         state = watch.state
         if state == kz_states.KazooState.SUSPENDED:
             state = watch.wait_connected(cond.session_timeout)
-        if watch.epoch != self._epoch or state != kz_states.KazooState.CONNECTED:
+        if (watch.epoch != self._epoch
+                or state != kz_states.KazooState.CONNECTED):
             raise exceptions.Interrupted('ZooKeeper session lost')
         now = time.monotonic()
         if in_step and now - self._checked_at < self._recheck:
@@ -99,7 +102,8 @@ class ClaimGuard:
 
     def _owner(self, cond):
         """The claim's owner; a read that fails because the connection
-        blinked waits for the session to come back and reads again."""
+        blinked waits for the session to come back and reads again.
+        """
         for attempt in (1, 2):
             try:
                 return cond.board.find_owner(self._job)

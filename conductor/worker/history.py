@@ -31,8 +31,8 @@ conductor's name.
 import logging
 import time
 
-from taskflow import states
 from taskflow.listeners import base as tf_listeners
+from taskflow import states
 from taskflow.types import notifier as tf_notifier
 
 from clone_flows import constants as c
@@ -51,7 +51,8 @@ FLOW, TASK, RETRY = 'flow', 'task', 'retry'
 
 def entries(meta):
     """The history stored in a flow detail's ``meta``, as dicts, oldest
-    first (an empty list for a clone run before it was recorded)."""
+    first (an empty list for a clone run before it was recorded).
+    """
     out = []
     for e in (meta or {}).get(HISTORY) or ():
         if isinstance(e, (list, tuple)) and len(e) == 5:

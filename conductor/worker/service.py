@@ -68,7 +68,8 @@ class Sweeper(threading.Thread):
 
     def purge(self):
         """Remove finished clones' flow records and trashed jobs older
-        than ``[persistence] keep_finished`` (0: kept for ever)."""
+        than ``[persistence] keep_finished`` (0: kept for ever).
+        """
         keep = purge.parse_duration(self._conf.persistence.keep_finished)
         if not keep:
             return
@@ -118,7 +119,8 @@ class Sweeper(threading.Thread):
 class Heartbeat(threading.Thread):
     """Marks the clones this conductor runs as alive, every
     ``[conductor] heartbeat_interval``: how clone-api tells a clone that
-    runs from one that waits for a conductor."""
+    runs from one that waits for a conductor.
+    """
 
     def __init__(self, conf, records):
         super().__init__(name='clone-heartbeat', daemon=True)
@@ -145,7 +147,8 @@ def serve(conf):
     cond = worker.CloneConductor(conf, board, backend, client)
 
     def on_stop(signum, _frame):
-        LOG.info('Signal %s: stopping conductor %s gracefully', signum, cond.name)
+        LOG.info('Signal %s: stopping conductor %s gracefully', signum,
+                 cond.name)
         cond.stop()
 
     def on_hup(signum, _frame):
@@ -162,7 +165,8 @@ def serve(conf):
     heartbeat = Heartbeat(conf, cond.records)
     heartbeat.start()
     LOG.info('Conductor %s serving %s on %s (up to %d clones at a time)',
-             cond.name, conf.jobboard.path, ','.join(conf.jobboard.zookeeper_hosts),
+             cond.name, conf.jobboard.path,
+             ','.join(conf.jobboard.zookeeper_hosts),
              conf.conductor.max_concurrent_clones)
     try:
         cond.run()

@@ -10,9 +10,9 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
+from keystoneauth1 import session as ks_session
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LOCALCLOUD = ROOT / 'tools' / 'localcloud'
@@ -30,7 +30,8 @@ def cloud():
     if not was_up:
         r = localcloud('up', check=False)
         if r.returncode != 0:
-            pytest.fail(f'local cloud did not come up:\n{r.stdout}\n{r.stderr}')
+            pytest.fail(f'local cloud did not come up:\n{r.stdout}\n'
+                        f'{r.stderr}')
     info = json.loads(localcloud('env', '--json').stdout)
     yield info
     if not was_up and not os.environ.get('LOCALCLOUD_KEEP'):
@@ -39,7 +40,8 @@ def cloud():
 
 def restart_glance(region):
     """Stop and start one region's Glance (it reads its configuration and
-    policy anew)."""
+    policy anew).
+    """
     localcloud('stop', f'glance-{region}')
     localcloud('start', f'glance-{region}')
 

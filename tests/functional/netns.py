@@ -38,7 +38,8 @@ def _used_networks():
 
 class Namespace:
     """``groups``: {name: [ports]}; every port is forwarded, each group on a
-    link of its own."""
+    link of its own.
+    """
 
     def __init__(self, groups, tag=None):
         self.tag = tag or f'{os.getpid() % 1000:03d}{random.randrange(100)}'

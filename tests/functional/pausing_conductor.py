@@ -55,7 +55,7 @@ def install(step, marker):
 
     def execute(self, *args, **kwargs):
         result = original(self, *args, **kwargs)   # the step did its work...
-        freeze(marker)                             # ...and dies before saying so
+        freeze(marker)                           # ...and dies before saying so
         return result
     cls.execute = execute
 

@@ -16,7 +16,9 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.conftest import glance_client, user_env, user_session
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
@@ -37,7 +39,8 @@ def port_in_use(port):
 def write_api_conf(cloud, out_dir, board_path, public_endpoint, extra=''):
     """write-clone-conf's file plus what clone-api needs: auth_token's
     service credentials, the region it serves, the URL it is known by, its
-    own log file (and ``extra`` configuration for both)."""
+    own log file (and ``extra`` configuration for both).
+    """
     env = dict(os.environ, CLONE_BOARD_PATH=board_path)
     base = pathlib.Path(subprocess.run(
         [sys.executable, str(ROOT / 'tools/write-clone-conf'), str(out_dir)],
@@ -100,7 +103,8 @@ def running_api(cloud, out, port=None, conductor=True, extra_conf=''):
     """clone-api (gunicorn, 2 workers) on ``port`` (a free one by default)
     and one clone-conductor, on their own jobboard path. Its
     ``public_endpoint`` names the host ``localhost``, the tests call it at
-    127.0.0.1: a Location on ``localhost`` comes from the configuration."""
+    127.0.0.1: a Location on ``localhost`` comes from the configuration.
+    """
     port = port or free_port()
     url = f'http://127.0.0.1:{port}'
     board_path = f'/glance-clone-apitest/{uuid.uuid4()}'
@@ -129,7 +133,8 @@ def running_api(cloud, out, port=None, conductor=True, extra_conf=''):
 def delete_trusts_and_jobs(cloud, api):
     """What clones that no conductor ran leave: their trusts (deleted as
     their trustor, demo) and their jobs (the API's jobboard path, its
-    pending queues and running counts)."""
+    pending queues and running counts).
+    """
     from kazoo.client import KazooClient
 
     from conductor.api import wsgi
@@ -219,7 +224,7 @@ def wait_status(cloud, api, user, task_id, statuses, timeout=180):
         time.sleep(1)
 
 
-# -- the glance CLI ------------------------------------------------------------
+# -- the glance CLI -----------------------------------------------------------
 
 def test_glance_cli_creates_shows_and_lists_clone_tasks(cloud, api):
     made = [task_create(cloud, api, 'demo', name=f'copy-{i}')['id']
@@ -356,7 +361,7 @@ def test_openapi_document_is_served(cloud, api):
     assert set(r.json()['paths']['/v2/tasks']) == {'get', 'post'}
 
 
-# -- bad input: a clear 4xx each, and the service stays up ---------------------
+# -- bad input: a clear 4xx each, and the service stays up --------------------
 
 def _post(api, tok, data, content_type='application/json'):
     headers = {'Content-Type': content_type}
@@ -375,7 +380,8 @@ def _clone_body(**input_):
 @pytest.fixture(scope='module')
 def revoked_token(cloud):
     """A token Keystone has revoked before auth_token ever saw it (the same
-    401 path as an expired one)."""
+    401 path as an expired one).
+    """
     sess = user_session(cloud, 'demo')
     tok = sess.get_token()
     admin = user_session(cloud, 'admin')
@@ -387,10 +393,12 @@ def revoked_token(cloud):
 @pytest.fixture(scope='module')
 def expired_token(cloud):
     """A real token past its expiry: issued for an application credential
-    that expires 3 s later (Keystone caps the token's expiry to it)."""
+    that expires 3 s later (Keystone caps the token's expiry to it).
+    """
     import datetime
-    from keystoneauth1 import session as ks_session
+
     from keystoneauth1.identity import v3
+    from keystoneauth1 import session as ks_session
     demo = user_session(cloud, 'demo')
     expires = (datetime.datetime.now(datetime.timezone.utc) +
                datetime.timedelta(seconds=3)).strftime('%Y-%m-%dT%H:%M:%S')
@@ -498,8 +506,8 @@ def test_a_chunked_body_over_the_limit_is_a_json_413(cloud, api):
 
 
 def test_missing_expired_and_revoked_tokens_get_401(cloud, api,
-                                                   revoked_token,
-                                                   expired_token):
+                                                    revoked_token,
+                                                    expired_token):
     assert _post(api, None, _clone_body()).status_code == 401
     assert _post(api, expired_token, _clone_body()).status_code == 401
     r = requests.get(f"{api['url']}/v2/tasks",
@@ -512,7 +520,7 @@ def test_missing_expired_and_revoked_tokens_get_401(cloud, api,
     assert r.status_code == 401
 
 
-# -- cancel -----------------------------------------------------------------------
+# -- cancel -------------------------------------------------------------------
 
 def test_cancel_of_a_finished_task_is_409(cloud, api):
     task = task_create(cloud, api, 'demo')
@@ -523,7 +531,7 @@ def test_cancel_of_a_finished_task_is_409(cloud, api):
     assert r.status_code == 409 and 'already ended' in r.text
 
 
-# -- the main job, and no secret left behind --------------------------------------
+# -- the main job, and no secret left behind ----------------------------------
 
 def test_clone_through_the_glance_cli_succeeds_and_leaves_no_token(cloud, api):
     data = os.urandom(3 * 2 ** 20 + 7)
@@ -546,7 +554,7 @@ def test_clone_through_the_glance_cli_succeeds_and_leaves_no_token(cloud, api):
         result['image_id'])
     assert copy.name == 'api-copy' and copy.os_hash_value == src.os_hash_value
     alt_done = wait_status(cloud, api, 'alt_demo', alt['id'], ('success',
-                                                              'failure'))
+                                                               'failure'))
     assert alt_done['status'] == 'failure'
     assert 'not visible' in alt_done['message']
     # The tokens the CLI used (every glance call got a fresh one) are not
@@ -585,7 +593,8 @@ def zookeeper_nodes(cloud):
     """(path, data) of every znode, seen as glance-clone's digest user (the
     jobboard's znodes are readable by it alone).  A znode that vanished
     between listing and reading is left out; any other error (a znode we
-    may not read, a lost connection) fails the test."""
+    may not read, a lost connection) fails the test.
+    """
     from kazoo.client import KazooClient
     from kazoo import exceptions as kz_exc
     auth = cloud['zookeeper_auth']

@@ -22,12 +22,15 @@ from schemathesis import checks as st_checks
 from schemathesis.generation import GenerationMode
 
 from conductor.api.app import ROUTES
-from tests.functional.test_api import (_clone_body, _post,
-                                       delete_trusts_and_jobs, running_api,
-                                       token, zookeeper_nodes)
+from tests.functional.test_api import _clone_body
+from tests.functional.test_api import _post
+from tests.functional.test_api import delete_trusts_and_jobs
+from tests.functional.test_api import running_api
+from tests.functional.test_api import token
+from tests.functional.test_api import zookeeper_nodes
 
-#: Examples per operation and kind (valid, invalid): the run stays well under two
-#: minutes on this 2-core machine (see the module's report line).
+#: Examples per operation and kind (valid, invalid): the run stays well under
+#: two minutes on this 2-core machine (see the module's report line).
 MAX_EXAMPLES = 100
 STATS = {'requests': collections.Counter(), 'findings': [],
          'malformed_http': 0}
@@ -45,7 +48,8 @@ def fuzz_api(cloud, tmp_path_factory):
 class TokenAuth(requests.auth.AuthBase):
     """Puts the token on every request, also on those where schemathesis
     leaves out the security header (its invalid-input cases would otherwise
-    all stop at auth_token's 401); keeps it out of test reports."""
+    all stop at auth_token's 401); keeps it out of test reports.
+    """
 
     def __init__(self, tok):
         self.token = tok
@@ -82,7 +86,8 @@ def _one_sentence(response):
 
 def _malformed_http(response):
     """gunicorn's own 400 for a request it cannot parse as HTTP (e.g. a
-    Content-Length header the fuzzer mangled): it never reached clone-api."""
+    Content-Length header the fuzzer mangled): it never reached clone-api.
+    """
     return response.status_code == 400 and \
         'text/html' in response.headers.get('Content-Type', '') and \
         'Invalid HTTP' in response.text
@@ -142,7 +147,8 @@ def test_the_service_still_answers_after_the_fuzz_run(cloud, fuzz_api,
                                                       auth):
     counts = STATS['requests']
     total = sum(counts.values())
-    print(f'\nfuzz run: {total} requests, by status {dict(sorted(counts.items()))}, '
+    print(f'\nfuzz run: {total} requests, by status '
+          f'{dict(sorted(counts.items()))}, '
           f'{len(STATS["findings"])} findings, '
           f'{STATS["malformed_http"]} refused by gunicorn as malformed HTTP')
     for finding in STATS['findings']:

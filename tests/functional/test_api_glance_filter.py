@@ -17,12 +17,22 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.conftest import LOCALCLOUD, glance_client, user_env
-from tests.functional.test_api import (BIN, FAKE_IMAGE, _clone_body,
-                                       delete_trusts_and_jobs, list_ids,
-                                       port_in_use, running_api, stop, table,
-                                       token, write_api_conf)
-from tests.unit.api.test_glance_filter import make_cert, serving_garbage
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import LOCALCLOUD
+from tests.functional.conftest import user_env
+from tests.functional.test_api import _clone_body
+from tests.functional.test_api import BIN
+from tests.functional.test_api import delete_trusts_and_jobs
+from tests.functional.test_api import FAKE_IMAGE
+from tests.functional.test_api import list_ids
+from tests.functional.test_api import port_in_use
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_api import table
+from tests.functional.test_api import token
+from tests.functional.test_api import write_api_conf
+from tests.unit.api.test_glance_filter import make_cert
+from tests.unit.api.test_glance_filter import serving_garbage
 
 PORT = 19393
 TLS_PORT = 19394
@@ -40,7 +50,8 @@ def localcloud_up(*args):
 @contextlib.contextmanager
 def region_two_filter(url, **options):
     """RegionTwo's glance-api with the filter sending clone tasks to
-    ``url``; without it again afterwards (later tests meet plain Glance)."""
+    ``url``; without it again afterwards (later tests meet plain Glance).
+    """
     localcloud_up('--glance-clone-filter', url, *(
         f'--glance-clone-filter-option={k}={v}' for k, v in options.items()))
     try:
@@ -123,7 +134,8 @@ def test_openstack_image_clone_uses_region_twos_image_endpoint(
         cloud, filtered_region_two):
     """With no clone service in the catalog and no --os-clone-endpoint,
     ``openstack image clone`` finds clone tasks at the target region's
-    image endpoint, whose Glance forwards them."""
+    image endpoint, whose Glance forwards them.
+    """
     from tests.functional.test_osc import OPENSTACK
     gc1 = glance_client(cloud, 'demo', 'RegionOne')
     name = f'filter-osc-{uuid.uuid4().hex[:8]}'
@@ -169,7 +181,8 @@ def glance_host_port(cloud):
 
 def raw_post(cloud, headers, chunks):
     """POST /v2/tasks at RegionTwo's glance-api, sending ``chunks`` until
-    the server answers (it may stop reading); (status, JSON body)."""
+    the server answers (it may stop reading); (status, JSON body).
+    """
     conn = http.client.HTTPConnection(*glance_host_port(cloud), timeout=60)
     try:
         conn.putrequest('POST', '/v2/tasks')
@@ -186,7 +199,7 @@ def raw_post(cloud, headers, chunks):
 
 
 def test_a_200_mb_body_without_a_token_is_413_unread(cloud,
-                                                    filtered_region_two):
+                                                     filtered_region_two):
     status, body = raw_post(cloud, {'Content-Type': 'application/json',
                                     'Content-Length': str(200 * 2 ** 20)},
                             [b'{"type": "import", "input": {"x": "'])
@@ -243,7 +256,8 @@ def test_location_is_built_on_public_endpoint_not_the_host_header(
 @contextlib.contextmanager
 def tls_clone_api(cloud, out, port):
     """clone-api served over TLS by gunicorn (no conductor): yields
-    (api, CA file)."""
+    (api, CA file).
+    """
     cert, key = make_cert(out)
     board_path = f'/glance-clone-apitest/{uuid.uuid4()}'
     files = write_api_conf(cloud, out, board_path, f'https://127.0.0.1:{port}')

@@ -16,7 +16,9 @@ import uuid
 import pytest
 
 from clone_flows import metadata
-from tests.functional.conftest import glance_client, localcloud, user_env
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import user_env
 
 BIN = pathlib.Path(sys.executable).parent
 MiB = 1024 * 1024
@@ -33,7 +35,8 @@ def upload(cloud, data, user='demo', region='RegionOne', **fields):
 
 def clone_cmd(conf_file, image_id, *extra, source='RegionOne',
               target='RegionTwo'):
-    return [str(BIN / 'clone-manage'), '--config-file', str(conf_file), 'clone',
+    return [str(BIN / 'clone-manage'), '--config-file', str(conf_file),
+            'clone',
             '--source-region', source, '--image', image_id, '--target-region',
             target, '--json', *extra]
 
@@ -78,7 +81,8 @@ def test_clone_is_bit_identical_and_found_by_hash(cloud, clone_conf_file,
     assert result['os_hash_value'] == src.os_hash_value == \
         hashlib.sha512(data).hexdigest()
     assert result['checksum'] == src.checksum and result['size'] == size
-    by_hash = list(demo_r2.images.list(filters={'os_hash_value': src.os_hash_value}))
+    by_hash = list(demo_r2.images.list(
+        filters={'os_hash_value': src.os_hash_value}))
     by_md5 = list(demo_r2.images.list(filters={'checksum': src.checksum}))
     assert result['image_id'] in {i.id for i in by_hash}
     assert result['image_id'] in {i.id for i in by_md5}
@@ -109,7 +113,8 @@ def test_metadata_is_copied_by_the_policy(cloud, clone_conf_file, demo_r2):
     assert copy.name == 'meta-src' and copy.visibility == 'shared'
     assert copy.os_hidden is False
     # not copied: signatures the target cannot verify, Glance's own keys
-    assert 'img_signature' not in copy and 'img_signature_hash_method' not in copy
+    assert ('img_signature' not in copy
+            and 'img_signature_hash_method' not in copy)
     assert [k for k in copy if k.startswith('os_glance_')] == []
     assert copy[metadata.PROVENANCE_REGION] == 'RegionOne'
     assert copy[metadata.PROVENANCE_IMAGE] == src.id
@@ -119,7 +124,8 @@ def test_nonexistent_image_is_not_visible(cloud, clone_conf_file):
     missing = str(uuid.uuid4())
     rc, out, err = clone(cloud, clone_conf_file, missing)
     assert_failed_cleanly(cloud, rc, out, err, missing,
-                          f'image {missing} is not visible to you in RegionOne')
+                          f'image {missing} is not visible to you in '
+                          f'RegionOne')
 
 
 def test_malformed_id_is_refused(cloud, clone_conf_file):

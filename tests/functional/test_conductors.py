@@ -18,8 +18,12 @@ from clone_flows import constants as c
 from conductor import opts
 from conductor import persistence
 from conductor import runner
-from tests.functional.conftest import ROOT, localcloud, user_env
-from tests.functional.test_clone_http import MiB, copies_of, upload
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import ROOT
+from tests.functional.conftest import user_env
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
 
 BIN = pathlib.Path(sys.executable).parent
 SESSION_TIMEOUT = 4
@@ -62,8 +66,8 @@ class Conductors:
         for line in extra.strip().splitlines():
             if '=' in line:
                 key = line.split('=')[0].strip()
-                text = '\n'.join(l for l in text.splitlines()
-                                 if not l.startswith(key + ' ='))
+                text = '\n'.join(ln for ln in text.splitlines()
+                                 if not ln.startswith(key + ' ='))
         pathlib.Path(path).write_text(text + '\n' + extra)
         return path
 
@@ -119,7 +123,8 @@ class Conductors:
 
     def backend(self):
         """The test's own backend on the conductors' persistence (one: a
-        database server's connections are not opened per look)."""
+        database server's connections are not opened per look).
+        """
         if self._backend is None:
             self._backend = persistence.get_backend(self.conf())
         return self._backend
@@ -160,7 +165,8 @@ def wait_for(predicate, timeout=120, what='condition'):
 
 def wait_for_copy(cloud, src):
     """Until the copy of ``src`` is receiving data in RegionTwo."""
-    wait_for(lambda: any(i.status == 'saving' for i in copies_of(cloud, src.id)),
+    wait_for(lambda: any(i.status == 'saving'
+                         for i in copies_of(cloud, src.id)),
              what='the copy to start')
 
 
@@ -174,7 +180,8 @@ def conductors(cloud, tmp_path):
 @contextlib.contextmanager
 def conductors_on(kind, cloud, tmp_path):
     """Conductors whose persistence is a new database on ``kind`` (sqlite,
-    mysql: MariaDB, postgresql), dropped afterwards."""
+    mysql: MariaDB, postgresql), dropped afterwards.
+    """
     from tests.functional.test_persistence_backends import Databases
     dbs = Databases(kind, tmp_path)
     try:
@@ -227,7 +234,8 @@ KILL_STEPS = [
 def kill_9_and_resume(cloud, conductors, step):
     """Conductor a freezes at ``step`` (after its work, before saying so),
     is killed with SIGKILL; conductor b finishes the clone.  Every step
-    before ``step`` ran once, on a only; ``step`` ran again on b."""
+    before ``step`` ran once, on a only; ``step`` ran again on b.
+    """
     src = upload(cloud, os.urandom(24 * MiB), name=f'kill-at-{step}')
     marker = conductors.start('a', pause_at=step)
     clone_id = conductors.post(src.id)
@@ -242,8 +250,8 @@ def kill_9_and_resume(cloud, conductors, step):
         assert steps_run(log_a, clone_id, done) == 1, done
         assert steps_run(log_b, clone_id, done) == 0, f'{done} was redone'
     assert log_b.count(f'Clone {clone_id}: step {killed} SUCCESS') == 1
-    resumed = [l for l in log_b.splitlines()
-               if f'Clone {clone_id}: attempt 2' in l]
+    resumed = [ln for ln in log_b.splitlines()
+               if f'Clone {clone_id}: attempt 2' in ln]
     assert resumed, 'conductor b never claimed the clone'
     return clone_id, log_b
 
@@ -256,16 +264,17 @@ def test_kill_9_during_a_step_resumes_on_another_conductor(cloud, conductors,
     # is not sent again (Glance refuses a second upload into an active
     # image); a copy killed mid-way uploads again, the other kills do not
     # run the copy on b at all.
-    found_active = [l for l in log_b.splitlines()
-                    if f'Clone {clone_id}: target image' in l and
-                    'is already active, not uploading again' in l]
+    found_active = [ln for ln in log_b.splitlines()
+                    if f'Clone {clone_id}: target image' in ln and
+                    'is already active, not uploading again' in ln]
     assert bool(found_active) == (step == COPY_DONE), found_active
 
 
 def test_kill_9_during_the_copy_resumes_on_a_database_server(
         cloud, conductors_on_a_database_server):
     """The deployment the operator guide recommends: the flows in MariaDB or
-    PostgreSQL, shared by the conductors (the whole matrix runs on sqlite)."""
+    PostgreSQL, shared by the conductors (the whole matrix runs on sqlite).
+    """
     kill_9_and_resume(cloud, conductors_on_a_database_server,
                       c.COPY_DATA + '@0.5')
 
@@ -290,8 +299,8 @@ def test_sigstop_past_the_session_timeout_then_sigcont(cloud, conductors):
     assert f'Clone {clone_id} interrupted' in log_a
     assert f'Clone {clone_id}: step' in log_a
     assert 'REVERTING' not in log_a and 'FAILURE' not in log_a
-    assert [l for l in log_a.splitlines()
-            if ' ERROR conductor' in l or ' ERROR clone_flows' in l] == []
+    assert [ln for ln in log_a.splitlines()
+            if ' ERROR conductor' in ln or ' ERROR clone_flows' in ln] == []
 
 
 def test_zookeeper_restarted_mid_flow(cloud, conductors):
@@ -337,7 +346,8 @@ def test_sigterm_releases_the_claim_and_the_standby_takes_the_clone(
     """A released claim, not an expired one: the moment the conductor
     running the clone has exited, its claim is gone (an expired one would
     stay SESSION_TIMEOUT seconds longer, still its own), and the standby,
-    serving before the clone was posted, resumes the clone."""
+    serving before the clone was posted, resumes the clone.
+    """
     from conductor import jobboard
     src = upload(cloud, os.urandom(256 * MiB), name='sigterm')
     names = {}
@@ -400,11 +410,13 @@ def test_poison_job_is_trashed_after_max_attempts(cloud, tmp_path):
         cs.stop_all()
 
 
-def test_the_periodic_sweep_removes_a_poison_jobs_image_once_the_region_is_back(
+# (E501: the test's name is its description and its id)
+def test_the_periodic_sweep_removes_a_poison_jobs_image_once_the_region_is_back(  # noqa: E501
         cloud, tmp_path):
     """A poison job's own sweep fails (RegionTwo does not answer); the
     conductor's periodic sweep removes the reserved image once RegionTwo
-    is back, and deletes the clone's trust."""
+    is back, and deletes the clone's trust.
+    """
     from tests.functional.conftest import user_session
     cs = Conductors(cloud, tmp_path, max_attempts=1, extra_conf=(
         '\n[conductor]\nsweep_interval = 2\n'
@@ -445,7 +457,8 @@ def test_the_periodic_sweep_removes_a_poison_jobs_image_once_the_region_is_back(
 
 def test_a_failed_clone_deletes_its_trust(cloud, conductors):
     """The clone's trust worked (HoldTrust ran), then the clone failed
-    (the image does not exist): the revert deleted the trust in Keystone."""
+    (the image does not exist): the revert deleted the trust in Keystone.
+    """
     from tests.functional.conftest import user_session
     conductors.start('a')
     clone_id = conductors.post(FAKE_IMAGE)
@@ -499,7 +512,7 @@ def test_two_conductors_fifty_concurrent_small_clones(
     assert ran_a > 0 and ran_b > 0
 
 
-# -- ZooKeeper: the board is glance-clone's alone ------------------------------
+# -- ZooKeeper: the board is glance-clone's alone -----------------------------
 
 FAKE_IMAGE = '6f1d2a3b-3333-4c4c-8d8d-0123456789ab'
 
@@ -523,7 +536,8 @@ def znodes(client, path):
 @pytest.fixture
 def claimed_job(cloud, conductors):
     """A clone claimed by conductor a, frozen after its first step: the
-    board holds a job, its lock and a conductor's entry."""
+    board holds a job, its lock and a conductor's entry.
+    """
     from conductor import jobboard
     marker = conductors.start('a', pause_at=c.HOLD_TRUST)
     conductors.post(FAKE_IMAGE)
@@ -563,7 +577,7 @@ def test_zookeeper_refuses_jobs_to_clients_without_the_credential(
 
 
 def test_every_board_znode_is_for_the_digest_user_only(cloud, conductors,
-                                                        claimed_job):
+                                                       claimed_job):
     from kazoo import security
     client, conf = claimed_job['client'], claimed_job['conf']
     ours = [security.make_digest_acl(conf.jobboard.username,
@@ -585,10 +599,12 @@ def test_every_board_znode_is_for_the_digest_user_only(cloud, conductors,
 
 def test_a_board_made_without_acls_gets_them_on_start(cloud, tmp_path):
     from kazoo import exceptions as kz_exc
+
     from conductor import jobboard
     # (a path of its own: the test boards' parent is already secured)
     conductors = Conductors(
-        cloud, tmp_path, board=f'/glance-clone-upgrade-{uuid.uuid4().hex}/jobs')
+        cloud, tmp_path,
+        board=f'/glance-clone-upgrade-{uuid.uuid4().hex}/jobs')
     old = zk_client(cloud)                   # an older version: no ACLs
     board = conductors.board
     old.create(f'{board}/job0000000001', b'{"details": {}}', makepath=True)
@@ -611,10 +627,11 @@ def test_a_board_made_without_acls_gets_them_on_start(cloud, tmp_path):
 
 
 def test_the_board_is_reached_over_tls_with_a_client_certificate(cloud,
-                                                                conductors):
+                                                                 conductors):
     from kazoo import client as kazoo_client
     from kazoo import exceptions as kz_exc
     from kazoo.handlers import threading as kz_threading
+
     from conductor import jobboard
     with conductors.board_client() as (conf, client):
         assert conf.jobboard.use_tls
@@ -631,6 +648,7 @@ def test_the_board_is_reached_over_tls_with_a_client_certificate(cloud,
     for kwargs in refused:
         other = kazoo_client.KazooClient(
             hosts=tls['hosts'], connection_retry={'max_tries': 1}, **kwargs)
-        with pytest.raises((kz_threading.KazooTimeoutError, kz_exc.KazooException)):
+        with pytest.raises((kz_threading.KazooTimeoutError,
+                            kz_exc.KazooException)):
             other.start(timeout=3)
         other.stop()

@@ -12,8 +12,12 @@ import time
 
 import pytest
 
-from tests.functional.conftest import glance_etc, restart_glance, user_session
-from tests.functional.test_clone_http import clone, copies_of, upload
+from tests.functional.conftest import glance_etc
+from tests.functional.conftest import restart_glance
+from tests.functional.conftest import user_session
+from tests.functional.test_clone_http import clone
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
 
 
 def _download_status(cloud, user, image_id):
@@ -37,7 +41,8 @@ def _wait_for_status(cloud, image_id, wanted, seconds=20):
 @contextlib.contextmanager
 def download_admin_only(cloud, image_id):
     """RegionOne's Glance lets only admins download, until the block ends
-    (then its policy file is restored and it is restarted)."""
+    (then its policy file is restored and it is restarted).
+    """
     policy = glance_etc(cloud, 'RegionOne') / 'policy.yaml'
     original = policy.read_text()
     try:

@@ -11,10 +11,17 @@ import pytest
 import requests
 
 from clone_flows import metadata
-from tests.functional.conftest import glance_client, user_env, user_session
-from tests.functional.test_api import running_api, task_create, token, \
-    wait_status
-from tests.functional.test_clone_http import BIN, clone, copies_of, upload
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_api import running_api
+from tests.functional.test_api import task_create
+from tests.functional.test_api import token
+from tests.functional.test_api import wait_status
+from tests.functional.test_clone_http import BIN
+from tests.functional.test_clone_http import clone
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
 
 
 def _my_trusts(cloud, user='demo'):
@@ -27,7 +34,8 @@ def _my_trusts(cloud, user='demo'):
 
 def _all_images_of(cloud, region, key, value):
     """Images of ``region`` whose ``key`` is ``value``, hidden ones too
-    (as the admin sees them: every project)."""
+    (as the admin sees them: every project).
+    """
     admin = glance_client(cloud, 'admin', region)
     return list(admin.images.list(filters={key: value})) + \
         list(admin.images.list(filters={key: value, 'os_hidden': True}))
@@ -105,7 +113,7 @@ def test_dry_run_that_fails_a_check_gives_the_clones_sentence(
     assert dry['failed_step'] == real['failed_step']
 
 
-# -- if_exists -----------------------------------------------------------------
+# -- if_exists ----------------------------------------------------------------
 
 @pytest.fixture(scope='module')
 def cloned_once(cloud, clone_conf_file):
@@ -165,7 +173,7 @@ def test_if_exists_copy_makes_another_copy(cloud, clone_conf_file,
         copy_id, out['result']['image_id']}
 
 
-# -- the copies of an image, along a chain ---------------------------------------
+# -- the copies of an image, along a chain ------------------------------------
 
 def _copies_cli(cloud, conf_file, region, image_id, user='demo'):
     r = subprocess.run(
@@ -208,7 +216,7 @@ def test_chain_with_the_middle_copy_deleted_still_lists_the_originals_copies(
                        user='alt_demo')['copies'] == []
 
 
-# -- the same through clone-api and a real conductor ------------------------------
+# -- the same through clone-api and a real conductor --------------------------
 
 @pytest.fixture(scope='module')
 def api(cloud, tmp_path_factory):
@@ -222,7 +230,7 @@ def _task(cloud, api, task_id):
 
 
 def test_api_dry_run_ends_success_with_the_plan_and_leaves_nothing(cloud,
-                                                                  api):
+                                                                   api):
     src = upload(cloud, os.urandom(70_000), name='api-dry-src')
     trusts = _my_trusts(cloud)
     task = task_create(cloud, api, 'demo', source_image_id=src.id,
@@ -254,7 +262,7 @@ def test_api_if_exists_reuse_and_fail_and_the_copies_route(cloud, api):
     reused = _task(cloud, api, reuse['id'])['result']
     assert reused['image_id'] == copy_id and reused['reused'] is True
     failed = wait_status(cloud, api, 'demo', fail['id'], ('success',
-                                                         'failure'))
+                                                          'failure'))
     assert failed['status'] == 'failure'
     assert f'image {copy_id}' in _task(cloud, api, fail['id'])['message']
     assert [i.id for i in copies_of(cloud, src.id)] == [copy_id]

@@ -1,7 +1,8 @@
 """The fair board on the real ZooKeeper, without conductors: two boards on
 two clients stand for conductors on two hosts.  Clones are posted with
 ``conductor.jobboard.Poster`` as clone-api posts them (nothing runs them,
-so their trust id is a placeholder)."""
+so their trust id is a placeholder).
+"""
 import contextlib
 import uuid
 
@@ -11,7 +12,8 @@ from taskflow import exceptions as tf_exc
 from conductor import jobboard
 from conductor import pending
 from conductor import runner
-from tests.functional.test_conductors import Conductors, wait_for
+from tests.functional.test_conductors import Conductors
+from tests.functional.test_conductors import wait_for
 
 
 @pytest.fixture
@@ -64,7 +66,8 @@ def _sees(board, n_projects):
 
 def _claim_first(board, who):
     """Claim what the board offers, in its order, until one is started:
-    ``(job, refused)``."""
+    ``(job, refused)``.
+    """
     refused = 0
     for job in board.iterjobs():
         try:
@@ -79,7 +82,8 @@ def test_two_boards_never_both_take_a_projects_last_slot(board_env):
     """Limit 1; p1 posted 3 clones before p2 posted 1.  Both boards offer
     p1's oldest first; one starts it, the other's start of the same clone
     fails whole, its start of p1's next is refused for the limit (no
-    claim made), and it starts p2's."""
+    claim made), and it starts p2's.
+    """
     post, board = board_env['post'], board_env['board']
     p1 = [post('p1') for _ in range(3)]
     p2 = post('p2')
@@ -108,7 +112,8 @@ def test_two_boards_never_both_take_a_projects_last_slot(board_env):
 
 def test_a_clones_end_frees_its_projects_slot(board_env):
     """Limit 1: while p1's first clone runs its second is not even offered;
-    once the first is consumed, the second starts."""
+    once the first is consumed, the second starts.
+    """
     post, board = board_env['post'], board_env['board']
     clones = [post('p1') for _ in range(2)]
     one = board('one', 1)
@@ -126,7 +131,8 @@ def test_a_clones_end_frees_its_projects_slot(board_env):
 def test_queue_entries_and_jobs_hold_ids_only(board_env):
     """A clone with ~110 KiB of properties: nothing of them is in
     ZooKeeper (queue entry, running node, job, claim), all of it in the
-    flow's store in the persistence database."""
+    flow's store in the persistence database.
+    """
     post, board = board_env['post'], board_env['board']
     marker = 'MARKER-' + uuid.uuid4().hex
     properties = {f'p{i:04d}': marker + 'x' * 50 for i in range(1300)}

@@ -15,11 +15,14 @@ import requests
 
 from conductor import pending
 from tests.functional.conftest import user_session
-from tests.functional.test_api import delete_trusts_and_jobs, running_api, \
-    stop
-from tests.functional.test_clone_http import copies_of, upload
-from tests.functional.test_task_record_fencing import _conductor, _log, \
-    _until
+from tests.functional.test_api import delete_trusts_and_jobs
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
+from tests.functional.test_task_record_fencing import _conductor
+from tests.functional.test_task_record_fencing import _log
+from tests.functional.test_task_record_fencing import _until
 
 LINE = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*?'
                   r'Clone ([0-9a-f-]{36})'
@@ -45,7 +48,8 @@ def _statuses(api, token):
 
 def _events(api, names):
     """``[(time, clone id, 'start' | 'end', attempt)]`` from the
-    conductors' logs, in time order."""
+    conductors' logs, in time order.
+    """
     events = []
     for name in names:
         for m in LINE.finditer(_log(api, name)):
@@ -78,13 +82,15 @@ def _remove(cloud, sources):
 
 
 @pytest.mark.parametrize('n_conductors', [1, 2])
-def test_a_new_projects_clone_starts_before_another_projects_backlog_is_through(
+# (E501: the test's name is its description and its id)
+def test_a_new_projects_clone_starts_before_another_projects_backlog_is_through(  # noqa: E501
         cloud, tmp_path, n_conductors):
     """demo posts 30 clones, then alt_demo posts 1: alt_demo's clone is
     among the next clones started (only what conductor slots were already
     starting when it was queued may go first), while demo's backlog still
     waits.  (Before: conductors walked the board in posting order, so it
-    started after all 30.)"""
+    started after all 30.)
+    """
     sources = _sources(cloud, ('demo', 'alt_demo'))
     tokens = {u: user_session(cloud, u).get_token() for u in sources}
     slots = 2
@@ -140,7 +146,8 @@ def test_per_project_limit_holds_across_conductors_without_abandoned_claims(
     each, three projects posting 10 clones each: no project ever runs more
     than 2 at once (though the conductors have room), every clone ends
     success, and each was started exactly once (no claim taken and then
-    let go because of the limit)."""
+    let go because of the limit).
+    """
     users = ('demo', 'alt_demo', 'admin')
     sources = _sources(cloud, users)
     tokens = {u: user_session(cloud, u).get_token() for u in users}
@@ -193,7 +200,8 @@ def test_over_the_pending_cap_no_trust_and_no_queue_entry_is_made(
         cloud, tmp_path):
     """[api] max_pending_clones_per_project = 3, no conductor: the 4th
     clone of demo is refused (429, a sentence), Keystone holds no new
-    trust of demo's and ZooKeeper no new entry; alt_demo may still post."""
+    trust of demo's and ZooKeeper no new entry; alt_demo may still post.
+    """
     src = upload(cloud, os.urandom(1024), name='pending-cap')
     demo = user_session(cloud, 'demo')
     demo_id = demo.get_user_id()

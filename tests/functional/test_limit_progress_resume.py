@@ -10,12 +10,19 @@ import time
 
 import requests
 
-from tests.functional.conftest import user_env, user_session
-from tests.functional.test_api import BIN, running_api, stop
-from tests.functional.test_clone_http import MiB, copies_of, upload, \
-    _start_clone_and_wait_for_saving
-from tests.functional.test_task_record_fencing import _conductor, _log, \
-    _task, _until
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_clone_http import _start_clone_and_wait_for_saving
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
+from tests.functional.test_task_record_fencing import _conductor
+from tests.functional.test_task_record_fencing import _log
+from tests.functional.test_task_record_fencing import _task
+from tests.functional.test_task_record_fencing import _until
 
 
 def _post_clone(api, token, src_id):
@@ -33,7 +40,8 @@ def test_a_project_at_its_limit_waits_pending_while_its_clone_shows_progress(
     """[conductor] max_running_clones_per_project = 1: while demo's first
     clone copies (its record shows the copy's progress), demo's second
     stays pending, though the conductor could run two; it runs when the
-    first has ended."""
+    first has ended.
+    """
     big = upload(cloud, os.urandom(256 * MiB), name='limit-first')
     small = upload(cloud, os.urandom(MiB), name='limit-second')
     token = user_session(cloud, 'demo').get_token()
@@ -90,7 +98,8 @@ def test_a_killed_in_process_clone_is_finished_by_resume(cloud,
                                                          clone_conf_file):
     """``clone-manage clone`` killed (SIGKILL) mid-copy; ``clone-manage
     clone --resume CLONE_ID`` finishes it into the image it had reserved,
-    and only that one."""
+    and only that one.
+    """
     src = upload(cloud, os.urandom(192 * MiB), name='resume-in-process')
     proc = _start_clone_and_wait_for_saving(cloud, clone_conf_file, src.id)
     proc.kill()

@@ -3,8 +3,8 @@ import hashlib
 import io
 import os
 
-import pytest
 from glanceclient import exc as glance_exc
+import pytest
 
 from tests.functional.conftest import glance_client
 
@@ -22,7 +22,8 @@ def test_demo_uploads_an_image_and_finds_it_by_hash(cloud):
     image = _upload(gc, data, name='smoke')
     try:
         assert image.os_hash_value == hashlib.sha512(data).hexdigest()
-        found = list(gc.images.list(filters={'os_hash_value': image.os_hash_value}))
+        found = list(gc.images.list(
+            filters={'os_hash_value': image.os_hash_value}))
         assert [i.id for i in found] == [image.id]
     finally:
         gc.images.delete(image.id)
@@ -55,7 +56,8 @@ def test_regions_are_separate_glances(cloud):
 def test_reader_cannot_create_images(cloud):
     gc = glance_client(cloud, 'demo_reader', 'RegionTwo')
     with pytest.raises(glance_exc.HTTPForbidden):
-        gc.images.create(name='nope', disk_format='raw', container_format='bare')
+        gc.images.create(name='nope', disk_format='raw',
+                         container_format='bare')
 
 
 def test_zookeeper_round_trip_with_kazoo(cloud):

@@ -22,11 +22,16 @@ from taskflow.utils import misc as tf_misc
 
 from clone_flows import metadata
 from conductor import flowgraph
-from tests.functional.conftest import ROOT, glance_client, user_env
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import ROOT
+from tests.functional.conftest import user_env
 from tests.functional.conftest import user_session
-from tests.functional.test_api import BIN, running_api
-from tests.functional.test_clone_http import MiB, upload
-from tests.functional.test_task_record_fencing import _task, post_clone
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
+from tests.functional.test_task_record_fencing import _task
+from tests.functional.test_task_record_fencing import post_clone
 from tests.unit.test_manage_cli import svg_fills
 
 FAKE_IMAGE = '6f1d2a3b-3333-4c4c-8d8d-0123456789ab'
@@ -151,7 +156,7 @@ def test_job_list_shows_claimed_and_unclaimed_jobs(site):
         assert jobs[site.clones[key]]['Owner'] is None
     unclaimed = site.json('job', 'list', '--state', 'unclaimed')
     assert {r['Clone'] for r in unclaimed} == {site.clones['trashed'],
-                                                site.clones['cancelled']}
+                                               site.clones['cancelled']}
     shown = site.json('job', 'show', site.clones['running'])
     assert shown['Job'] == running['Job'] and shown['Owner alive'] is True
     r = site.manage('job', 'show', str(uuid.uuid4()), check=False)
@@ -169,7 +174,7 @@ def test_job_release_refuses_while_the_owner_is_alive(site):
 
 def test_flow_show_of_a_running_clone(site):
     rows = {r['Step']: r for r in site.json('flow', 'show',
-                                             site.clones['running'])}
+                                            site.clones['running'])}
     assert rows['clone-copy-data']['State'] == 'RUNNING'
     assert rows['clone-reserve-image']['State'] == 'SUCCESS'
     assert rows['clone-reserve-image']['Start'] and \
@@ -180,7 +185,8 @@ def test_flow_show_of_a_running_clone(site):
 def test_trash_cancel_then_the_other_states(site):
     """Trash a waiting job with a reason the user reads; cancel another;
     then a conductor runs the rest, a success and a failure are added, and
-    the trashed clone is retried."""
+    the trashed clone is retried.
+    """
     trashed, cancelled = site.clones['trashed'], site.clones['cancelled']
     r = site.manage('job', 'trash', trashed, '--reason', REASON)
     assert 'trashed' in r.stdout
@@ -268,7 +274,8 @@ def test_purge_dry_run_leaves_the_running_clone(site):
 
 def test_job_release_force_hands_a_hung_conductors_clone_to_another(site):
     """p is alive but stuck (frozen in the copy): --force takes its claim
-    away and conductor a resumes the clone from its last saved step."""
+    away and conductor a resumes the clone from its last saved step.
+    """
     running = site.clones['running']
     r = site.manage('job', 'release', running, '--force')
     assert f'released from {site.name_of("p")}' in r.stdout
@@ -291,7 +298,8 @@ def test_job_release_force_hands_a_hung_conductors_clone_to_another(site):
 def test_a_crashed_clone_resumes_and_flow_show_watch_follows_it(site):
     """q is killed with SIGKILL mid-copy; its claim goes with its session
     and conductor b resumes the clone; ``flow show --watch`` follows it to
-    the end with the copy's progress bar."""
+    the end with the copy's progress bar.
+    """
     site.procs['p'].kill()                  # (frozen: it would not stop)
     site.procs['a'].send_signal(signal.SIGTERM)   # nobody else may claim it
     site.procs['p'].wait(60)

@@ -2,7 +2,8 @@
 
 ``kernel_id``/``ramdisk_id`` name images of RegionOne: a copy must name
 their verified copies in RegionTwo (cloned in the same clone with
-``include_dependencies``), or the clone is refused before any data moves.  Encrypted images (their key is in RegionOne's key manager) and
+``include_dependencies``), or the clone is refused before any data moves.  \
+Encrypted images (their key is in RegionOne's key manager) and
 snapshots of volume-backed servers (Cinder snapshots of RegionOne) are
 refused with a sentence.
 """
@@ -10,8 +11,10 @@ import os
 import uuid
 
 from tests.functional.conftest import glance_client
-from tests.functional.test_clone_http import (assert_failed_cleanly, clone,
-                                              copies_of, upload)
+from tests.functional.test_clone_http import assert_failed_cleanly
+from tests.functional.test_clone_http import clone
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
 
 
 def test_kernel_and_ramdisk_of_the_copy_resolve_in_the_target_region(

@@ -19,8 +19,11 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.conftest import glance_client, user_session
-from tests.functional.test_api import BIN, running_api, stop
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import user_session
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
 from tests.functional.test_secret_canary import Canary
 
 RABBITMQ_URL = os.environ.get('GLANCE_CLONE_TEST_RABBITMQ_URL',
@@ -79,10 +82,11 @@ class Collector:
 @pytest.fixture(scope='module')
 def topic(broker):
     """A topic of this run, consumed from before any clone starts; its
-    queues are deleted afterwards."""
+    queues are deleted afterwards.
+    """
     import kombu
-    import oslo_messaging
     from oslo_config import cfg
+    import oslo_messaging
     name = f'glance_clone_test_{uuid.uuid4().hex[:12]}'
     conf = cfg.ConfigOpts()
     conf([], project='glance-clone-test', default_config_files=[])

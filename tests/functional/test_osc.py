@@ -16,8 +16,12 @@ import uuid
 import pytest
 import requests
 
-from tests.functional.conftest import glance_client, user_env, user_session
-from tests.functional.test_api import BIN, running_api, stop
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
 
 OPENSTACK = str(pathlib.Path(sys.executable).parent / 'openstack')
 
@@ -25,7 +29,8 @@ OPENSTACK = str(pathlib.Path(sys.executable).parent / 'openstack')
 @pytest.fixture(scope='module')
 def api(cloud, tmp_path_factory):
     """clone-api whose conductor starts on demand (``conductor``), so a
-    clone can be cancelled while it waits."""
+    clone can be cancelled while it waits.
+    """
     with running_api(cloud, tmp_path_factory.mktemp('osc'),
                      conductor=False) as running:
         yield running
@@ -209,7 +214,8 @@ def test_image_names_are_resolved_in_the_source_region_or_refused(cloud,
 @contextlib.contextmanager
 def clone_service_in_catalog(cloud, url):
     """A ``clone`` service with RegionTwo's public endpoint at ``url`` in
-    Keystone's catalog (removed afterwards)."""
+    Keystone's catalog (removed afterwards).
+    """
     from keystoneclient.v3 import client as ks_client
     ks = ks_client.Client(session=user_session(cloud, 'admin'),
                           interface='public')

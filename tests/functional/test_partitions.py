@@ -20,11 +20,16 @@ import pytest
 from clone_flows import constants as c
 from tests.functional.conftest import ROOT
 from tests.functional.netns import Namespace
-from tests.functional.test_clone_http import MiB, upload
-from tests.functional.test_conductors import BIN, SESSION_TIMEOUT, \
-    Conductors, \
-    assert_one_verified_copy, serving_name, steps_run, wait_for, \
-    wait_for_copy
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
+from tests.functional.test_conductors import assert_one_verified_copy
+from tests.functional.test_conductors import BIN
+from tests.functional.test_conductors import Conductors
+from tests.functional.test_conductors import serving_name
+from tests.functional.test_conductors import SESSION_TIMEOUT
+from tests.functional.test_conductors import steps_run
+from tests.functional.test_conductors import wait_for
+from tests.functional.test_conductors import wait_for_copy
 
 #: A conductor may send this much to Glance after it stopped copying
 #: (closing its connections: FIN/ACKs, an aborted request's last segments);
@@ -116,7 +121,8 @@ def test_a_conductor_cut_from_zookeeper_stops_writing_and_another_resumes(
     clone, which ends with one verified image.  Healed, a rejoins (it runs
     the next clone) without touching the first: it sends nothing to Glance
     for it, runs none of its steps, and only finds that its lost claim is
-    gone."""
+    gone.
+    """
     cs, ns = partitioned
     src = upload(cloud, os.urandom(192 * MiB), name='cut-from-zookeeper')
     cs.start_in('a', ns['a'])
@@ -159,7 +165,8 @@ def test_a_conductor_cut_from_glance_keeps_its_claim_and_no_one_else_writes(
     three session timeouts (longer than [clone] glance_timeout), its
     ZooKeeper session stays: a's upload times out and a retries the copy,
     logging why, until Glance answers again; b never takes the clone (b
-    sends nothing to Glance); the clone ends with one verified image."""
+    sends nothing to Glance); the clone ends with one verified image.
+    """
     cs, ns = partitioned
     cs.extra_conf += f'\n[clone]\nglance_timeout = {GLANCE_TIMEOUT}\n'
     src = upload(cloud, os.urandom(192 * MiB), name='cut-from-glance')

@@ -100,7 +100,8 @@ def test_flows_and_atoms_are_found_by_an_index(databases):
     """A flow's atoms (and a book's flows) are looked up by parent_uuid: an
     index serves them on every database (InnoDB's foreign-key index on
     MariaDB, ours on sqlite and PostgreSQL), so a clone's storage cost does
-    not grow with the clones stored before it."""
+    not grow with the clones stored before it.
+    """
     url = databases.new()
     for _ in range(2):                   # made once, then found again
         with backend_on(url) as (_, backend):
@@ -170,7 +171,8 @@ def _kill_connections(databases, url):
 def test_a_dead_connection_is_replaced_before_use(kind, tmp_path):
     """A pooled connection the server closed meanwhile is found dead before
     a save uses it (``pool_pre_ping``) and replaced, so the clone does not
-    notice."""
+    notice.
+    """
     dbs = Databases(kind, tmp_path)
     try:
         url = dbs.new()

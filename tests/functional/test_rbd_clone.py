@@ -20,11 +20,16 @@ import pytest
 from clone_flows import constants as c
 from clone_flows.stores import rbd as rbd_store
 from conductor import runner
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import LOCALCLOUD
+from tests.functional.conftest import ROOT
+from tests.functional.conftest import user_session
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
 from tests.functional import test_conductors as tc
-from tests.functional.conftest import LOCALCLOUD, ROOT, glance_client, \
-    localcloud, user_session
-from tests.functional.test_clone_http import copies_of, upload
-from tests.functional.test_swift_clone import copy_result, run_clone
+from tests.functional.test_swift_clone import copy_result
+from tests.functional.test_swift_clone import run_clone
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -59,7 +64,8 @@ def ceph(cloud):
 def sparse_file(path, size, data, block=8 * MiB, seed=15):
     """A sparse file of ``size`` bytes holding ``data`` random bytes in
     8 MiB blocks (Glance's RBD chunk: a thin-provisioned store skips the
-    others) at random places."""
+    others) at random places.
+    """
     rnd = random.Random(seed)
     count = -(-data // block)
     slots = sorted(rnd.sample(range(size // block), count))
@@ -170,7 +176,8 @@ def glance_owned(info, region='RegionTwo'):
 
 def assert_no_stray_rbd(info, before):
     """Every RBD image RegionTwo's pool gained since ``before`` (its
-    :func:`rbd_images`) is a Glance image's, with just Glance's snapshot."""
+    :func:`rbd_images`) is a Glance image's, with just Glance's snapshot.
+    """
     new = {k: v for k, v in rbd_images(info, 'b').items() if k not in before}
     assert set(new) <= glance_owned(info), new
     assert all(snaps == ['snap'] for snaps in new.values()), new
@@ -284,7 +291,8 @@ def test_a_source_without_its_snapshot_is_refused(ceph, tmp_path):
 
 def _paused_before_copy(info, tmp_path, src):
     """A clone whose conductor froze right after reserving the target
-    image: (conductors, clone id, reserved image id)."""
+    image: (conductors, clone id, reserved image id).
+    """
     conductors = tc.Conductors(info, tmp_path)
     marker = conductors.start('a', pause_at=c.RESERVE_IMAGE)
     clone_id = conductors.post(src.id)
@@ -367,7 +375,8 @@ def test_a_stopped_target_cluster_is_a_clear_refusal(ceph, tmp_path):
 
 def test_rbd_clone_asks_glance_whether_the_user_may_download(ceph, tmp_path):
     """RBD copies never read through Glance: its download policy is asked
-    with the user's delegation first."""
+    with the user's delegation first.
+    """
     from tests.functional.test_download_policy import download_admin_only
     conf = clone_conf(tmp_path)
     src = upload(ceph, os.urandom(2 * MiB), name='rbd-licensed')

@@ -13,14 +13,20 @@ import os
 import subprocess
 import time
 
-from tests.functional.conftest import glance_client, localcloud, user_env
-from tests.functional.test_clone_http import BIN, MiB, clone_cmd, copies_of, \
-    upload
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import user_env
+from tests.functional.test_clone_http import BIN
+from tests.functional.test_clone_http import clone_cmd
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
 
 
 def _kill_when_copied(cloud, proc, src_id, timeout=120):
     """SIGKILL the clone once its copy is active in RegionTwo; the copy
-    (still hidden: not yet revealed) or None if the clone got further."""
+    (still hidden: not yet revealed) or None if the clone got further.
+    """
     admin = glance_client(cloud, 'admin', 'RegionTwo')
     deadline = time.monotonic() + timeout
     copy_id = None

@@ -13,9 +13,14 @@ import uuid
 
 import pytest
 
-from tests.functional.conftest import user_env, user_session
-from tests.functional.test_clone_http import (MiB, _finish, assert_failed_cleanly,
-                                              clone_cmd, copies_of, upload)
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_clone_http import _finish
+from tests.functional.test_clone_http import assert_failed_cleanly
+from tests.functional.test_clone_http import clone_cmd
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
 from tests.functional.test_conductors import wait_for
 
 IDENTITY = {'service_type': 'identity', 'interface': 'public',
@@ -44,7 +49,7 @@ def leaver(cloud):
 
 
 def test_role_removed_mid_clone_reveals_nothing(cloud, clone_conf_file,
-                                                 leaver):
+                                                leaver):
     env, remove_role = leaver
     src = upload(cloud, os.urandom(192 * MiB), name='leaver-src')
     proc = subprocess.Popen(clone_cmd(clone_conf_file, src.id,

@@ -35,7 +35,8 @@ import pytest
 import requests
 
 from tests.functional.conftest import user_session
-from tests.functional.test_api import running_api, zookeeper_nodes
+from tests.functional.test_api import running_api
+from tests.functional.test_api import zookeeper_nodes
 from tests.functional.test_clone_http import upload
 
 FERNET = re.compile(rb'gAAAAA[A-Za-z0-9_\-=]{60,}')
@@ -127,7 +128,8 @@ def api(cloud, tmp_path_factory):
 
 def run_canary(cloud, api, clones, extra_secrets=None):
     """Run ``clones`` ({what: (input, expected status)}) through clone-api,
-    then search every surface for every secret; returns the Canary."""
+    then search every surface for every secret; returns the Canary.
+    """
     demo_token = user_session(cloud, 'demo').get_token()
     secrets = {f'password of {name}': user['password']
                for name, user in cloud['users'].items()}

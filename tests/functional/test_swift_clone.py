@@ -22,10 +22,15 @@ from swiftclient import client as swiftclient
 from clone_flows import constants as c
 from clone_flows.stores import swift
 from conductor import runner
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import LOCALCLOUD
+from tests.functional.conftest import ROOT
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_clone_http import clone_cmd
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import upload
 from tests.functional import test_conductors as tc
-from tests.functional.conftest import LOCALCLOUD, ROOT, glance_client, \
-    user_env, user_session
-from tests.functional.test_clone_http import clone_cmd, copies_of, upload
 
 SEG_MB = 2                   # Glance's swift_store_large_object_chunk_size
 SEG = SEG_MB * 1000 * 1024   # glance_store's "MB" is 1000 KiB
@@ -77,7 +82,8 @@ def swift_section(info, regions=None, workers=4, segment_size_mb=256,
                   catalog=False):
     """[swift_store] for the running topology: storage URL templates from
     cloud.json, or (``catalog``) the object-store endpoints of the catalog
-    (per-region mode: cluster a is RegionOne's endpoint, b RegionTwo's)."""
+    (per-region mode: cluster a is RegionOne's endpoint, b RegionTwo's).
+    """
     regs = {r: v for r, v in info['swift']['regions'].items() if v}
     regs.update(regions or {})
     return ('\n[swift_store]\nworkers = %d\nsegment_size_mb = %d\n'
@@ -100,7 +106,8 @@ def write_conf(info, d, **kw):
 
 def store(info, region, user='demo'):
     """The account of ``user``'s project in the region's Swift, as that
-    user sees it (multi-tenant store: the project's images are there)."""
+    user sees it (multi-tenant store: the project's images are there).
+    """
     r = info['swift']['regions'][region]
     url = r['storage_url_template'] % {
         'project_id': info['users'][user]['project_id']}
@@ -142,7 +149,8 @@ def copy_result(conf, clone_id):
 
 def proxy_writes(info, cluster, since=0):
     """Object PUTs that succeeded at a cluster's proxy (client requests),
-    read from its access log from byte offset ``since``."""
+    read from its access log from byte offset ``since``.
+    """
     path = info['swift']['clusters'][cluster]['proxy_log']
     with open(path, errors='replace') as f:
         f.seek(since)
@@ -237,7 +245,8 @@ def test_same_cluster_clone_moves_no_image_bytes_through_the_conductor(
 
 def cloud_passwords(info):
     """Every password of the local cloud: its users' (cloud.json) and the
-    services' (secrets.json: Glance's own, whose user operates Swift)."""
+    services' (secrets.json: Glance's own, whose user operates Swift).
+    """
     found = {u['password'] for u in info['users'].values()}
     with open(os.path.join(info['state_dir'], 'secrets.json')) as f:
         found |= {v for v in json.load(f).values() if isinstance(v, str)}
@@ -277,7 +286,8 @@ def test_swift_clone_asks_glance_whether_the_user_may_download(
         topology, tmp_path):
     """Swift copies never read through Glance: its download policy is asked
     with the user's delegation first (RegionOne: download_image admin-only;
-    before, demo's Swift clone succeeded and demo downloaded the copy)."""
+    before, demo's Swift clone succeeded and demo downloaded the copy).
+    """
     from tests.functional.test_download_policy import download_admin_only
     info = topology.ensure('shared')
     conf = write_conf(info, tmp_path / 'conf')
@@ -294,7 +304,8 @@ def test_swift_clone_asks_glance_whether_the_user_may_download(
 def test_secret_canary_over_swift_clones(topology, tmp_path):
     """The secret canary (tests/functional/test_secret_canary.py) over the
     Swift strategy, through clone-api and a real conductor: a server-side
-    Swift clone, one refused for the strategy, one of a missing image."""
+    Swift clone, one refused for the strategy, one of a missing image.
+    """
     from tests.functional.test_api import running_api
     from tests.functional.test_secret_canary import run_canary
     info = topology.ensure('shared')
@@ -341,7 +352,7 @@ def test_corrupted_segment_same_cluster_fails_cleanly(topology, tmp_path):
                                      tmp_path)
 
 
-# -- one cluster per region -----------------------------------------------------
+# -- one cluster per region ---------------------------------------------------
 
 class SwiftConductors(tc.Conductors):
     """Conductors whose configuration maps both regions to their Swift."""
@@ -392,7 +403,7 @@ def test_cross_cluster_kill_9_resumes_with_only_the_missing_segments(
     details = copy_result(conductors.poster_conf, clone_id)['details']
     assert details['mode'] == 'streamed'
     assert (details['copied'], details['skipped']) == (10 - len(present),
-                                                        len(present))
+                                                       len(present))
     assert b''.join(glance_client(info, 'demo', 'RegionTwo').images.data(
         target.id)) == data
 
@@ -413,7 +424,8 @@ def test_single_object_source_moves_as_ranged_segments(topology, tmp_path):
     src = gc.images.create(name='swift-one-object', disk_format='raw',
                            container_format='bare')
     user_session(info, 'demo').put(
-        gc.http_client.get_endpoint().rstrip('/') + f'/v2/images/{src.id}/file',
+        gc.http_client.get_endpoint().rstrip('/')
+        + f'/v2/images/{src.id}/file',
         data=data, headers={'Content-Type': 'application/octet-stream'})
     src = gc.images.get(src.id)
     r1, r2 = store(info, 'RegionOne'), store(info, 'RegionTwo')
@@ -455,7 +467,7 @@ def _corrupted_segment_fails_cleanly(info, cluster, tmp_path):
     assert containers(r2) == before    # no object nor container left behind
 
 
-# -- the sweep ------------------------------------------------------------------
+# -- the sweep ----------------------------------------------------------------
 
 def test_the_sweep_removes_swift_segments_a_failed_revert_left(
         topology, tmp_path, monkeypatch):
@@ -463,9 +475,10 @@ def test_the_sweep_removes_swift_segments_a_failed_revert_left(
     the image (the attach fails), and whose revert cannot clean up: the
     segments stay in the target store with no image pointing at them.  The
     sweep removes them through the strategy's own cleanup, then the image;
-    another image of the same user in the same store is untouched."""
-    from clone_flows import glance
+    another image of the same user in the same store is untouched.
+    """
     from clone_flows import exceptions
+    from clone_flows import glance
     from clone_flows.tasks import reserve_image
     from conductor import opts
     from conductor import persistence
@@ -514,7 +527,7 @@ def test_the_sweep_removes_swift_segments_a_failed_revert_left(
     assert r2_images.images.get(bystander.id).status == 'active'
 
 
-# -- mixed stores -------------------------------------------------------------------
+# -- mixed stores -------------------------------------------------------------
 
 def test_mixed_stores_fall_back_to_http_and_say_why(topology, tmp_path):
     info = topology.ensure('per-region', regions='RegionOne')

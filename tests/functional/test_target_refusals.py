@@ -13,10 +13,12 @@ import re
 
 import pytest
 
-from tests.functional.conftest import glance_etc, restart_glance, \
-    user_session
-from tests.functional.test_clone_http import (assert_failed_cleanly, clone,
-                                              upload)
+from tests.functional.conftest import glance_etc
+from tests.functional.conftest import restart_glance
+from tests.functional.conftest import user_session
+from tests.functional.test_clone_http import assert_failed_cleanly
+from tests.functional.test_clone_http import clone
+from tests.functional.test_clone_http import upload
 
 
 @pytest.fixture
@@ -78,7 +80,6 @@ def test_admin_publishes_only_where_the_operator_delegates_admin(
     assert out['result']['visibility'] == 'public'
 
 
-
 IDENTITY = {'service_type': 'identity', 'interface': 'public',
             'version': (3, 0)}
 LIMITS = ('image_size_total', 'image_stage_total', 'image_count_total',
@@ -89,7 +90,8 @@ LIMITS = ('image_size_total', 'image_stage_total', 'image_count_total',
 def region_two_unified_limits(cloud):
     """RegionTwo's Glance enforces Keystone's unified limits (and reports
     usage at /v2/info/usage): generous registered limits, and project demo
-    limited to 1 MiB of images.  Everything is undone afterwards."""
+    limited to 1 MiB of images.  Everything is undone afterwards.
+    """
     admin = user_session(cloud, 'admin')
 
     def ks(method, path, **kw):

@@ -17,9 +17,15 @@ import time
 import requests
 
 from conductor.db import records
-from tests.functional.conftest import ROOT, glance_client, user_session
-from tests.functional.test_api import BIN, running_api, stop
-from tests.functional.test_clone_http import MiB, copies_of, upload
+from tests.functional.conftest import glance_client
+from tests.functional.conftest import ROOT
+from tests.functional.conftest import user_session
+from tests.functional.test_api import BIN
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_clone_http import copies_of
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
 
 SESSION_TIMEOUT = 6      # tools/write-clone-conf's default
 
@@ -27,7 +33,8 @@ SESSION_TIMEOUT = 6      # tools/write-clone-conf's default
 def _conductor(api, name, pause_at=None):
     """A conductor on the API's board; with ``pause_at`` (a step name) one
     that freezes right after that step did its work (writing
-    ``<dir>/<name>.paused``), for kill tests."""
+    ``<dir>/<name>.paused``), for kill tests.
+    """
     conf = api['dir'] / f'{name}.conf'
     text = api['conf'].with_name('clone-conductor.conf').read_text()
     conf.write_text(text.replace('clone-conductor.log', f'{name}.log'))
@@ -89,7 +96,8 @@ def test_a_paused_conductor_never_rewrites_progress_or_outcome(
         a = _conductor(api, 'a')
         b = None
         try:
-            task_id = post_and_wait_for_copy(api, token, src, 'conductor a to copy')
+            task_id = post_and_wait_for_copy(api, token, src,
+                                             'conductor a to copy')
             a.send_signal(signal.SIGSTOP)
             time.sleep(SESSION_TIMEOUT + 2)
             b = _conductor(api, 'b')
@@ -138,7 +146,8 @@ def test_a_clone_nobody_runs_shows_it_waits_then_goes_on(cloud, tmp_path):
         a = _conductor(api, 'a')
         b = None
         try:
-            task_id = post_and_wait_for_copy(api, token, src, 'conductor a to copy')
+            task_id = post_and_wait_for_copy(api, token, src,
+                                             'conductor a to copy')
             running = _task(api, token, task_id)
             assert running['message'] == '' and \
                 running['result']['progress']['rate_bytes_per_s'] > 0
@@ -170,7 +179,8 @@ def test_a_clone_nobody_runs_shows_it_waits_then_goes_on(cloud, tmp_path):
 def test_a_cancel_after_the_copy_is_revealed_comes_too_late(cloud, tmp_path):
     """Conductor a reveals the copy and dies before recording it; the user
     cancels; conductor b runs Activate again: the copy stays, the clone
-    ends success saying the cancel came too late."""
+    ends success saying the cancel came too late.
+    """
     src = upload(cloud, os.urandom(8 * MiB), name='late-cancel')
     token = user_session(cloud, 'demo').get_token()
     with running_api(cloud, tmp_path, conductor=False) as api:

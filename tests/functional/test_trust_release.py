@@ -8,13 +8,17 @@ validated, so the clone still ends), then started again.
 import os
 import time
 
-from conductor import opts
 from conductor.db import api as db_api
-from tests.functional.conftest import localcloud, user_session
-from tests.functional.test_api import running_api, stop
-from tests.functional.test_clone_http import MiB, upload
-from tests.functional.test_task_record_fencing import _conductor, _until, \
-    post_and_wait_for_copy
+from conductor import opts
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import user_session
+from tests.functional.test_api import running_api
+from tests.functional.test_api import stop
+from tests.functional.test_clone_http import MiB
+from tests.functional.test_clone_http import upload
+from tests.functional.test_task_record_fencing import _conductor
+from tests.functional.test_task_record_fencing import _until
+from tests.functional.test_task_record_fencing import post_and_wait_for_copy
 
 IDENTITY = {'service_type': 'identity', 'interface': 'public',
             'version': (3, 0)}
@@ -30,7 +34,8 @@ def test_trust_left_by_a_keystone_outage_is_deleted_when_it_is_back(
                              default_config_files=[], log=False)
         a = _conductor(api, 'a')
         try:
-            task_id = post_and_wait_for_copy(api, token, src, 'the copy to run')
+            task_id = post_and_wait_for_copy(api, token, src,
+                                             'the copy to run')
             trust_id = db_api.get_task(conf, task_id)['trust_id']
             localcloud('stop', 'keystone')
             try:

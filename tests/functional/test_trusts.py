@@ -17,8 +17,13 @@ import requests
 from clone_flows import auth
 from clone_flows import constants as c
 from conductor import runner
-from tests.functional.conftest import localcloud, user_env, user_session
-from tests.functional.test_api import free_port, stop, token, wait_http
+from tests.functional.conftest import localcloud
+from tests.functional.conftest import user_env
+from tests.functional.conftest import user_session
+from tests.functional.test_api import free_port
+from tests.functional.test_api import stop
+from tests.functional.test_api import token
+from tests.functional.test_api import wait_http
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
@@ -84,7 +89,8 @@ def running_api(cloud, out):
     """clone-api (one gunicorn worker, so one auth_token cache) with
     ``[clone] keystone_timeout = KEYSTONE_TIMEOUT`` and a policy that lets
     readers ask for clones (so that the trust's roles are what refuses
-    them); no conductor."""
+    them); no conductor.
+    """
     port = free_port()
     env = dict(os.environ, CLONE_BOARD_PATH=f'/glance-clone-trusts/'
                                             f'{uuid.uuid4().hex[:8]}/jobs',
@@ -141,7 +147,8 @@ def test_a_reader_is_refused_at_post_with_a_sentence(cloud, api):
 @contextlib.contextmanager
 def keystone_stopped(cloud):
     """Keystone's gunicorn (master and workers) SIGSTOPped: it accepts
-    connections and never answers.  Always resumed."""
+    connections and never answers.  Always resumed.
+    """
     # the pid now: another test may have restarted Keystone meanwhile
     now = json.loads(localcloud('env', '--json').stdout)
     pid = now['services']['keystone']['pid']

@@ -1,5 +1,6 @@
 """Stored clones in any state, made without running them (the flow detail
-a conductor would leave), for the inspection commands' tests."""
+a conductor would leave), for the inspection commands' tests.
+"""
 import contextlib
 import uuid
 
@@ -19,7 +20,8 @@ def stored_clone(conf, backend, flow_state='RUNNING', states=None,
                  failures=None, meta=None, results=None, store=None):
     """Save a clone's logbook and flow detail; ``states`` {atom: state},
     ``failures`` {atom: Failure}, ``results`` {atom: result}, ``meta``
-    merged into the flow detail's meta.  Returns the flow detail."""
+    merged into the flow detail's meta.  Returns the flow detail.
+    """
     store = store or runner.build_store(conf, 'trust-of-test', {
         'source_region': 'RegionOne', 'source_image_id': str(uuid.uuid4()),
         'target_region': 'RegionTwo'})

@@ -1,6 +1,7 @@
 import pytest
 
 from conductor import opts
+from tests.unit import fakes
 
 
 @pytest.fixture
@@ -12,3 +13,9 @@ def conf(tmp_path):
     conf.set_override('revert_timeout', 1, group='clone')
     conf.set_override('chunk_size', 4096, group='http_stream')
     return conf
+
+
+@pytest.fixture
+def cloud():
+    return {'R1': fakes.FakeGlanceRegion('R1'),
+            'R2': fakes.FakeGlanceRegion('R2')}

@@ -72,8 +72,9 @@ def test_service_session_times_out(tmp_path):
 
 
 def test_a_keystone_that_times_out_under_auth_token_is_a_503_sentence():
-    import webob
     from keystoneauth1 import exceptions as ksa_exc
+    import webob
+
     from conductor.api import middleware
 
     def hung(environ, start_response):

@@ -1,14 +1,15 @@
 """The conductor's claim logic, driven by a fake kazoo client.
 
 :class:`conductor.worker.guards.SessionWatch` follows the client's states,
-:class:`conductor.worker.guards.ClaimGuard` answers ``services.proceed()``, and the
+:class:`conductor.worker.guards.ClaimGuard` answers ``services.proceed()``, \
+and the
 conductor gives up (abandons) a clone it lost and trashes a poison job.
 No ZooKeeper: the states and the claim's owner are set by the test.
 """
 import threading
 
-import pytest
 from kazoo.protocol import states as kz_states
+import pytest
 from taskflow.conductors.backends import impl_nonblocking
 
 from clone_flows import exceptions
@@ -23,7 +24,8 @@ LOST = kz_states.KazooState.LOST
 
 class FakeKazoo:
     """What SessionWatch uses of a KazooClient: ``connected`` and the state
-    listeners, which :meth:`change` calls as kazoo's event thread would."""
+    listeners, which :meth:`change` calls as kazoo's event thread would.
+    """
 
     def __init__(self):
         self.connected = True
@@ -170,7 +172,8 @@ def test_a_stopping_conductor_interrupts_before_reading_anything(cond):
 
 def suspended_then(cond, state):
     """The guard called while the session is suspended: it waits; then
-    the session becomes ``state``.  The guard's outcome."""
+    the session becomes ``state``.  The guard's outcome.
+    """
     guard = guard_of(cond)
     cond.client.change(SUSPENDED)
     thread, outcome = in_thread(guard)
@@ -302,7 +305,7 @@ def test_connected_state_with_a_disconnected_client_is_not_settled():
     assert cond.session.wait_connected(0.05) == CONNECTED
 
 
-# -- the conductor: lost clones are abandoned, poison jobs trashed -------------
+# -- the conductor: lost clones are abandoned, poison jobs trashed ------------
 
 class Job:
     uuid = 'job-uuid'

@@ -18,11 +18,6 @@ class Crash(BaseException):
     """Stands for kill -9: not an Exception, so TaskFlow does not revert."""
 
 
-@pytest.fixture
-def cloud():
-    return {'R1': fakes.FakeGlanceRegion('R1'), 'R2': fakes.FakeGlanceRegion('R2')}
-
-
 def _store(image_id, **overrides):
     return {c.CLONE_ID: str(uuid.uuid4()), c.SOURCE_REGION: 'R1',
             c.SOURCE_IMAGE_ID: image_id, c.TARGET_REGION: 'R2',
@@ -52,9 +47,10 @@ def test_clone_copies_bits_and_metadata_and_reveals_the_copy(conf, cloud):
     new = cloud['R2'].images[out.result['image_id']]
     assert new['id'] != src['id']
     assert cloud['R2'].data[new['id']] == data
-    assert new['os_hash_value'] == src['os_hash_value'] == out.result['os_hash_value']
-    assert (new['os_distro'], new['hw_disk_bus'], new['tags'], new['min_ram']) \
-        == ('debian', 'scsi', ['x'], 64)
+    assert (new['os_hash_value'] == src['os_hash_value']
+            == out.result['os_hash_value'])
+    assert (new['os_distro'], new['hw_disk_bus'], new['tags'],
+            new['min_ram']) == ('debian', 'scsi', ['x'], 64)
     assert new['visibility'] == 'private' and new['os_hidden'] is False
     assert new[metadata.PROVENANCE_IMAGE] == src['id']
     assert new[metadata.PROVENANCE_REGION] == 'R1'
@@ -74,10 +70,11 @@ def test_empty_image_clones(conf, cloud):
     (lambda r: str(uuid.uuid4()), 'is not visible to you in R1'),
     (lambda r: 'not-a-uuid', 'is not a valid image id'),
     (lambda r: r.add_image(status='queued')['id'], "is 'queued'"),
-    (lambda r: r.add_image(b'x', status='deactivated')['id'], "is 'deactivated'"),
+    (lambda r: r.add_image(b'x', status='deactivated')['id'],
+     "is 'deactivated'"),
 ])
 def test_bad_sources_fail_with_a_sentence_and_leave_nothing(conf, cloud, make,
-                                                           expected):
+                                                            expected):
     store = _store(make(cloud['R1']))
     out, services, _ = _clone(conf, cloud, store)
     assert not out.succeeded
@@ -274,7 +271,7 @@ def test_reserved_image_stays_private_after_proving_it_may_be_revealed(
 
 @pytest.mark.parametrize('holds,revealed', [(False, False), (None, True)])
 def test_a_withdrawn_delegation_reveals_nothing(conf, cloud, holds,
-                                                 revealed):
+                                                revealed):
     src = cloud['R1'].add_image(b'abc')
     store = _store(src['id'])
     services = fakes.FakeServices(conf, cloud)
@@ -320,7 +317,7 @@ def test_unknown_target_region_is_named(conf, cloud):
 
 def test_hash_mismatch_fails_and_removes_the_copy(conf, cloud):
     src = cloud['R1'].add_image(b'hello world')
-    cloud['R1'].data[src['id']] = b'hello w0rld'   # bit rot in the source store
+    cloud['R1'].data[src['id']] = b'hello w0rld'  # bit rot in the source store
     store = _store(src['id'])
     out, _, _ = _clone(conf, cloud, store)
     assert not out.succeeded
@@ -441,7 +438,8 @@ def _checks_before_each_step(conf, cloud):
 def test_cancel_at_any_step_never_destroys_a_revealed_copy(conf, cloud, at):
     """A cancel read at the at-th check: before the copy is revealed the
     clone reverts and says it was cancelled; once revealed it ends success
-    and the copy stays."""
+    and the copy stays.
+    """
     from clone_flows import exceptions
     assert _checks_before_each_step(conf, cloud) >= 11
     src = cloud['R1'].add_image(os.urandom(1000))
@@ -542,7 +540,8 @@ def test_a_strategys_checkpoint_is_handed_back_on_resume(conf, cloud):
     strategy = Segmented(conf)
     src = cloud['R1'].add_image(os.urandom(4000))
     store = dict(_store(src['id']), strategy_name='segmented')
-    services = fakes.FakeServices(conf, cloud, strategies={'segmented': strategy})
+    services = fakes.FakeServices(conf, cloud,
+                                  strategies={'segmented': strategy})
     with pytest.raises(Crash):
         _clone(conf, cloud, store, services=services)
     backend = persistence.get_backend(conf)
@@ -555,7 +554,8 @@ def test_a_strategys_checkpoint_is_handed_back_on_resume(conf, cloud):
 
 def test_auto_falls_back_to_http_and_names_every_strategy_it_passed_over(
         conf, cloud):
-    from clone_flows.stores import base, http
+    from clone_flows.stores import base
+    from clone_flows.stores import http
 
     class Broken(base.StoreStrategy):
         name = 'broken'
@@ -589,7 +589,8 @@ def test_auto_falls_back_to_http_and_names_every_strategy_it_passed_over(
 def test_activate_run_again_after_revealing_ignores_a_late_cancel(
         conf, cloud, hidden, cancelled):
     """A run that revealed the copy and died before recording it: the next
-    run of Activate finds the copy showing, so a cancel comes too late."""
+    run of Activate finds the copy showing, so a cancel comes too late.
+    """
     from clone_flows import exceptions
     from clone_flows.tasks import activate
     copy = cloud['R2'].add_image(b'abc', os_hidden=hidden)

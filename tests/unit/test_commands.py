@@ -13,7 +13,8 @@ def _run(*args):
                           text=True, timeout=60)
 
 
-@pytest.mark.parametrize('cmd', ['clone-manage', 'clone-api', 'clone-conductor'])
+@pytest.mark.parametrize('cmd',
+                         ['clone-manage', 'clone-api', 'clone-conductor'])
 def test_help_works(cmd):
     r = _run(cmd, '--help')
     assert r.returncode == 0 and 'usage:' in r.stdout
@@ -23,7 +24,8 @@ def test_clone_without_credentials_says_what_is_missing(tmp_path):
     env_free = {'PATH': '/usr/bin:/bin'}
     r = subprocess.run([str(BIN / 'clone-manage'), 'clone', '--source-region',
                         'R1', '--image', 'x', '--target-region', 'R2'],
-                       capture_output=True, text=True, env=env_free, timeout=60)
+                       capture_output=True, text=True, env=env_free,
+                       timeout=60)
     assert r.returncode != 0 and 'OS_AUTH_URL is not set' in r.stderr
 
 

@@ -13,7 +13,8 @@ def test_a_value_is_made_once_per_configuration_object():
 
 class Conf:
     """Stands for a ConfigOpts: CPython gives a new one of these the
-    address of one just freed, so ids are reused as in a long-lived API."""
+    address of one just freed, so ids are reused as in a long-lived API.
+    """
 
 
 def test_a_new_object_at_a_reused_id_gets_its_own_value():

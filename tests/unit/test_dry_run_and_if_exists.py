@@ -12,7 +12,8 @@ from clone_flows import copies
 from clone_flows import flow
 from clone_flows import metadata
 from tests.unit import fakes
-from tests.unit.test_clone_flow import _clone, _store, cloud  # noqa: F401
+from tests.unit.test_clone_flow import _clone
+from tests.unit.test_clone_flow import _store
 
 
 def _dry(image_id, **overrides):

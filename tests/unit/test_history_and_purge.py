@@ -1,11 +1,12 @@
 """The transition history conductors record, and the purge of finished
-clones' flow records."""
+clones' flow records.
+"""
 import contextlib
 
 import sqlalchemy as sa
 import taskflow.engines
-import taskflow.storage
 from taskflow.patterns import linear_flow
+import taskflow.storage
 from taskflow import task as tf_task
 
 from conductor import flowstate
@@ -151,7 +152,8 @@ def test_a_retried_clone_keeps_what_succeeded_unless_it_was_reverted(conf):
 
 def test_ordinary_transitions_are_saved_together(conf, monkeypatch):
     """Starts and successes wait for a later save (a flow transition, a
-    failure, or save_after seconds); each is still recorded."""
+    failure, or save_after seconds); each is still recorded.
+    """
     backend = persistence.get_backend(conf)
     saves = []
     real = taskflow.storage.Storage.update_flow_metadata

@@ -1,9 +1,9 @@
 """The jobboard's ZooKeeper client: digest credential, ACL, quiet logs."""
 import logging
 
-import pytest
-from kazoo import security
 from kazoo.protocol import serialization
+from kazoo import security
+import pytest
 
 from conductor import jobboard
 
@@ -26,7 +26,8 @@ def test_kazoo_debug_log_of_the_auth_request_hides_the_password(caplog):
     caplog.set_level(logging.DEBUG, logger='kazoo.client')
     jobboard.KAZOO_LOG.debug('Sending request(xid=%s): %s', -4,
                              serialization.Auth(0, 'digest', 'u:s3cret'))
-    assert 'Auth(auth_type=0, scheme=\'digest\', auth=\'u:***\')' in caplog.text
+    assert ('Auth(auth_type=0, scheme=\'digest\', auth=\'u:***\')'
+            in caplog.text)
     assert 's3cret' not in caplog.text
 
 

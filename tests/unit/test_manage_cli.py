@@ -1,6 +1,7 @@
 """clone-manage on cliff: every command answers --help, output formats
 parse, exit codes are 0 / 1 (failed operation) / 2 (usage), and expected
-errors are one line without a traceback."""
+errors are one line without a traceback.
+"""
 import json
 import pathlib
 import subprocess
@@ -181,7 +182,8 @@ def test_flow_graph_colours_each_step_by_its_state(conf_file, tmp_path):
 
 def svg_fills(svg, attribute='fill'):
     """{node title: fill colour} of a Graphviz SVG (or another attribute
-    of the node's shape)."""
+    of the node's shape).
+    """
     import xml.etree.ElementTree as ET
     ns = {'s': 'http://www.w3.org/2000/svg'}
     fills = {}

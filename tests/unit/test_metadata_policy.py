@@ -1,5 +1,6 @@
 """The metadata policy, key by key (doc/source/architecture.rst, section
-"The metadata policy")."""
+"The metadata policy").
+"""
 import pytest
 
 from clone_flows import metadata

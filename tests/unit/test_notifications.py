@@ -1,16 +1,17 @@
 """Clone notifications as the task records change (oslo.messaging's ``log``
 driver stands in for the bus here; tests/functional/test_notifications.py
-consumes them from the real RabbitMQ)."""
+consumes them from the real RabbitMQ).
+"""
 import json
 import logging
 import uuid
 
 import pytest
 
-from conductor import notifications
-from conductor import outcome as outcome_mod
 from conductor.db import api as db_api
 from conductor.db import records as records_mod
+from conductor import notifications
+from conductor import outcome as outcome_mod
 
 TRUST = 'f00dfacef00dfacef00dfacef00dface'
 
@@ -40,7 +41,8 @@ def new_task(conf, **input_):
 
 def events(caplog):
     """(event_type, priority, payload) of the notifications the log driver
-    wrote."""
+    wrote.
+    """
     found = []
     for rec in caplog.records:
         if rec.name.startswith('oslo.messaging.notification.'):
@@ -158,7 +160,7 @@ def test_a_poison_job_sends_error(task_conf, caplog):
 
 
 def test_a_conductor_whose_attempt_was_superseded_sends_no_end(task_conf,
-                                                              caplog):
+                                                               caplog):
     enable(task_conf)
     caplog.set_level(logging.INFO)
     old = records_mod.TaskRecords(task_conf)

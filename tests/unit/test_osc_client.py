@@ -1,5 +1,6 @@
 """The ``openstack image clone`` plugin's client and output, on a fake
-keystoneauth session (tests/functional/test_osc.py runs the real command)."""
+keystoneauth session (tests/functional/test_osc.py runs the real command).
+"""
 import io
 import json
 

@@ -1,5 +1,6 @@
 """The fair order of pending clones (conductor.pending.Index), fed as its
-ZooKeeper watches would feed it."""
+ZooKeeper watches would feed it.
+"""
 import json
 import uuid
 
@@ -54,7 +55,8 @@ def test_ties_go_to_the_project_whose_oldest_clone_waited_longest():
 def test_the_least_recently_served_project_goes_first_among_equals():
     """Round robin among projects running as many: N never started a
     clone, so it goes before A, whose backlog is older but which started
-    one lately; of A and B, the one served longer ago goes first."""
+    one lately; of A and B, the one served longer ago goes first.
+    """
     a, b = [_entry(1000 + i, i) for i in range(50)], [_entry(1500)]
     n = [_entry(9000)]
     index = _index({'A': a, 'B': b, 'N': n}, {'A': {}, 'B': {}},

@@ -19,12 +19,12 @@ import pytest
 import sqlalchemy as sa
 from taskflow import engines
 from taskflow import exceptions as tf_exc
+from taskflow.patterns import linear_flow
+from taskflow.persistence.backends import impl_sqlalchemy
+from taskflow.persistence import models
 from taskflow import retry
 from taskflow import states
 from taskflow import task
-from taskflow.patterns import linear_flow
-from taskflow.persistence import models
-from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.types import failure
 
 from clone_flows import constants as c

@@ -210,7 +210,8 @@ fake_rbd = types.SimpleNamespace(Image=FakeImage, RBD=FakeRBD,
 
 class FakeTarget(fakes.FakeGlanceRegion):
     """Glance with the location API: an attached location makes the image
-    active with the hash of the RBD snapshot's bytes."""
+    active with the hash of the RBD snapshot's bytes.
+    """
 
     def __init__(self, region, cluster_conf):
         super().__init__(region)
@@ -252,7 +253,8 @@ def world(conf, monkeypatch):
 
 def source_image(blocks, size=8 * MiB, seed=1):
     """A source image in cluster a with data in ``blocks`` (64 KiB each),
-    its Glance record in R1, and a reserved target in R2: a CopyJob."""
+    its Glance record in R1, and a reserved target in R2: a CopyJob.
+    """
     import random
     rnd = random.Random(seed)
     src = fakes.FakeGlanceRegion('R1')
@@ -455,7 +457,8 @@ def test_plan_counts_the_allocated_bytes(world):
 
 def test_the_sweep_removes_the_rbd_copy_of_a_clone_it_sweeps(world):
     """A clone whose revert could not run leaves its reserved image and an
-    RBD image not attached yet: the sweep removes both."""
+    RBD image not attached yet: the sweep removes both.
+    """
     from clone_flows import constants as c
     from clone_flows import metadata
     from conductor import sweep

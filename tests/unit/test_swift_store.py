@@ -44,7 +44,8 @@ class FakeStream:
 
 class FakeAccount:
     """One project's account in a FakeCluster, with SwiftAccount's
-    methods."""
+    methods.
+    """
 
     def __init__(self, cluster, region, account):
         self.c, self.region, self.account = cluster, region, account
@@ -156,7 +157,8 @@ class FakeSession:
 
 class LocationGlance(fakes.FakeGlanceRegion):
     """A single-store target Glance with the location API (and its
-    service-role rule) that reads a multi-tenant location back."""
+    service-role rule) that reads a multi-tenant location back.
+    """
 
     def __init__(self, region, store=None, accounts=None):
         super().__init__(region)
@@ -183,7 +185,8 @@ class LocationGlance(fakes.FakeGlanceRegion):
                 for s in acct.listing(container, obj + '-'))
         else:
             data = acct.c.objects[acct._key(container, obj)]['data']
-        if hashlib.sha512(data).hexdigest() != validation_data['os_hash_value']:
+        if (hashlib.sha512(data).hexdigest()
+                != validation_data['os_hash_value']):
             return          # Glance reverts: the image stays queued
         image.update(fakes._hashes(data), status='active')
         self.data[image_id] = data
@@ -202,7 +205,8 @@ def world(conf):
 def make(conf, same_cluster, data, segment=SEG, stores='swift',
          one_object=False, source_owner='p1'):
     """A source image in project ``source_owner``'s account in cluster a, a
-    target region in cluster a (same) or b, the clone's project p1."""
+    target region in cluster a (same) or b, the clone's project p1.
+    """
     a = FakeCluster('a')
     b = a if same_cluster else FakeCluster('b')
     src = FakeAccount(a, 'RegionOne', f'AUTH_{source_owner}')

@@ -1,5 +1,6 @@
 """Conductor decisions that need no ZooKeeper: when the conductor looks at
-the board again."""
+the board again.
+"""
 from conductor.worker import guards
 
 
@@ -12,7 +13,8 @@ class _Watches:
 
 class _Event:
     """Stands for the watch's threading.Event: records each pause asked
-    for (its timeout, and whether a change had been seen), without waiting."""
+    for (its timeout, and whether a change had been seen), without waiting.
+    """
 
     def __init__(self):
         self.flag = False
@@ -42,7 +44,8 @@ class _Clock:
 
 def _board_watch(monkeypatch):
     """A BoardWatch of 60 s on an injected clock; (watch, on_children,
-    clock): the pauses it asks for are in ``watch._changed.pauses``."""
+    clock): the pauses it asks for are in ``watch._changed.pauses``.
+    """
     watches, clock = [], _Clock()
     monkeypatch.setattr(guards.kz_watchers, 'ChildrenWatch',
                         lambda *a, **kw: watches.append(_Watches(*a, **kw)))
@@ -66,7 +69,7 @@ def test_board_watch_looks_again_soon_after_a_new_job(monkeypatch):
     clock.now += 0.2
     wait.wait()
     assert wait._changed.pauses == [(0.02, True), (0.02, False),
-                                     (0.02, False), (60.0, False)]
+                                    (0.02, False), (60.0, False)]
 
 
 def test_board_watch_wakes_when_a_claim_is_released(monkeypatch):
@@ -87,6 +90,7 @@ def test_board_watch_ignores_new_claims(monkeypatch):
 
 def test_reopening_log_files_writes_to_the_new_file_after_rotation(tmp_path):
     import logging
+
     from conductor.worker import service
     path = tmp_path / 'glance-clone.log'
     handler = logging.FileHandler(path)

@@ -76,7 +76,8 @@ def ports():
     """{service: port}: the monitors' ports (the OSDs' are Ceph's choice).
 
     Default: 16789/16790 for ZooKeeper's default port 12181, moved along
-    with ``LOCALCLOUD_ZK_PORT`` (two per cloud)."""
+    with ``LOCALCLOUD_ZK_PORT`` (two per cloud).
+    """
     zk = _env_int('LOCALCLOUD_ZK_PORT', 12181)
     base = 16789 + 2 * (zk - 12181)
     return {'ceph-a-mon': _env_int('LOCALCLOUD_CEPH_A_PORT', base),
@@ -186,7 +187,8 @@ def link_bindings(python, say=None):
     """Symlinks the Debian ``rbd``/``rados`` modules (built for the system
     Python 3.11) into the site-packages of the virtualenv of ``python``:
     just those two modules, not the whole dist-packages.  Returns the
-    site-packages directory."""
+    site-packages directory.
+    """
     site = subprocess.run(
         [python, '-c', 'import sysconfig; print(sysconfig.get_paths()'
          '["purelib"])'], check=True, capture_output=True,
@@ -311,8 +313,8 @@ osd max object namespace len = 64
 
 def _clone_conf_text(cloud, c):
     """What the clone service reads: the monitor and its two users'
-    keyrings (never Glance's or the admin's)."""
-    d = cluster_dir(cloud, c)
+    keyrings (never Glance's or the admin's).
+    """
     port = cloud.ports['ceph-%s-mon' % c]
     return """\
 # the clone service's view of Ceph cluster {c} (tools/localcloud)
@@ -349,7 +351,8 @@ def _run(cmd, what, timeout=TIMEOUT, **kw):
 
 def configure(cloud, settings, write_if_changed, say):
     """Creates each cluster's identity (fsid, keys, monitor store) once and
-    writes its configuration; {service: changed}."""
+    writes its configuration; {service: changed}.
+    """
     changed = {svc: False for svc in SERVICES}
     for c in settings.clusters():
         d = cluster_dir(cloud, c)
@@ -413,7 +416,8 @@ def ceph(cloud, c, *args, timeout=TIMEOUT):
 
 def prepare_osd(cloud, c):
     """Registers osd.0 with the monitor and makes its bluestore (once);
-    needs the monitor up."""
+    needs the monitor up.
+    """
     d = cluster_dir(cloud, c)
     marker = os.path.join(d, '.osd-created')
     if os.path.exists(marker):
@@ -444,7 +448,8 @@ def prepare_osd(cloud, c):
 
 def prepare_pool_and_users(cloud, c):
     """The ``images`` pool (RBD application) and the users (once); needs
-    the monitor up (not the OSD)."""
+    the monitor up (not the OSD).
+    """
     d = cluster_dir(cloud, c)
     marker = os.path.join(d, '.pool-created')
     if not os.path.exists(marker):
@@ -489,7 +494,8 @@ def answers(cloud, svc, port_open):
 
 def start_cluster(cloud, c, start_service):
     """Monitor, then (first time) the OSD's store, pool and users, then the
-    OSD; waits until the pool takes writes."""
+    OSD; waits until the pool takes writes.
+    """
     start_service(cloud, 'ceph-%s-mon' % c)
     prepare_osd(cloud, c)
     prepare_pool_and_users(cloud, c)
@@ -525,7 +531,8 @@ def describe(cloud, settings, regions):
 
 def glance_backend(cloud, settings, region):
     """The ``[ceph]`` section of a region's Glance (its RBD store), or
-    None."""
+    None.
+    """
     c = settings.cluster_of(region)
     if c is None:
         return None
@@ -558,7 +565,8 @@ def port_free(port):
 def wait_writable(cloud, c, timeout=60):
     """Until the pool takes a write (its placement groups are active).
     Without a manager the monitor has no PG statistics: a small object is
-    written and removed instead."""
+    written and removed instead.
+    """
     deadline = time.monotonic() + timeout
     base = ['rados', '-c', conf_path(cloud, c), '--name', 'client.admin',
             '-p', POOL]

@@ -5,9 +5,9 @@ See `tools/localcloud --help`.
 """
 import argparse
 import concurrent.futures
+import contextlib
 import hashlib
 import json
-import contextlib
 import os
 import secrets
 import shlex
@@ -280,7 +280,8 @@ def port_owner(port):
                 for line in f:
                     parts = line.split()
                     local, state, inode = parts[1], parts[3], parts[9]
-                    if state == '0A' and int(local.rsplit(':', 1)[1], 16) == port:
+                    if (state == '0A'
+                            and int(local.rsplit(':', 1)[1], 16) == port):
                         inodes.add(inode)
         except OSError:
             pass
@@ -341,7 +342,6 @@ def service_answers(cloud, svc):
 def run(cmd, log=None, env=None, cwd=None, input=None, what=None):
     """Run a set-up command; its output goes to `log` (appended)."""
     what = what or os.path.basename(cmd[0])
-    t = time.monotonic()
     if log:
         with open(log, 'ab') as out:
             out.write(('\n+ %s\n' % ' '.join(shlex.quote(c) for c in cmd))
@@ -367,7 +367,8 @@ def run(cmd, log=None, env=None, cwd=None, input=None, what=None):
 
 
 def ensure_zookeeper_package():
-    if os.path.exists('/usr/share/java/zookeeper.jar') and shutil.which('java'):
+    if (os.path.exists('/usr/share/java/zookeeper.jar')
+            and shutil.which('java')):
         return
     if os.geteuid() != 0:
         raise CloudError(
@@ -446,7 +447,8 @@ def write_if_changed(path, text, mode=0o644):
 def zk_tls_files(cloud):
     """A CA, ZooKeeper's certificate (IP 127.0.0.1, localhost) and a client
     certificate for glance-clone (ZooKeeper requires one), made once with
-    openssl.  {name: path}."""
+    openssl.  {name: path}.
+    """
     d = os.path.join(cloud.svc_dir('zookeeper'), 'tls')
     files = {n: os.path.join(d, n + '.pem') for n in
              ('ca', 'server', 'client-cert', 'client-key')}
@@ -537,7 +539,8 @@ log4j.rootLogger=INFO, CONSOLE
 log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
 log4j.appender.CONSOLE.Threshold=INFO
 log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
-log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] \
+- %-5p [%t:%C{1}@%L] - %m%n
 """)
     return changed
 
@@ -551,7 +554,9 @@ def keystone_conf(cloud):
     # doc/source/operator/policies.rst).
     policy_changed = write_if_changed(os.path.join(d, 'policy.yaml'), """\
 # written by tools/localcloud
-"identity:delete_trust": "rule:admin_required or user_id:%(target.trust.trustor_user_id)s or user_id:%(target.trust.trustee_user_id)s"
+"identity:delete_trust": "rule:admin_required or \
+user_id:%(target.trust.trustor_user_id)s or \
+user_id:%(target.trust.trustee_user_id)s"
 """)
     return write_if_changed(os.path.join(d, 'keystone.conf'), """\
 # written by tools/localcloud
@@ -622,14 +627,15 @@ def glance_conf(cloud, region, pw):
         stores_default = 'enabled_backends = local:file, %s:rbd' % (
             ceph_cluster.STORE_ID)
         stores_section = 'default_backend = %s\n' % ceph_cluster.STORE_ID
-    changed = write_if_changed(os.path.join(etc, 'glance-api.conf'), mode=0o600,
-                     text="""\
+    changed = write_if_changed(
+        os.path.join(etc, 'glance-api.conf'), mode=0o600, text="""\
 # written by tools/localcloud (rewritten on every `up`; edit cli.py instead)
 [DEFAULT]
 debug = true
 use_stderr = true
 {stores_default}
-enabled_import_methods = ['glance-direct','web-download','copy-image','glance-download']
+enabled_import_methods = ['glance-direct','web-download','copy-image',\
+'glance-download']
 # this API's own URL (staging / import proxying between workers)
 worker_self_reference_url = {url}
 public_endpoint = {url}
@@ -1010,7 +1016,8 @@ def glance_init(cloud, region):
             log=cloud.log_file('glance-manage'),
             env=dict(os.environ, OS_GLANCE_CONFIG_DIR=etc),
             what='glance-manage db_sync (%s)' % region)
-        say('%s database ready in MariaDB (%.1fs)' % (svc, time.monotonic() - t))
+        say('%s database ready in MariaDB (%.1fs)'
+            % (svc, time.monotonic() - t))
 
     if glance_db.backend() == 'mysql':
         _once(cloud, svc, 'db_sync-mysql', mysql_init)
@@ -1168,12 +1175,12 @@ def status_rows(cloud):
 def print_status(cloud):
     rows = status_rows(cloud)
     print('%-18s %-9s %-8s %-26s %s' % ('SERVICE', 'STATE', 'PID', 'URL',
-                                         'RSS'))
+                                        'RSS'))
     total = 0
     for svc, state, pid, url, rss in rows:
         total += rss
         print('%-18s %-9s %-8s %-26s %s' % (svc, state, pid or '-', url,
-                                             fmt_bytes(rss) if pid else '-'))
+                                            fmt_bytes(rss) if pid else '-'))
     print('%-18s %-9s %-8s %-26s %s' % ('total', '', '', '', fmt_bytes(total)))
     print('state dir: %s' % cloud.state)
     return all(r[1] == 'up' for r in rows)
@@ -1370,7 +1377,8 @@ def cmd_env(cloud, args):
 
 def cmd_start(cloud, args):
     os.makedirs(cloud.log_dir, exist_ok=True)
-    if not os.path.exists(cloud.vbin('gunicorn')) and args.service != 'zookeeper':
+    if (not os.path.exists(cloud.vbin('gunicorn'))
+            and args.service != 'zookeeper'):
         raise CloudError('no cloud virtualenv yet: run `tools/localcloud up`')
     pw = cloud.passwords()
     db_step = 'db_sync-mysql' if glance_db.backend() == 'mysql' else 'db_sync'

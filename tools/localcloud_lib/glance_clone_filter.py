@@ -1,13 +1,15 @@
 """Opt-in: glance-clone's paste filter in RegionTwo's glance-api pipeline.
 
-    tools/localcloud up --glance-clone-filter [URL]   # default http://127.0.0.1:19393
+    tools/localcloud up --glance-clone-filter [URL]   # default \
+http://127.0.0.1:19393
         [--glance-clone-filter-option KEY=VALUE ...]   # e.g. ca_file=/x.pem
     tools/localcloud up --no-glance-clone-filter
 
 The choice is kept in the state dir (a plain ``up`` keeps it). When on,
 RegionTwo's ``glance-api-paste.ini`` gets ``[filter:glance_clone]``
 (``conductor.api.glance_filter:filter_factory``, ``clone_api_url = URL``
-and the options given) before ``authtoken`` in its pipelines, and its glance-api imports the filter
+and the options given) before ``authtoken`` in its pipelines, and its \
+glance-api imports the filter
 from this source tree (``PYTHONPATH``; the filter needs only the standard
 library and webob). Clone task calls at RegionTwo's image endpoint then go
 to the clone-api at URL; everything else reaches Glance.
@@ -96,7 +98,8 @@ def url(cloud):
 def rewrite(text, clone_api_url, options=()):
     """The paste file without any glance_clone filter, then with it (before
     ``authtoken`` in every pipeline, with ``options``) when
-    ``clone_api_url`` is set."""
+    ``clone_api_url`` is set.
+    """
     out, skipping = [], False
     for line in text.splitlines():
         m = _SECTION.match(line)
@@ -117,8 +120,8 @@ def rewrite(text, clone_api_url, options=()):
         out.pop()
     if clone_api_url:
         out += ['', '[filter:%s]' % FILTER,
-                '# glance-clone: clone tasks at this endpoint (tools/localcloud '
-                'up --glance-clone-filter)',
+                '# glance-clone: clone tasks at this endpoint '
+                '(tools/localcloud up --glance-clone-filter)',
                 'paste.filter_factory = conductor.api.glance_filter:'
                 'filter_factory',
                 'clone_api_url = %s' % clone_api_url]

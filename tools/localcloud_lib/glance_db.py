@@ -48,7 +48,8 @@ def connection(cloud, region, svc_dir):
 
 def recreate_database(cloud, region, python):
     """Drop and create the region's MariaDB database (with the cloud venv's
-    PyMySQL, so no client package is needed)."""
+    PyMySQL, so no client package is needed).
+    """
     base = os.environ.get('LOCALCLOUD_MYSQL_URL', DEFAULT_MYSQL)
     name = db_name(cloud, region)
     code = (

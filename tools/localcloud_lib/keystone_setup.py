@@ -21,8 +21,8 @@ Spec:
 import json
 import sys
 
-from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
+from keystoneauth1 import session as ks_session
 from keystoneclient.v3 import client as ks_client
 
 DOMAIN = 'default'
@@ -31,7 +31,8 @@ DOMAIN = 'default'
 def _one(items, what):
     items = list(items)
     if len(items) > 1:
-        raise SystemExit('keystone_setup: more than one %s: %r' % (what, items))
+        raise SystemExit('keystone_setup: more than one %s: %r'
+                         % (what, items))
     return items[0] if items else None
 
 

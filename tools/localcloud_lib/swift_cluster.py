@@ -65,7 +65,8 @@ def ports():
     for c in CLUSTERS:
         up = c.upper()
         out['swift-%s-proxy' % c] = _env_int(
-            'LOCALCLOUD_SWIFT_%s_PORT' % up, DEFAULT_PORTS['swift-%s-proxy' % c])
+            'LOCALCLOUD_SWIFT_%s_PORT' % up,
+            DEFAULT_PORTS['swift-%s-proxy' % c])
         base = _env_int('LOCALCLOUD_SWIFT_%s_BACKEND_PORT' % up,
                         DEFAULT_PORTS['swift-%s-backend' % c])
         for i, kind in enumerate(KINDS):
@@ -208,7 +209,8 @@ def cluster_dir(cloud, c):
 def devices_dir(cloud, c):
     """Where cluster c keeps its objects: under the state dir, or under
     $LOCALCLOUD_SWIFT_DEVICES (e.g. a tmpfs: no disk writes, no fsync cost;
-    tmpfs keeps user xattrs since Linux 6.6)."""
+    tmpfs keeps user xattrs since Linux 6.6).
+    """
     base = os.environ.get('LOCALCLOUD_SWIFT_DEVICES')
     if base:
         return os.path.join(os.path.abspath(base), c)
@@ -307,7 +309,9 @@ log_name = swift-{c}-proxy
 log_level = INFO
 
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk authtoken keystoneauth copy dlo slo proxy-logging proxy-server
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache \
+listing_formats bulk authtoken keystoneauth copy dlo slo proxy-logging \
+proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -505,7 +509,8 @@ def describe(cloud, settings, regions):
     Multi-tenant stores: each project's images are in its own account, so a
     region gives the storage URL template of its cluster
     (``storage_url_template % {'project_id': ...}``) and its
-    swift_store_container; no credential is involved."""
+    swift_store_container; no credential is involved.
+    """
     out = {'mode': settings.mode, 'regions': {},
            'chunk_mb': settings.chunk_mb, 'large_object_mb': settings.large_mb,
            'do_secure_hash': settings.secure_hash, 'clusters': {}}

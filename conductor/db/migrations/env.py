@@ -1,4 +1,6 @@
-"""Alembic environment for the task records (run through conductor.db.api.sync)."""
+"""Alembic environment for the task records (run through \
+conductor.db.api.sync).
+"""
 from alembic import context
 
 from conductor.db import models
@@ -10,7 +12,8 @@ def run_migrations_online():
     connection = context.config.attributes.get('connection')
     if connection is None:
         import sqlalchemy as sa
-        engine = sa.create_engine(context.config.get_main_option('sqlalchemy.url'))
+        engine = sa.create_engine(
+            context.config.get_main_option('sqlalchemy.url'))
         with engine.begin() as connection:
             _run(connection)
     else:

@@ -85,7 +85,8 @@ def task_row(task):
 
 class ProgressBar:
     """One line on stderr, redrawn in place: the clone's status, a bar
-    and its bytes and rate."""
+    and its bytes and rate.
+    """
 
     WIDTH = 30
 

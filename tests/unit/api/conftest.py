@@ -6,16 +6,16 @@ keystonemiddleware would; ``expired`` and no token answer 401 as it does.
 import io
 import json
 
+from oslo_middleware import request_id
+from oslo_middleware import sizelimit
 import pytest
 import webob
 import webob.dec
-from oslo_middleware import request_id
-from oslo_middleware import sizelimit
 
-from conductor import submit
 from conductor.api import app as api_app
 from conductor.api import middleware
 from conductor.db import api as db_api
+from conductor import submit
 
 DEMO = 'demo-user:demo-project:member,reader'
 ALT = 'alt-user:alt-project:member,reader'

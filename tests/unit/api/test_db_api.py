@@ -47,7 +47,8 @@ def _server_url(kind):
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text('DROP TABLE IF EXISTS clone_tasks'))
-        conn.execute(sa.text('DROP TABLE IF EXISTS clone_tasks_alembic_version'))
+        conn.execute(
+            sa.text('DROP TABLE IF EXISTS clone_tasks_alembic_version'))
     engine.dispose()
     return url
 
@@ -139,7 +140,7 @@ def test_list_filters_sorts_and_pages(db_conf):
         marker = page[-1]['id']
     assert sum(pages, []) == ids and len(pages) == 3
     by_id = [t['id'] for t in db_api.list_tasks(db_conf, sort_key='id',
-                                                 sort_dir='asc')]
+                                                sort_dir='asc')]
     assert by_id == sorted(ids + [other])
     with pytest.raises(db_api.MarkerNotFound):
         db_api.list_tasks(db_conf, owner='p1', marker=other)

@@ -1,6 +1,7 @@
 """The glance-api paste filter: clone task calls go to clone-api (here the
 in-process app behind the fake auth, served on a loopback port), everything
-else reaches Glance (here a stub)."""
+else reaches Glance (here a stub).
+"""
 import contextlib
 import json
 import socket
@@ -14,7 +15,8 @@ import webob
 import webob.dec
 
 from conductor.api import glance_filter
-from tests.unit.api.conftest import DEMO, without_length
+from tests.unit.api.conftest import DEMO
+from tests.unit.api.conftest import without_length
 
 IMAGE = '6f1d2a3b-1111-4c4c-8d8d-0123456789ab'
 
@@ -94,7 +96,8 @@ def test_schemas_and_task_lists_come_from_clone_api(glance):
     call(glance, 'POST', '/v2/tasks', {'type': 'clone', 'input': {
         'source_region': 'RegionOne', 'source_image_id': IMAGE}})
     _, listed = call(glance, 'GET', '/v2/tasks?limit=5')
-    assert len(listed['tasks']) == 1 and listed['schema'] == '/v2/schemas/tasks'
+    assert (len(listed['tasks']) == 1
+            and listed['schema'] == '/v2/schemas/tasks')
 
 
 def test_cancel_through_glance(glance):
@@ -166,8 +169,8 @@ def test_deep_or_malformed_json_is_400_never_500(raw, text):
 
 
 def test_a_body_under_the_limit_still_reaches_glance_whole():
-    factory = glance_filter.filter_factory({}, clone_api_url='http://127.0.0.1:9',
-                                           max_request_body_size='1000')
+    factory = glance_filter.filter_factory(
+        {}, clone_api_url='http://127.0.0.1:9', max_request_body_size='1000')
     raw = json.dumps({'type': 'import', 'input': {'x': 'y' * 900}}).encode()
     for chunked in (False, True):
         _, body = call(factory(glance_stub), 'POST', '/v2/tasks', raw=raw,
@@ -178,7 +181,8 @@ def test_a_body_under_the_limit_still_reaches_glance_whole():
 @contextlib.contextmanager
 def serving_garbage():
     """A TCP server that answers every request with something that is not
-    HTTP; yields its http:// URL."""
+    HTTP; yields its http:// URL.
+    """
     server = socket.socket()
     server.bind(('127.0.0.1', 0))
     server.listen(8)
@@ -229,9 +233,10 @@ def test_public_endpoint_makes_the_location_not_the_host_header(
     factory = glance_filter.filter_factory(
         {}, clone_api_url=clone_api_url,
         public_endpoint='https://image.example.org/')
-    r, body = call(factory(glance_stub), 'POST', '/v2/tasks', {
-        'type': 'clone', 'input': {'source_region': 'RegionOne',
-                                   'source_image_id': IMAGE}},
+    r, body = call(
+        factory(glance_stub), 'POST', '/v2/tasks',
+        {'type': 'clone', 'input': {'source_region': 'RegionOne',
+                                    'source_image_id': IMAGE}},
         headers={'Host': 'evil.example:666'})
     assert r.status_int == 201
     assert r.location == f"https://image.example.org/v2/tasks/{body['id']}"
@@ -245,9 +250,10 @@ def test_without_its_option_the_location_is_glance_apis_public_endpoint(
     conf.set_override('public_endpoint', 'https://glance.example.org')
     try:
         factory = glance_filter.filter_factory({}, clone_api_url=clone_api_url)
-        r, body = call(factory(glance_stub), 'POST', '/v2/tasks', {
-            'type': 'clone', 'input': {'source_region': 'RegionOne',
-                                       'source_image_id': IMAGE}},
+        r, body = call(
+            factory(glance_stub), 'POST', '/v2/tasks',
+            {'type': 'clone', 'input': {'source_region': 'RegionOne',
+                                        'source_image_id': IMAGE}},
             headers={'Host': 'evil.example:666'})
     finally:
         conf.clear_override('public_endpoint')

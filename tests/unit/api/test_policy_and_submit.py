@@ -1,18 +1,19 @@
 """Policy defaults (and their sample file), the paste pipeline, and
-submit_clone: the seam between the API and the conductors."""
+submit_clone: the seam between the API and the conductors.
+"""
 import pathlib
 import subprocess
 import sys
 import uuid
 
+from oslo_context import context as oslo_context
 import pytest
 import webob
-from oslo_context import context as oslo_context
 
-from conductor import submit
 from conductor.api import app as api_app
 from conductor.api import policies
 from conductor.db import api as db_api
+from conductor import submit
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 IMAGE = '6f1d2a3b-1111-4c4c-8d8d-0123456789ab'
@@ -79,7 +80,7 @@ def test_paste_pipeline_loads_with_real_auth_token(api_conf):
     assert req.get_response(app).status_int == 413
 
 
-# -- submit_clone --------------------------------------------------------------
+# -- submit_clone -------------------------------------------------------------
 
 def request_ctx():
     return oslo_context.RequestContext(

@@ -116,7 +116,7 @@ def test_same_client_token_same_project_is_the_same_task(clients, trusts):
 
 
 def test_same_client_token_with_another_input_is_409(clients, trusts,
-                                                    api_conf):
+                                                     api_conf):
     a = clients['demo'].create(client_token='tok-2', name='one')
     assert a.status_int == 201
     b = clients['demo'].create(client_token='tok-2', name='two')
@@ -133,7 +133,8 @@ def test_same_client_token_with_another_input_is_409(clients, trusts,
 def test_client_token_race_with_another_input_is_409(clients, trusts,
                                                      api_conf, monkeypatch):
     """Two requests with one token pass the first look-up together: the
-    loser's insert meets the winner's row, and its trust is deleted."""
+    loser's insert meets the winner's row, and its trust is deleted.
+    """
     from conductor import submit
     first = clients['demo'].create(client_token='tok-3', name='one').json
     monkeypatch.setattr(submit.db_api, 'get_task_by_token',
@@ -172,7 +173,8 @@ BAD_INPUTS = [
     ('body not an object', dict(body=[1, 2]), 400, 'JSON object'),
     ('input not an object', dict(body={'type': 'clone', 'input': 'x'}), 400,
      "'input' must be a JSON object"),
-    ('input missing', dict(body={'type': 'clone'}), 400, "'input' is required"),
+    ('input missing', dict(body={'type': 'clone'}), 400,
+     "'input' is required"),
     ('unknown type', dict(body={'type': 'copy', 'input': {}}), 400,
      'Invalid type'),
     ('glance type', dict(body={'type': 'import', 'input': {}}), 400,
@@ -349,12 +351,13 @@ def test_cancel_finished_is_409(client, api_conf):
     db_api.update_task(api_conf, task['id'], status='failure',
                        message='it broke')
     r = client.delete(f"/v2/tasks/{task['id']}")
-    assert r.status_int == 409 and 'already ended' in r.json['error']['message']
+    assert (r.status_int == 409
+            and 'already ended' in r.json['error']['message'])
     shown = client.get(f"/v2/tasks/{task['id']}").json
     assert shown['message'] == 'it broke' and shown['expires_at']
 
 
-# -- the OpenAPI document -------------------------------------------------------
+# -- the OpenAPI document -----------------------------------------------------
 
 def _routes(app):
     """(path, method) of every route the app's mapper serves."""
