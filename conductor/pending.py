@@ -69,6 +69,33 @@ def parse_entry(name):
         return None
 
 
+def dequeue(client, board_path, clone_id):
+    """Remove the clone's entries from every project's queue (an operator
+    takes a waiting clone away); returns how many were removed.
+    """
+    removed = 0
+    root = pending_root(board_path)
+    try:
+        projects = client.get_children(root)
+    except kazoo_exceptions.NoNodeError:
+        return 0
+    for project in projects:
+        try:
+            names = client.get_children(f'{root}/{project}')
+        except kazoo_exceptions.NoNodeError:
+            continue
+        for name in names:
+            entry = parse_entry(name)
+            if entry is None or entry[1] != clone_id:
+                continue
+            try:
+                client.delete(f'{root}/{project}/{name}')
+                removed += 1
+            except kazoo_exceptions.NoNodeError:
+                pass                     # a conductor started it meanwhile
+    return removed
+
+
 def enqueue(client, board_path, clone_id, project_id):
     """Add the clone to its project's queue; returns the entry's path."""
     posted = int(time.time() * 1000)

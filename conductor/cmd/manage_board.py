@@ -235,7 +235,8 @@ def stop_message(reason):
 
 
 class JobTrash(manage.Command):
-    """Take a clone job off the board for good (a poison job).
+    """Take a clone job off the board for good (a poison job), or a clone
+    that waits to start out of its project's queue.
 
     The clone ends failed with the reason given on the task the user sees;
     what it made is left to the sweep (clone sweep --apply).  Refused while
@@ -265,16 +266,25 @@ class JobTrash(manage.Command):
         from conductor import outcome
         from conductor import sweep
         with board_session(conf) as (client, board, backend):
-            job = boardinfo.find_job(board, parsed_args.id)
-            owner = board.find_owner(job)
-            _refuse_live_owner(client, board, job, owner, parsed_args.force,
-                               'trash')
-            if owner:
-                boardinfo.release(client, board, job)
             who = _who()
-            board.claim(job, who)
-            trash_board(client, board, job, who)
-            clone_id = boardinfo.clone_id_of(job)
+            try:
+                job = boardinfo.find_job(board, parsed_args.id)
+            except LookupError:
+                # not started yet: it waits in its project's queue
+                if not pending.dequeue(client, conf.jobboard.path,
+                                       parsed_args.id):
+                    raise
+                job = None
+                clone_id = parsed_args.id
+            if job is not None:
+                owner = board.find_owner(job)
+                _refuse_live_owner(client, board, job, owner,
+                                   parsed_args.force, 'trash')
+                if owner:
+                    boardinfo.release(client, board, job)
+                board.claim(job, who)
+                trash_board(client, board, job, who)
+                clone_id = boardinfo.clone_id_of(job)
             message = stop_message(reason)
             fd = flow_or_none(backend, clone_id)
             if fd is not None:
@@ -282,8 +292,10 @@ class JobTrash(manage.Command):
                 fd.meta['trashed_by'] = who
                 sweep.mark(backend, fd, 'trashed by an operator')
         records.TaskRecords(conf).failed(clone_id, message)
+        what = (f'job {job.uuid} trashed' if job is not None else
+                f'clone {clone_id} taken from its project\'s queue')
         self.app.stdout.write(
-            f'job {job.uuid} trashed; clone {clone_id} ended failure '
+            f'{what}; clone {clone_id} ended failure '
             f'("{message}"); clone sweep --apply removes what it made\n')
         return 0
 

@@ -121,7 +121,7 @@ def site(cloud, tmp_path_factory):
             small = upload(cloud, os.urandom(MiB), name='manage-small')
             s.clones['running'] = post_clone(api, token, big)
             until(marker.exists, 'conductor p to freeze in the copy')
-            # these two wait on the board while p is busy
+            # these two wait in the project's queue while p is busy
             s.clones['trashed'] = post_clone(api, token, small)
             s.clones['cancelled'] = post_clone(api, token, small)
             s.small = small
@@ -142,21 +142,25 @@ def test_conductor_list_shows_the_live_conductor_and_the_clone_it_holds(
     assert time.time() - 600 < since <= time.time() + 1
 
 
-def test_job_list_shows_claimed_and_unclaimed_jobs(site):
+def test_job_list_shows_the_started_clone_and_queue_list_the_waiting(site):
+    """Only started clones are jobs on the board (fair scheduling): the
+    running one, claimed; the two waiting ones are in their project's
+    queue.
+    """
     project = user_session(site.cloud, 'demo').get_project_id()
-    jobs = {r['Clone']: r for r in until(
-        lambda: (lambda rows: rows if len(rows) == 3 else None)(
-            site.json('job', 'list')), 'three jobs on the board')}
+    jobs = {r['Clone']: r for r in site.json('job', 'list')}
+    assert set(jobs) == {site.clones['running']}
     running = jobs[site.clones['running']]
     assert running['State'] == 'claimed'
     assert running['Owner'] == site.name_of('p') and running['Owner alive']
     assert running['Attempts'] == 1 and running['Project'] == project
-    for key in ('trashed', 'cancelled'):
-        assert jobs[site.clones[key]]['State'] == 'unclaimed'
-        assert jobs[site.clones[key]]['Owner'] is None
-    unclaimed = site.json('job', 'list', '--state', 'unclaimed')
-    assert {r['Clone'] for r in unclaimed} == {site.clones['trashed'],
-                                               site.clones['cancelled']}
+    assert site.json('job', 'list', '--state', 'unclaimed') == []
+    queues = {r['Project']: r for r in site.json('queue', 'list')}
+    assert queues[project]['Pending'] == 2
+    assert queues[project]['Running'] == 1
+    waiting = {r['ID'] for r in site.json('clone', 'list', '--status',
+                                          'pending')}
+    assert {site.clones['trashed'], site.clones['cancelled']} <= waiting
     shown = site.json('job', 'show', site.clones['running'])
     assert shown['Job'] == running['Job'] and shown['Owner alive'] is True
     r = site.manage('job', 'show', str(uuid.uuid4()), check=False)
@@ -189,7 +193,7 @@ def test_trash_cancel_then_the_other_states(site):
     """
     trashed, cancelled = site.clones['trashed'], site.clones['cancelled']
     r = site.manage('job', 'trash', trashed, '--reason', REASON)
-    assert 'trashed' in r.stdout
+    assert "taken from its project's queue" in r.stdout
     task = site.task(trashed)
     assert task['status'] == 'failure'
     assert task['message'] == f'an operator stopped the clone: {REASON}'
