@@ -11,7 +11,15 @@
 """
 import abc
 import dataclasses
+import logging
+import time
 import typing
+
+from clone_flows import auth
+from clone_flows import exceptions
+from clone_flows import glance
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -76,3 +84,70 @@ class StoreStrategy(abc.ABC):
     @abc.abstractmethod
     def cleanup(self, job, checkpoint=None):
         """Remove partial data this strategy may have written (idempotent)."""
+
+
+class AttachesLocation:
+    """For a strategy that copies into the target store itself: attaching
+    the copy to the reserved image through Glance's location API.
+
+    The strategy sets ``self._opts.attach_timeout`` and answers
+    ``_refused(job)`` (raises its sentence for a location Glance would not
+    take).
+    """
+
+    _service = None
+
+    def _service_token(self):
+        """The clone service user's own token (its ``service`` role), sent
+        as X-Service-Token next to the trust-scoped one: Glance allows
+        non-http locations only to a caller with the service role.
+        """
+        if self._service is None:
+            self._service = auth.service_session(self.conf)
+        return self._service.get_token()
+
+    def _attach(self, job, url):
+        """Add ``url`` with the source's hash as validation data, then wait
+        until Glance made the image active.
+        """
+        # Glance 33's schema takes only these two (no checksum): Glance
+        # computes checksum and size itself (do_secure_hash, the default)
+        validation = {'os_hash_algo': job.source_image.get('os_hash_algo'),
+                      'os_hash_value': job.source_image.get('os_hash_value')}
+        try:
+            job.target.add_location(
+                job.target_image_id, url, validation,
+                headers={'X-Service-Token': self._service_token()})
+        except glance.Forbidden as e:
+            raise exceptions.TargetNotAuthorized(
+                job.target.region, 'the location API refused the clone '
+                'service (it needs the service role)') from e
+        except glance.Conflict:
+            pass        # an earlier attempt's attach is under way
+        except glance.GlanceError as e:
+            if not 400 <= (e.status or 0) < 500:
+                raise
+            LOG.warning('Clone %s: %s refused location %s: %s',
+                        job.clone_id, job.target.region, url, e)
+            self._refused(job)
+        return self._wait_active(job)
+
+    def _wait_active(self, job):
+        deadline = time.monotonic() + self._opts.attach_timeout
+        while True:
+            image = job.target.get_image(job.target_image_id)
+            status = image.get('status')
+            if status == 'active':
+                return image
+            if status == 'queued' and not image.get(
+                    'os_glance_import_task'):
+                self._refused(job)
+            if status not in ('queued', 'importing'):
+                raise exceptions.ServiceUnavailable(
+                    job.target.region, detail=f"the image became '{status}' "
+                    f"while its location was attached")
+            if time.monotonic() > deadline:
+                raise exceptions.ServiceUnavailable(
+                    job.target.region, detail='the image did not become '
+                    'active after its location was added')
+            time.sleep(0.2)

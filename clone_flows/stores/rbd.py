@@ -67,7 +67,6 @@ import urllib.parse
 
 from oslo_config import cfg
 
-from clone_flows import auth
 from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows.stores import base
@@ -262,7 +261,7 @@ def _unavailable(job, region, detail):
 # The strategy
 
 
-class RbdStrategy(base.StoreStrategy):
+class RbdStrategy(base.AttachesLocation, base.StoreStrategy):
     name = 'rbd'
 
     def __init__(self, conf):
@@ -307,11 +306,6 @@ class RbdStrategy(base.StoreStrategy):
             yield cluster
         finally:
             cluster.close()
-
-    def _service_token(self):
-        if self._service is None:
-            self._service = auth.service_session(self.conf)
-        return self._service.get_token()
 
     # -- the four answers --------------------------------------------------
     def applies(self, job):
@@ -458,25 +452,6 @@ class RbdStrategy(base.StoreStrategy):
             raise _unavailable(job, region, repr(e)) from e
 
     # -- attaching ---------------------------------------------------------
-    def _attach(self, job, url):
-        validation = {'os_hash_algo': job.source_image.get('os_hash_algo'),
-                      'os_hash_value': job.source_image.get('os_hash_value')}
-        try:
-            job.target.add_location(
-                job.target_image_id, url, validation,
-                headers={'X-Service-Token': self._service_token()})
-        except glance.Forbidden as e:
-            raise exceptions.TargetNotAuthorized(
-                job.target.region, 'the location API refused the clone '
-                'service (it needs the service role; see the README)') from e
-        except glance.Conflict:
-            pass        # an earlier attempt's attach is under way
-        except glance.GlanceError as e:
-            LOG.warning('Clone %s: %s refused location %s: %s', job.clone_id,
-                        job.target.region, url, e)
-            self._refused(job)
-        self._wait_active(job)
-
     def _refused(self, job):
         LOG.warning('Clone %s: %s refused the RBD location of image %s (see '
                     'its location_import task)', job.clone_id,
@@ -487,25 +462,6 @@ class RbdStrategy(base.StoreStrategy):
             f"{job.source_image.get('os_hash_algo')} value, or its Glance "
             f"does not store in the pool [{GROUP}] regions declares; the "
             f"copy was removed")
-
-    def _wait_active(self, job):
-        deadline = time.monotonic() + self._opts.attach_timeout
-        while True:
-            image = job.target.get_image(job.target_image_id)
-            status = image.get('status')
-            if status == 'active':
-                return image
-            if status == 'queued' and not image.get('os_glance_import_task'):
-                self._refused(job)
-            if status not in ('queued', 'importing'):
-                raise exceptions.ServiceUnavailable(
-                    job.target.region, detail=f"the image became '{status}' "
-                    f"while its location was attached")
-            if time.monotonic() > deadline:
-                raise exceptions.ServiceUnavailable(
-                    job.target.region, detail='the image did not become '
-                    'active after its location was added')
-            time.sleep(0.2)
 
 
 def remove_image(rbd, ioctx, name, clone_id, created=False):

@@ -65,7 +65,6 @@ import urllib.parse
 
 from oslo_config import cfg
 
-from clone_flows import auth
 from clone_flows import exceptions
 from clone_flows import glance
 from clone_flows.stores import base
@@ -283,7 +282,7 @@ def _unavailable(job, region, detail):
     return SwiftUnavailable(region)
 
 
-class SwiftStrategy(base.StoreStrategy):
+class SwiftStrategy(base.AttachesLocation, base.StoreStrategy):
     name = 'swift'
 
     def __init__(self, conf):
@@ -362,14 +361,6 @@ class SwiftStrategy(base.StoreStrategy):
 
     def cluster(self, acct):
         return self._opts.clusters.get(acct.region) or acct.cluster
-
-    def _service_token(self):
-        """The clone service user's own token (its ``service`` role), sent
-        as X-Service-Token next to the trust-scoped one.
-        """
-        if self._service is None:
-            self._service = auth.service_session(self.conf)
-        return self._service.get_token()
 
     # -- the four answers --------------------------------------------------
     def applies(self, job):
@@ -522,23 +513,6 @@ class SwiftStrategy(base.StoreStrategy):
                 f'add up: {size} bytes, ETag {etag} (expected {total} bytes, '
                 f'ETag {want})')
 
-    def _attach(self, job, url):
-        # Glance 33's schema takes only these two (no checksum): Glance
-        # computes checksum and size itself (do_secure_hash, the default)
-        validation = {'os_hash_algo': job.source_image.get('os_hash_algo'),
-                      'os_hash_value': job.source_image.get('os_hash_value')}
-        try:
-            job.target.add_location(
-                job.target_image_id, url, validation,
-                headers={'X-Service-Token': self._service_token()})
-        except glance.Forbidden as e:
-            raise exceptions.TargetNotAuthorized(
-                job.target.region, 'the location API refused the clone '
-                'service (it needs the service role)') from e
-        except glance.Conflict:
-            pass        # an earlier attempt's attach is under way
-        self._wait_active(job)
-
     def _refused(self, job):
         """Glance put the image back to queued: its location import failed.
 
@@ -555,26 +529,6 @@ class SwiftStrategy(base.StoreStrategy):
             f"{job.source_image.get('os_hash_algo')} value, or its Glance "
             f"does not run the multi-tenant Swift store [{GROUP}] regions "
             f"declares; the copy was removed")
-
-    def _wait_active(self, job):
-        deadline = time.monotonic() + self._opts.attach_timeout
-        while True:
-            image = job.target.get_image(job.target_image_id)
-            status = image.get('status')
-            if status == 'active':
-                return image
-            if status == 'queued' and not image.get(
-                    'os_glance_import_task'):
-                self._refused(job)
-            if status not in ('queued', 'importing'):
-                raise exceptions.ServiceUnavailable(
-                    job.target.region, detail=f"the image became '{status}' "
-                    f"while its location was attached")
-            if time.monotonic() > deadline:
-                raise exceptions.ServiceUnavailable(
-                    job.target.region, detail='the image did not become '
-                    'active after its location was added')
-            time.sleep(0.2)
 
 
 class _Copier:
