@@ -78,6 +78,15 @@ def post_and_wait_for_copy(api, token, src, what):
     return task_id
 
 
+def _progress_of_attempt(task, attempt):
+    """The task's progress if it is attempt ``attempt``'s and has a figure."""
+    progress = (task.get('result') or {}).get('progress') or {}
+    if progress.get('attempt') == attempt and \
+            progress.get('percent') is not None:
+        return progress
+    return None
+
+
 def _until(predicate, what, timeout=240):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,8 +112,15 @@ def test_a_paused_conductor_never_rewrites_progress_or_outcome(
             b = _conductor(api, 'b')
             _until(lambda: f'Clone {task_id}: attempt 2' in _log(api, 'b'),
                    'conductor b to take the clone over')
+            # a's upload holds the reserved image 'saving': b waits for it,
+            # replaces the image and copies.  Continue a only once b's
+            # progress is on the record, so that a's stale figures have
+            # something to overwrite (had a been continued earlier, it could
+            # finish its own upload and leave b nothing to copy).
+            first = _until(lambda: _progress_of_attempt(
+                _task(api, token, task_id), 2), 'conductor b to copy')
             a.send_signal(signal.SIGCONT)
-            seen = []
+            seen = [(first['attempt'], first['percent'])]
             while True:
                 task = _task(api, token, task_id)
                 if task['status'] in ('success', 'failure'):
@@ -114,7 +130,7 @@ def test_a_paused_conductor_never_rewrites_progress_or_outcome(
                     seen.append((progress['attempt'], progress['percent']))
                 time.sleep(0.05)
             assert task['status'] == 'success', task
-            # attempt 1's last figure, then attempt 2's, never back
+            # attempt 2's figures only: never back to attempt 1's
             assert seen == sorted(seen), f'progress went back: {seen}'
             assert seen[-1][0] == 2
             assert f'Clone {task_id} interrupted' in _until(
