@@ -2,17 +2,21 @@
 the purge keeping the persistence bounded.
 
     .venv/bin/python bench/manage.py [--clones 10000] [--purge 1000]
-        [--rounds 5] [--dir DIR]
+        [--rounds 5] [--dir DIR] [--show-only | --recorder-only]
 
 One story, top to bottom.  A sqlite persistence (the embedded default) is
 filled with ``--clones`` finished clones, each the flow detail a conductor
 leaves (every step of the clone graph SUCCESS, ~25 recorded transitions),
 plus one clone still running (its copy RUNNING, with progress).  Then:
 
-1. ``flow show`` on the running clone, ``--rounds`` times: the command's
-   own work in-process (open the persistence, load the clone, rebuild its
-   graph's order, build the rows), and the whole ``clone-manage flow show``
-   as a process (interpreter start and imports included).  Medians.
+1. ``flow show`` on the running clone, ``--rounds`` times, side by side
+   with the same read through TaskFlow's persistence API (what the command
+   did before it read the tables itself, :mod:`conductor.flowtables`):
+   in-process (open the persistence, load the clone, build the rows), and
+   as a cold process (interpreter start and imports included):
+   ``clone-manage flow show`` against a process that imports clone-manage
+   and loads the clone through ``runner.load_flow``.  Medians.
+   (``--show-only`` runs just this part.)
 2. Bounded: the file's size and rows; ``flow purge`` of everything
    finished (``--purge`` clones at a time, as a periodic purge would find
    them); ``--purge`` new finished clones stored and purged again, three
@@ -43,6 +47,7 @@ import sqlalchemy as sa  # noqa: E402
 from taskflow.persistence import models  # noqa: E402
 
 from conductor import flowstate  # noqa: E402
+from conductor import flowtables  # noqa: E402
 from conductor import opts  # noqa: E402
 from conductor import persistence  # noqa: E402
 from conductor import purge  # noqa: E402
@@ -102,39 +107,56 @@ def rows(backend):
 
 
 def show_in_process(conf, clone_id):
+    """Seconds to open the persistence, read the clone, build the rows."""
+    t0 = time.perf_counter()
+    db = flowtables.engine(conf.persistence.connection)
+    fd = flowtables.load(db, clone_id)
+    flowstate.atom_rows(fd, flowstate.order(fd))
+    elapsed = time.perf_counter() - t0
+    db.dispose()
+    return elapsed
+
+
+def load_in_process_via_taskflow(conf, clone_id):
+    """Seconds to open TaskFlow's backend and load the clone through its
+    API (the rows aside).
+    """
     t0 = time.perf_counter()
     backend = persistence.get_backend(conf)
-    fd = runner.load_flow(backend, clone_id)[1]
-    flowstate.atom_rows(fd, flowstate.order(fd))
+    runner.load_flow(backend, clone_id)
     elapsed = time.perf_counter() - t0
     backend.close()
     return elapsed
 
 
-def show_process(conf_file, clone_id):
-    """(wall, CPU) seconds of a ``clone-manage flow show`` process."""
+def _child(cmd):
+    """(wall, CPU) seconds of a process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([os.path.join(os.path.dirname(sys.executable),
-                                 'clone-manage'), '--config-file', conf_file,
-                    'flow', 'show', clone_id, '-f', 'json'], check=True,
-                   capture_output=True)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime +
                   after.ru_stime - before.ru_stime)
 
 
-def imports_only():
-    """CPU seconds of a process that only imports what flow show needs
-    (the floor of any clone-manage command reading the flows).
+def show_process(conf_file, clone_id):
+    """(wall, CPU) seconds of a ``clone-manage flow show`` process."""
+    return _child([os.path.join(os.path.dirname(sys.executable),
+                                'clone-manage'), '--config-file', conf_file,
+                   'flow', 'show', clone_id, '-f', 'json'])
+
+
+def taskflow_process(conf_file, clone_id):
+    """(wall, CPU) seconds of a process that imports clone-manage and
+    loads the clone through TaskFlow's persistence API.
     """
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, '-c', 'import conductor.persistence'],
-                   check=True, cwd=ROOT)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime + after.ru_stime -
-            before.ru_stime)
+    return _child([sys.executable, '-c', (
+        'from conductor.cmd import manage\n'
+        'from conductor import opts, persistence, runner\n'
+        f'conf = opts.new_conf(["--config-file", "{conf_file}"], '
+        'default_config_files=[], log=False)\n'
+        f'runner.load_flow(persistence.get_backend(conf), "{clone_id}")\n')])
 
 
 def recorder_cost(d, rounds, clones=20):
@@ -212,6 +234,7 @@ def main():
     p.add_argument('--rounds', type=int, default=5)
     p.add_argument('--dir')
     p.add_argument('--recorder-only', action='store_true')
+    p.add_argument('--show-only', action='store_true')
     a = p.parse_args()
     d = a.dir or tempfile.mkdtemp(prefix='bench-manage-')
     if a.recorder_only:
@@ -224,18 +247,34 @@ def main():
     [running] = store_clones(conf, backend, 1, state='RUNNING')
     print(f'stored {a.clones} finished clones + 1 running in '
           f'{time.perf_counter() - t0:.0f} s ({path})')
-    inproc = [show_in_process(conf, running) for _ in range(a.rounds)]
-    procs = [show_process(conf_file, running) for _ in range(a.rounds)]
-    floor = [imports_only() for _ in range(a.rounds)]
+    got = {k: [] for k in ('inproc', 'inproc_tf', 'proc', 'proc_tf')}
+    for r in range(a.rounds):        # interleaved, the order alternating
+        pairs = [('proc', lambda: show_process(conf_file, running)),
+                 ('proc_tf', lambda: taskflow_process(conf_file, running))]
+        for key, run in (pairs if r % 2 == 0 else pairs[::-1]):
+            got[key].append(run())
+        got['inproc'].append(show_in_process(conf, running))
+        got['inproc_tf'].append(load_in_process_via_taskflow(conf, running))
     print(f'\n| flow show, running clone, {a.clones} stored | median | '
           f'min | max |\n|---|---|---|---|')
-    for name, xs in (('in-process wall (the command\'s work)', inproc),
-                     ('clone-manage process, wall', [w for w, _ in procs]),
-                     ('clone-manage process, CPU', [c for _, c in procs]),
-                     ('python -c "import conductor.persistence", CPU',
-                      floor)):
+    for name, xs in (
+            ('in-process: read the clone (flowtables) and build the rows',
+             got['inproc']),
+            ('in-process: load the clone through TaskFlow\'s API',
+             got['inproc_tf']),
+            ('clone-manage flow show process, wall',
+             [w for w, _ in got['proc']]),
+            ('clone-manage flow show process, CPU',
+             [c for _, c in got['proc']]),
+            ('process loading it through TaskFlow\'s API, wall',
+             [w for w, _ in got['proc_tf']]),
+            ('process loading it through TaskFlow\'s API, CPU',
+             [c for _, c in got['proc_tf']])):
         print(f'| {name} | {statistics.median(xs) * 1000:.0f} ms | '
               f'{min(xs) * 1000:.0f} ms | {max(xs) * 1000:.0f} ms |')
+    if a.show_only:
+        backend.close()
+        return
     print('\n| step | flow/atom/logbook rows | file size |\n|---|---|---|')
 
     def line(what):

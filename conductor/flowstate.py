@@ -3,21 +3,16 @@ times, attempts, a short result and its failure (``clone-manage flow
 show``), the transitions in order (``flow history``), and the graph itself
 (:mod:`conductor.flowgraph`).
 
-Reads the TaskFlow logbook only (DESIGN.md section 7: the task record is
-the user's view, the logbook the engine's).  Times come from the history
-the conductors record (:mod:`conductor.worker.history`); TaskFlow itself
-keeps none.
+Reads the clone's flow as persisted (:mod:`conductor.flowtables`: DESIGN.md
+section 7, the task record is the user's view, the logbook the engine's).
+Times come from the history the conductors record
+(:mod:`conductor.worker.history`); TaskFlow itself keeps none.
 """
 import datetime
 import logging
 
-import taskflow.engines
-from taskflow.persistence import models
-from taskflow import storage as tf_storage
-
 from clone_flows import constants as c
-from conductor import runner
-from conductor.worker import history as history_mod
+from conductor import flowtables
 
 LOG = logging.getLogger(__name__)
 
@@ -67,11 +62,23 @@ def iso(t):
         t, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+#: TaskFlow's name of the pseudo-atom that holds a flow's injected inputs.
+INJECTOR = '_TaskFlow_INJECTOR'
+
+
 def order(fd):
-    """Atom names in the order of the clone's graph: rebuilt from the
-    flow detail's factory; by the known step order if it cannot be.
+    """Atom names in the order of the clone's graph: as recorded with the
+    flow; for a clone saved before that was recorded, rebuilt from the
+    flow detail's factory, or by the known step order if it cannot be.
     """
+    recorded = (fd.meta or {}).get(flowtables.GRAPH_ORDER)
+    if recorded:
+        return list(recorded)
     try:
+        # Imported here: only such older clones need TaskFlow's engines
+        # (~0.4 s of a cold command's start-up).
+        from conductor import runner
+        import taskflow.engines
         flow = taskflow.engines.flow_from_detail(fd)
         return [a.name for a in runner.atoms(flow)]
     except Exception:
@@ -88,7 +95,7 @@ def _times(entries):
     """
     out = {}
     for e in entries:
-        if e['kind'] == history_mod.FLOW:
+        if e['kind'] == flowtables.FLOW:
             continue
         start, end, runs = out.get(e['name'], (None, None, 0))
         if e['state'] == 'RUNNING':
@@ -102,22 +109,24 @@ def _times(entries):
 
 
 #: A step whose detail no engine has saved yet.
-_NOT_PREPARED = models.TaskDetail('-', uuid='-')
-_NOT_PREPARED.state = 'PENDING'
+_NOT_PREPARED = flowtables.AtomRecord({
+    'name': '-', 'state': 'PENDING', 'intention': 'EXECUTE',
+    'atom_type': 'TASK_DETAIL', 'results': None, 'failure': None,
+    'revert_failure': None, 'meta': None})
 
 
 def atom_rows(fd, names=None):
-    """One dict per step of the clone, in graph order: name, state,
+    """One dict per step of the clone (a :class:`flowtables.FlowRecord`),
+    in graph order: name, state,
     intention, start, end, duration_s, attempts, result, failure,
     traceback (the last two for a step that failed or whose revert did).
     """
-    by_name = {ad.name: ad for ad in fd
-               if ad.name != tf_storage.Storage.injector_name}
+    by_name = {ad.name: ad for ad in fd if ad.name != INJECTOR}
     # every step of the graph: one no engine has prepared yet (a clone
     # still waiting for a conductor) is PENDING
     names = list(names or order(fd)) + sorted(set(by_name) - set(names or ()))
     seen = set()
-    times = _times(history_mod.entries(fd.meta))
+    times = _times(flowtables.entries(fd.meta))
     rows = []
     for name in names:
         if name in seen:
@@ -125,9 +134,9 @@ def atom_rows(fd, names=None):
         seen.add(name)
         ad = by_name.get(name) or _NOT_PREPARED
         start, end, runs = times.get(name, (None, None, 0))
-        failure = ad.failure or getattr(ad, 'revert_failure', None)
+        failure = ad.failure or ad.revert_failure
         result = ad.results if ad.state == 'SUCCESS' else None
-        if isinstance(ad, models.RetryDetail):
+        if ad.is_retry:
             # its results are its history: one (result, failures) per try
             tries = len(ad.results or ())
             result = f'{tries} {"try" if tries == 1 else "tries"}' \
@@ -155,12 +164,12 @@ def summary(fd, task=None):
     user's task status when its record is at hand.
     """
     meta = fd.meta or {}
-    entries = history_mod.entries(meta)
+    entries = flowtables.entries(meta)
     store = meta.get('store') or {}
     return {
         'clone_id': fd.uuid,
         'flow_state': fd.state,
-        'finished': runner.is_finished(fd),
+        'finished': fd.finished,
         'attempts': int(meta.get('attempts', 0)),
         'conductor': entries[-1]['conductor'] if entries else None,
         'source': f"{store.get(c.SOURCE_REGION)}/"
@@ -175,4 +184,4 @@ def summary(fd, task=None):
 def history_rows(fd):
     """The recorded transitions, oldest first."""
     return [dict(e, time=iso(e['time'])) for e in
-            history_mod.entries(fd.meta)]
+            flowtables.entries(fd.meta)]

@@ -16,7 +16,7 @@ CLONE = ('clone_flows.auth', 'clone_flows.flow', 'clone_flows.glance',
          'clone_flows.metadata',
          'clone_flows.stores.http', 'clone_flows.stores.swift',
          'clone_flows.stores.rbd',
-         'conductor.persistence')
+         'conductor.persistence_opts')
 # The services add the jobboard, the conductor and the tasks API.
 ALL = CLONE + ('conductor.jobboard', 'conductor.worker.conductor',
                'conductor.notifications',

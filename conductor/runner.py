@@ -19,6 +19,7 @@ from clone_flows import auth
 from clone_flows import constants as c
 from clone_flows import flow as clone_flow_mod
 from clone_flows import services as services_mod
+from conductor import flowtables
 from conductor import outcome
 from conductor import sweep
 
@@ -69,8 +70,9 @@ def save_new_flow(conf, backend, store):
     with the flow factory (``save_factory_details``: a conductor in another
     process rebuilds the graph from it) and the store in the flow's meta
     (ids only: the conductor's engine injects it, the sweep and operators
-    read it).  The engine that first runs the clone adds the details of the
-    steps, as TaskFlow's conductors do.
+    read it) and the names of the graph's steps in order (``flow show``
+    lists them without rebuilding the graph).  The engine that first runs
+    the clone adds the details of the steps, as TaskFlow's conductors do.
 
     Returns ``(book, fd, flow)``: the graph built for it, which an engine in
     this process can run (:func:`prepare_engine`) without building it again.
@@ -81,6 +83,7 @@ def save_new_flow(conf, backend, store):
     book = models.LogBook(f'clone-{clone_id}', uuid=clone_id)
     fd = models.FlowDetail(c.CLONE_FLOW, uuid=clone_id)
     fd.meta['store'] = dict(store)
+    fd.meta[flowtables.GRAPH_ORDER] = [a.name for a in atoms(flow)]
     book.add(fd)
     taskflow.engines.save_factory_details(fd, factory, [], kwargs)
     with contextlib.closing(backend.get_connection()) as conn:
@@ -207,5 +210,4 @@ def _results(engine):
 
 
 def is_finished(fd):
-    return fd.state in (states.SUCCESS, states.REVERTED, states.FAILURE) or \
-        bool((fd.meta or {}).get(outcome.GAVE_UP))
+    return flowtables.is_finished(fd)

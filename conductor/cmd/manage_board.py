@@ -344,14 +344,3 @@ class QueueList(lister.Lister):
 
 class LegacyJobs(JobList):
     """List clone jobs on the jobboard (the former listing: job list)."""
-
-
-COMMANDS = {
-    'conductor list': ConductorList,
-    'job list': JobList,
-    'job show': JobShow,
-    'job release': JobRelease,
-    'job trash': JobTrash,
-    'queue list': QueueList,
-    'jobs': LegacyJobs,
-}

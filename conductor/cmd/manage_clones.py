@@ -21,6 +21,7 @@ from clone_flows import metadata
 from conductor import boardinfo
 from conductor.cmd import manage
 from conductor.cmd import manage_board
+from conductor.cmd import manage_run
 from conductor import outcome
 from conductor import persistence
 from conductor import purge
@@ -287,7 +288,7 @@ class CloneSweep(lister.Lister):
         backend = persistence.get_backend(conf)
         rows = _marked(conf, backend, a.apply)
         if a.region:
-            session = manage._user_session_from_env(conf)
+            session = manage_run.user_session_from_env(conf)
             marked = {r[0] for r in rows}
             for region, g, image in orphans(conf, backend, session,
                                             a.region):
@@ -317,12 +318,3 @@ class LegacySweep(manage.Command):
         self.app.stdout.write(f'{swept} clone(s) cleaned, {left} left for a '
                               f'later sweep\n')
         return 0 if left == 0 else 1
-
-
-COMMANDS = {
-    'clone list': CloneList,
-    'clone retry': CloneRetry,
-    'clone cancel': CloneCancel,
-    'clone sweep': CloneSweep,
-    'sweep': LegacySweep,
-}

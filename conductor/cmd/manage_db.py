@@ -67,10 +67,3 @@ class TasksFailOrphans(manage.Command):
 def _safe_url(url):
     from oslo_db.sqlalchemy import utils
     return utils.sanitize_db_url(url)
-
-
-COMMANDS = {
-    'db sync': DbSync,
-    'tasks purge': TasksPurge,
-    'tasks fail-orphans': TasksFailOrphans,
-}

@@ -36,30 +36,14 @@ from taskflow import states
 from taskflow.types import notifier as tf_notifier
 
 from clone_flows import constants as c
+from conductor import flowtables
 
 LOG = logging.getLogger(__name__)
 
-#: The flow detail meta key of the history, and of the count of entries
-#: dropped to keep it bounded.
-HISTORY = 'history'
-DROPPED = 'history_dropped'
 #: Entries kept per clone.
 MAX_ENTRIES = 500
-#: ``kind`` of an entry.
-FLOW, TASK, RETRY = 'flow', 'task', 'retry'
-
-
-def entries(meta):
-    """The history stored in a flow detail's ``meta``, as dicts, oldest
-    first (an empty list for a clone run before it was recorded).
-    """
-    out = []
-    for e in (meta or {}).get(HISTORY) or ():
-        if isinstance(e, (list, tuple)) and len(e) == 5:
-            t, kind, name, state, who = e
-            out.append({'time': t, 'kind': kind, 'name': name,
-                        'state': state, 'conductor': who})
-    return out
+HISTORY, DROPPED = flowtables.HISTORY, flowtables.DROPPED
+FLOW, TASK, RETRY = flowtables.FLOW, flowtables.TASK, flowtables.RETRY
 
 
 class HistoryRecorder(tf_listeners.Listener):

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from conductor import persistence
 from tests.unit import databases as servers
+from tests.unit import test_flowtables
 from tests.unit import test_persistence as tp
 
 SERVERS = servers.SERVERS
@@ -196,3 +197,12 @@ def test_a_dead_connection_is_replaced_before_use(kind, tmp_path):
                 if not ctx.is_pre_ping] == []
     finally:
         dbs.close()
+
+
+@pytest.mark.parametrize('fail', [False, True], ids=['success', 'reverted'])
+def test_flowtables_reads_what_taskflow_wrote(databases, fail):
+    """``flow show``'s reader agrees with TaskFlow's API on each database
+    (JSON is text on sqlite and MariaDB, native on PostgreSQL).
+    """
+    with backend_on(databases.new()) as (_, backend):
+        test_flowtables.check_reads_what_taskflow_wrote(backend, fail)

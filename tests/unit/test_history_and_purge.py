@@ -10,6 +10,7 @@ import taskflow.storage
 from taskflow import task as tf_task
 
 from conductor import flowstate
+from conductor import flowtables
 from conductor import persistence
 from conductor import purge
 from conductor.worker import history
@@ -42,7 +43,7 @@ def _fd(backend, uuid):
 def test_history_records_each_transition_in_order_with_its_conductor(conf):
     backend = persistence.get_backend(conf)
     uuid = _run(backend, linear_flow.Flow('f').add(Ok('a'), Fails('b')))
-    entries = history.entries(_fd(backend, uuid).meta)
+    entries = flowtables.entries(_fd(backend, uuid).meta)
     got = [(e['kind'], e['name'], e['state']) for e in entries]
     assert got == [
         ('flow', 'f', 'RUNNING'),
@@ -61,7 +62,7 @@ def test_history_keeps_the_newest_entries_within_its_bound(conf, monkeypatch):
     backend = persistence.get_backend(conf)
     uuid = _run(backend, linear_flow.Flow('f').add(Ok('a'), Fails('b')))
     meta = _fd(backend, uuid).meta
-    entries = history.entries(meta)
+    entries = flowtables.entries(meta)
     assert len(entries) <= 6
     assert entries[-1]['state'] == 'REVERTED' and entries[-1]['kind'] == 'flow'
     assert meta[history.DROPPED] == 10 - len(entries)   # as above
@@ -70,7 +71,8 @@ def test_history_keeps_the_newest_entries_within_its_bound(conf, monkeypatch):
 def test_flow_rows_summarize_results_without_secrets(conf):
     backend = persistence.get_backend(conf)
     uuid = _run(backend, linear_flow.Flow('f').add(Ok('a')))
-    [row] = flowstate.atom_rows(_fd(backend, uuid), names=['a'])
+    [row] = flowstate.atom_rows(flowtables.load(backend.engine, uuid),
+                                names=['a'])
     assert row['result'] == 'id=x'
     assert 'hunter2' not in str(row)
     assert row['attempts'] == 1 and row['duration_s'] is not None
@@ -172,7 +174,7 @@ def test_ordinary_transitions_are_saved_together(conf, monkeypatch):
         with history.HistoryRecorder(engine, 'c-1', clock=lambda: 5.0,
                                      save_after=save_after):
             engine.run()
-        return list(saves), history.entries(_fd(
+        return list(saves), flowtables.entries(_fd(
             backend, engine.storage.flow_uuid).meta)
 
     batched, entries = run(save_after=60)

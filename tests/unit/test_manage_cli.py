@@ -17,7 +17,7 @@ BIN = pathlib.Path(sys.executable).parent
 
 
 def commands():
-    return sorted(manage._commands())
+    return sorted(manage.COMMANDS)
 
 
 def run(conf_file, *args, timeout=120):
