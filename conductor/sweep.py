@@ -19,6 +19,7 @@ from clone_flows import constants as c
 from clone_flows import exceptions
 from clone_flows import services as services_mod
 from clone_flows.stores import base
+from clone_flows.tasks import clone_dependencies
 from clone_flows.tasks import reserve_image
 from conductor.db import api as db_api
 from conductor import persistence
@@ -83,21 +84,24 @@ def _store_leftovers(services, target, atoms, clone_id, source_region,
 
 
 def leftover_images(conf, fd, services=None):
-    """The images of a marked clone still in its target region (looked at
-    with the clone's trust, as the sweep removes them).
+    """The images of a marked clone still in its target region, its
+    dependency copies included (looked at with the clone's trust, as the
+    sweep removes them).
     """
     store = (fd.meta or {}).get('store') or {}
     clone_id = store.get(c.CLONE_ID) or fd.uuid
     services = services or services_mod.Services(
         conf, trust_id=store.get(c.TRUST_ID))
     target = services.glance(store[c.TARGET_REGION])
-    return reserve_image.find_reserved(target, clone_id)
+    return reserve_image.find_reserved(target, clone_id) + \
+        clone_dependencies.find_copies(target, clone_id)
 
 
 def sweep_one(conf, backend, fd, services=None):
     """Remove this clone's leftovers; True when nothing remains: what its
     copy strategy wrote in the target store (through the strategy's own
-    cleanup), its images in the target region, then its trust.
+    cleanup), its images in the target region and the dependency copies
+    (kernel, ramdisk) it made there, as its revert would, then its trust.
     """
     store = (fd.meta or {}).get('store') or {}
     clone_id = store.get(c.CLONE_ID) or fd.uuid
@@ -111,7 +115,8 @@ def sweep_one(conf, backend, fd, services=None):
                              clone_id,
                              store[c.SOURCE_REGION],
                              sorted(i['id'] for i in images))
-        for image in images:
+        for image in images + clone_dependencies.find_copies(target,
+                                                             clone_id):
             reserve_image.delete_reserved(target, image['id'])
             LOG.info('Sweep: deleted image %s of clone %s', image['id'],
                      clone_id)

@@ -20,10 +20,30 @@ def dependency_clone_id(clone_id, key):
     return f'{clone_id}-{key.split("_")[0]}'
 
 
+def owner(provenance_clone):
+    """The clone an image with this provenance clone id belongs to: the
+    clone itself, or the clone that copied it as a dependency.
+    """
+    for key in check_metadata.IMAGE_REFERENCES:
+        suffix = dependency_clone_id('', key)
+        if provenance_clone.endswith(suffix) and \
+                len(provenance_clone) > len(suffix):
+            return provenance_clone[:-len(suffix)]
+    return provenance_clone
+
+
 def _made_by(target, tag):
     return target.find_images(**{metadata.PROVENANCE_CLONE: tag,
                                  'os_hidden': 'true'}) + \
         target.find_images(**{metadata.PROVENANCE_CLONE: tag})
+
+
+def find_copies(target, clone_id):
+    """The dependency copies (kernel, ramdisk) clone ``clone_id`` made in
+    ``target``, finished or not.
+    """
+    return [image for key in check_metadata.IMAGE_REFERENCES
+            for image in _made_by(target, dependency_clone_id(clone_id, key))]
 
 
 class CloneDependencies(common.Task):
@@ -109,12 +129,11 @@ class CloneDependencies(common.Task):
         target = services.glance(target_region)
 
         def delete_all():
-            for key in check_metadata.IMAGE_REFERENCES:
-                for image in _made_by(target,
-                                      dependency_clone_id(clone_id, key)):
-                    if target.delete_image(image['id']):
-                        LOG.info('Clone %s: deleted the %s copy %s', clone_id,
-                                 key, image['id'])
+            for image in find_copies(target, clone_id):
+                if target.delete_image(image['id']):
+                    LOG.info('Clone %s: deleted the dependency copy %s (%s)',
+                             clone_id, image['id'],
+                             image.get(metadata.PROVENANCE_CLONE))
         utils.keep_trying(delete_all, f'Deleting the dependency copies of '
                           f'clone {clone_id}',
                           services.conf.clone.revert_timeout)

@@ -18,6 +18,7 @@ from taskflow import storage as tf_storage
 
 from clone_flows import constants as c
 from clone_flows import metadata
+from clone_flows.tasks import clone_dependencies
 from conductor import boardinfo
 from conductor.cmd import manage
 from conductor.cmd import manage_board
@@ -255,7 +256,10 @@ def orphans(conf, backend, session, regions):
                     if image.get(metadata.PROVENANCE_CLONE):
                         seen[image['id']] = image
         for image in seen.values():
-            if not _live(conf, backend, image[metadata.PROVENANCE_CLONE]):
+            # a dependency copy (kernel, ramdisk) lives and dies with the
+            # clone that made it
+            if not _live(conf, backend, clone_dependencies.owner(
+                    image[metadata.PROVENANCE_CLONE])):
                 found.append((region, g, image))
     return found
 

@@ -345,25 +345,43 @@ def test_clone_sweep_removes_injected_debris_and_nothing_else(site):
                            metadata.PROVENANCE_IMAGE: site.small.id})
     users = demo.images.create(name='manage-debris', disk_format='raw',
                                container_format='bare')
+
+    def dependency_copy(clone_id):
+        # a kernel copy as --include-dependencies makes it, mid-copy
+        return demo.images.create(
+            name='manage-debris', disk_format='aki', container_format='aki',
+            os_hidden=True, **{
+                metadata.PROVENANCE_CLONE: f'{clone_id}-kernel',
+                metadata.PROVENANCE_REGION: 'RegionOne',
+                metadata.PROVENANCE_IMAGE: site.small.id})
+    running_dep = dependency_copy(site.clones['running'])
+    dead_dep = dependency_copy(uuid.uuid4())
     try:
         dry = site.json('clone', 'sweep', '--region', 'RegionTwo',
                         user='admin')
-        assert [r['Action'] for r in dry if r['Image'] == debris.id] == [
-            'would delete']
-        assert users.id not in {r['Image'] for r in dry}
+        assert sorted(r['Image'] for r in dry
+                      if r['Action'] == 'would delete' and
+                      r['Image'] in (debris.id, dead_dep.id, running_dep.id,
+                                     users.id)) == \
+            sorted([debris.id, dead_dep.id])
         assert admin.images.get(debris.id).status == 'queued'
         done = site.json('clone', 'sweep', '--region', 'RegionTwo',
                          '--apply', user='admin')
-        assert [r['Action'] for r in done if r['Image'] == debris.id] == [
-            'deleted']
+        assert sorted(r['Image'] for r in done if r['Action'] == 'deleted'
+                      and r['Image'] in (debris.id, dead_dep.id,
+                                         running_dep.id, users.id)) == \
+            sorted([debris.id, dead_dep.id])
         ids = {i.id for i in admin.images.list(filters={'name':
                                                         'manage-debris'})}
         hidden = {i.id for i in admin.images.list(filters={
             'name': 'manage-debris', 'os_hidden': True})}
         assert debris.id not in ids | hidden
-        assert users.id in ids
+        assert dead_dep.id not in ids | hidden
+        # the running clone's dependency copy and the user's image stay
+        assert users.id in ids and running_dep.id in hidden
     finally:
         admin.images.delete(users.id)
+        admin.images.delete(running_dep.id)
 
 
 def test_flow_purge_removes_finished_clones(site):

@@ -208,6 +208,45 @@ def test_a_failed_clone_removes_the_dependencies_it_cloned(conf, cloud):
             if i.get(metadata.PROVENANCE_IMAGE) == kernel['id']] == []
 
 
+def test_the_sweep_removes_the_dependency_copies_of_a_clone(conf, cloud):
+    """A clone whose revert could not run leaves its reserved image and
+    the kernel copy it was making: the sweep removes both, and no other
+    clone's copies.
+    """
+    import contextlib
+
+    from taskflow.persistence import models
+
+    from clone_flows.tasks import clone_dependencies
+    from conductor import sweep
+    mine, other = str(uuid.uuid4()), str(uuid.uuid4())
+    r2 = cloud['R2']
+    left = [r2.add_image(status='queued', os_hidden=True,
+                         **{metadata.PROVENANCE_CLONE: tag})['id']
+            for tag in (mine, f'{mine}-kernel', f'{mine}-ramdisk')]
+    kept = [r2.add_image(**{metadata.PROVENANCE_CLONE: f'{other}-kernel'}),
+            r2.add_image(status='queued', os_hidden=True,
+                         **{metadata.PROVENANCE_CLONE: other})]
+    backend = persistence.get_backend(conf)
+    book = models.LogBook(f'clone-{mine}', uuid=mine)
+    fd = models.FlowDetail(c.CLONE_FLOW, uuid=mine)
+    fd.meta['store'] = {c.CLONE_ID: mine, c.SOURCE_REGION: 'R1',
+                        c.TARGET_REGION: 'R2'}
+    book.add(fd)
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.save_logbook(book)
+    services = fakes.FakeServices(conf, cloud)
+    assert sorted(i['id'] for i in sweep.leftover_images(
+        conf, fd, services=services)) == sorted(left)
+    assert sweep.sweep_one(conf, backend, fd, services=services)
+    assert not set(left) & set(r2.images)
+    assert {i['id'] for i in kept} <= set(r2.images)
+    assert clone_dependencies.owner(f'{mine}-kernel') == mine
+    assert clone_dependencies.owner(f'{mine}-ramdisk') == mine
+    assert clone_dependencies.owner(mine) == mine
+    assert clone_dependencies.owner('-kernel') == '-kernel'
+
+
 def test_shared_key_manager_keeps_the_key_and_never_deletes_it(conf, cloud):
     conf.set_override('shared_key_manager', True, group='metadata')
     src = cloud['R1'].add_image(
