@@ -3,9 +3,12 @@ conductors' sweep once Keystone answers again.
 
 clone-api and a real conductor (sweep every 2 s); the real Keystone is
 stopped while the clone copies (Glance keeps accepting the tokens it has
-validated, so the clone still ends), then started again.
+validated, so the clone still ends), then started again.  The conductor is
+held (SIGSTOP, within its ZooKeeper session) while Keystone stops, so a copy
+faster than the stop cannot end the clone with Keystone still up.
 """
 import os
+import signal
 import time
 
 from conductor.db import api as db_api
@@ -29,7 +32,8 @@ def test_trust_left_by_a_keystone_outage_is_deleted_when_it_is_back(
     src = upload(cloud, os.urandom(192 * MiB), name='trust-left')
     token = user_session(cloud, 'demo').get_token()
     with running_api(cloud, tmp_path, conductor=False,
-                     extra_conf='\n[conductor]\nsweep_interval = 2\n') as api:
+                     extra_conf='\n[conductor]\nsweep_interval = 2\n'
+                     '[jobboard]\nsession_timeout = 30\n') as api:
         conf = opts.new_conf(['--config-file', str(api['conf'])],
                              default_config_files=[], log=False)
         a = _conductor(api, 'a')
@@ -37,7 +41,11 @@ def test_trust_left_by_a_keystone_outage_is_deleted_when_it_is_back(
             task_id = post_and_wait_for_copy(api, token, src,
                                              'the copy to run')
             trust_id = db_api.get_task(conf, task_id)['trust_id']
-            localcloud('stop', 'keystone')
+            a.send_signal(signal.SIGSTOP)
+            try:
+                localcloud('stop', 'keystone')
+            finally:
+                a.send_signal(signal.SIGCONT)
             try:
                 ended = _until(lambda: (lambda t: t['status'] in (
                     'success', 'failure') and t)(

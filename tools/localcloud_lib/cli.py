@@ -566,7 +566,9 @@ use_stderr = true
 max_token_size = 255
 
 [database]
-connection = sqlite:///{d}/keystone.db
+# waits up to 30 s for another writer instead of sqlite's 5 (see
+# keystone_init for the write-ahead log)
+connection = sqlite:///{d}/keystone.db?timeout=30
 
 [token]
 provider = fernet
@@ -958,6 +960,15 @@ def keystone_init(cloud, pw):
     if _once(cloud, 'keystone', 'init', init):
         say('keystone database, keys and admin ready (%.1fs)'
             % (time.monotonic() - t))
+    # WAL: token and trust reads no longer block the writer (a trust made
+    # or deleted while clones authenticate); kept by the file once set
+    import sqlite3
+    db = os.path.join(cloud.svc_dir('keystone'), 'keystone.db')
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+            conn.execute('PRAGMA journal_mode=WAL')
+    except sqlite3.OperationalError as e:   # a running keystone holds it
+        say('keystone database left in its journal mode (%s)' % e)
 
 
 _glance_template_lock = threading.Lock()
