@@ -4,8 +4,9 @@ The module starts the local cloud with Ceph once (``LOCALCLOUD_CEPH=
 per-region``: RegionOne's Glance stores in cluster a, RegionTwo's in b,
 thin-provisioned RBD images) with ``tools/localcloud up``, uploads one
 sparse 1 GiB raw image holding 300 MiB of data, and puts the cloud back to
-the file store at the end.  The mixed-stores test (RegionTwo back on its
-file store) comes last: it is the only other topology.
+the file store at the end.  The other topologies come last: mixed stores
+(RegionTwo back on its file store), then one cluster shared by both regions
+(``LOCALCLOUD_CEPH=shared``).
 """
 import contextlib
 import json
@@ -413,3 +414,31 @@ def test_mixed_stores_fall_back_to_http_and_say_why(ceph, tmp_path):
     assert result['os_hash_value'] == src.os_hash_value
     r2 = glance_client(info, 'demo', 'RegionTwo')
     assert b''.join(r2.images.data(result['image_id'])) == data
+
+
+# -- one cluster for both regions (LOCALCLOUD_CEPH=shared) --------------------
+
+def test_one_cluster_shared_by_both_regions_clones_within_it(ceph, tmp_path):
+    info = cloud_up(LOCALCLOUD_CEPH='shared')
+    regions = info['ceph']['regions']
+    assert regions['RegionOne']['cluster'] == \
+        regions['RegionTwo']['cluster'] == 'a'
+    conf = clone_conf(tmp_path)
+    data = os.urandom(3 * MiB)
+    src = upload(info, data, name='rbd-shared-cluster')
+    assert src.stores == 'ceph'
+    rc, out = run_clone(info, conf, src.id)
+    assert rc == 0, out
+    result = out['result']
+    assert result['copy']['strategy'] == 'rbd', result['copy']
+    assert result['os_hash_value'] == src.os_hash_value
+    new = result['image_id']
+    # two RBD images in the one pool, each with Glance's snapshot
+    images = rbd_images(info, 'a')
+    assert images[new] == images[src.id] == ['snap']
+    r2 = glance_client(info, 'demo', 'RegionTwo')
+    assert r2.images.get(new).stores == 'ceph'
+    assert b''.join(r2.images.data(new)) == data
+    r2.images.delete(new)
+    glance_client(info, 'demo', 'RegionOne').images.delete(src.id)
+    assert new not in rbd_images(info, 'a')
