@@ -18,6 +18,7 @@ command, bad option or argument).
 """
 import importlib.metadata
 import logging
+import re
 import sys
 
 from cliff import app as cliff_app
@@ -172,13 +173,32 @@ class Command(cliff_command.Command):
         return self.app.conf(self.opt_modules)
 
 
+#: Characters a terminal acts on instead of showing: C0 and C1 controls
+#: but newline and tab (escape sequences, carriage return, bell),
+#: zero-width and bidirectional marks, overrides and isolates.
+_UNPRINTABLE = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f'
+                          '\u202a-\u202e\u2060-\u2069\ufeff]')
+
+
+def printable(text):
+    """``text`` with every character a terminal would act on written as a
+    visible escape (``\\x1b``, ``\\u202e``): what users named (an image's
+    name in a step's result, a message quoting it) cannot move the
+    operator's cursor, rewrite the screen or reorder what it shows.
+    """
+    return _UNPRINTABLE.sub(
+        lambda m: m.group().encode('unicode_escape').decode('ascii'), text)
+
+
 def for_humans(parsed_args, rows):
     """Rows as given for machine formats (json, yaml: null stays null);
-    for table, value and csv, an empty cell instead of "None".
+    for table, value and csv, an empty cell instead of "None" and every
+    text :func:`printable`.
     """
     if getattr(parsed_args, 'formatter', None) in ('json', 'yaml'):
         return rows
-    return [tuple('' if v is None else v for v in row) for row in rows]
+    return [tuple('' if v is None else printable(v) if isinstance(v, str)
+                  else v for v in row) for row in rows]
 
 
 #: Every command and the class that serves it (``module:Class``), imported

@@ -45,15 +45,13 @@ def _bar(progress, width=30):
 
 
 def _text_table(rows):
-    widths = [max(len(str(h)), *(len(str(r.get(k) if r.get(k) is not None
-                                         else '')) for r in rows))
-              for h, k in zip(SHOW_COLUMNS, SHOW_KEYS)]
-    line = '  '.join(f'{h:{w}}' for h, w in zip(SHOW_COLUMNS, widths))
-    out = [line]
-    for r in rows:
-        out.append('  '.join(
-            f"{'' if r.get(k) is None else str(r.get(k)):{w}}"
-            for k, w in zip(SHOW_KEYS, widths)))
+    cells = [['' if r.get(k) is None else manage.printable(str(r.get(k)))
+              for k in SHOW_KEYS] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in cells))
+              for i, h in enumerate(SHOW_COLUMNS)]
+    out = ['  '.join(f'{h:{w}}' for h, w in zip(SHOW_COLUMNS, widths))]
+    for row in cells:
+        out.append('  '.join(f'{v:{w}}' for v, w in zip(row, widths)))
     return '\n'.join(out)
 
 

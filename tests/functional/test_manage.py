@@ -391,3 +391,24 @@ def test_flow_purge_removes_finished_clones(site):
     assert set(c.values()) <= purged
     r = site.manage('flow', 'show', c['succeeded'], check=False)
     assert r.returncode == 1 and 'no clone' in r.stderr
+
+
+def test_flow_show_of_an_image_a_user_named_with_escapes_is_safe_to_print(
+        site):
+    """Glance takes any name; the operator's terminal gets it escaped."""
+    from tests.unit.test_manage_cli import EVIL_NAME
+    src = upload(site.cloud, os.urandom(64 * 1024), name=EVIL_NAME)
+    assert glance_client(site.cloud, 'demo', 'RegionOne').images.get(
+        src.id).name == EVIL_NAME
+    r = site.manage('clone', '--source-region', 'RegionOne', '--image',
+                    src.id, '--target-region', 'RegionTwo', '--json',
+                    '--no-progress', user='demo')
+    out = json.loads(r.stdout)
+    shown = site.manage('flow', 'show', out['clone_id']).stdout
+    assert 'name=evil\\x1b[2J' in shown
+    assert not set('\x1b\x07\u202e') & set(shown)
+    rows = site.json('flow', 'show', out['clone_id'])
+    # JSON keeps the name as it is (escaped by JSON itself)
+    assert any('name=evil\x1b[2J' in (row['Result'] or '') for row in rows)
+    glance_client(site.cloud, 'demo', 'RegionTwo').images.delete(
+        out['result']['image_id'])

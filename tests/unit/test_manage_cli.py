@@ -152,6 +152,34 @@ def test_flow_show_json_lists_every_step_with_its_state_and_failure(
         ('RUNNING', 'c-1'), ('SUCCESS', 'c-1')]
 
 
+#: An image name as Glance accepts it from any user: a screen clear, a
+#: window title, a bell and a right-to-left override.
+EVIL_NAME = 'evil\x1b[2J\x1b]0;owned\x07\u202eend'
+
+
+def test_flow_show_never_sends_a_users_control_characters_to_the_terminal(
+        conf_file):
+    conf = _conf(conf_file)
+    backend = persistence.get_backend(conf)
+    fd = clones.stored_clone(
+        conf, backend, states={'clone-authorize': 'SUCCESS'},
+        results={'clone-authorize': {'id': 'img-1', 'name': EVIL_NAME}},
+        failures={'clone-check-metadata': clones.failure(
+            f'image {EVIL_NAME} is encrypted')})
+    backend.close()
+    for fmt in ('table', 'value', 'csv'):
+        r = run(conf_file, 'flow', 'show', fd.uuid, '-f', fmt)
+        assert r.returncode == 0, r.stderr
+        assert not set('\x1b\x07\u202e') & set(r.stdout), fmt
+        shown = r.stdout.replace('\\\\', '\\')     # csv doubles a backslash
+        assert '\\x1b[2J\\x1b]0;owned\\x07\\u202eend' in shown, fmt
+    # machine formats keep the data as it is (JSON escapes it)
+    r = run(conf_file, 'flow', 'show', fd.uuid, '-f', 'json')
+    assert '\x1b' not in r.stdout
+    rows = {row['Step']: row for row in json.loads(r.stdout)}
+    assert rows['clone-authorize']['Result'] == f'id=img-1 name={EVIL_NAME}'
+
+
 def test_flow_graph_colours_each_step_by_its_state(conf_file, tmp_path):
     from conductor import flowgraph
     conf = _conf(conf_file)
