@@ -4,11 +4,16 @@
 
 STEP is an atom name (``clone-authorize``...) or ``clone-copy-data@0.5`` (at
 half the bytes).  When the conductor reaches it, MARKER is written and the
-step sleeps until the test kills the process.  Production code is unchanged:
-the task class is wrapped here.
+step sleeps until the test kills the process.  With ``:sigstop`` after STEP
+the conductor instead stops itself there (SIGSTOP, once), mid-step, and goes
+on from that very point when the test sends SIGCONT: a pause that a fast
+copy cannot outrun.  Production code is unchanged: the task class is
+wrapped here.
 """
 import importlib
+import os
 import pathlib
+import signal
 import sys
 import time
 
@@ -36,7 +41,22 @@ def freeze(marker):
         time.sleep(60)
 
 
+def stopper():
+    """A pause that stops the whole process (SIGSTOP) the first time only."""
+    stopped = []
+
+    def stop(marker):
+        if not stopped:
+            stopped.append(True)
+            pathlib.Path(marker).write_text('stopped')
+            os.kill(os.getpid(), signal.SIGSTOP)
+    return stop
+
+
 def install(step, marker):
+    pause = freeze
+    if step.endswith(':sigstop'):
+        step, pause = step[:-len(':sigstop')], stopper()
     if '@' in step:
         step, fraction = step.split('@')
         fraction = float(fraction)
@@ -46,7 +66,7 @@ def install(step, marker):
         def reporter_call(self, done, total, checkpoint=None):
             original(self, done, total, checkpoint)
             if total and done >= fraction * total:
-                freeze(marker)
+                pause(marker)
         copy_data._Reporter.__call__ = reporter_call
         return
     module, cls_name = MODULES[step]
@@ -55,7 +75,7 @@ def install(step, marker):
 
     def execute(self, *args, **kwargs):
         result = original(self, *args, **kwargs)   # the step did its work...
-        freeze(marker)                           # ...and dies before saying so
+        pause(marker)                            # ...and dies before saying so
         return result
     cls.execute = execute
 

@@ -282,10 +282,10 @@ def test_kill_9_during_the_copy_resumes_on_a_database_server(
 def test_sigstop_past_the_session_timeout_then_sigcont(cloud, conductors):
     data = os.urandom(160 * MiB)
     src = upload(cloud, data, name='paused-conductor')
-    conductors.start('a')
+    # a stops itself (SIGSTOP) halfway through the copy
+    marker = conductors.start('a', pause_at=c.COPY_DATA + '@0.5:sigstop')
     clone_id = conductors.post(src.id)
-    wait_for_copy(cloud, src)
-    conductors.signal('a', signal.SIGSTOP)
+    wait_for(marker.exists, what='conductor a to copy')
     time.sleep(SESSION_TIMEOUT + 2)
     conductors.start('b')
     wait_for(lambda: f'Clone {clone_id}: attempt 2' in conductors.log('b'),

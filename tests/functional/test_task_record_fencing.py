@@ -102,12 +102,12 @@ def test_a_paused_conductor_never_rewrites_progress_or_outcome(
     src = upload(cloud, os.urandom(192 * MiB), name='fenced-record')
     token = user_session(cloud, 'demo').get_token()
     with running_api(cloud, tmp_path, conductor=False) as api:
-        a = _conductor(api, 'a')
+        # a stops itself (SIGSTOP) a third into the copy
+        a = _conductor(api, 'a', pause_at='clone-copy-data@0.3:sigstop')
         b = None
         try:
-            task_id = post_and_wait_for_copy(api, token, src,
-                                             'conductor a to copy')
-            a.send_signal(signal.SIGSTOP)
+            task_id = post_clone(api, token, src)
+            _until((api['dir'] / 'a.paused').exists, 'conductor a to copy')
             time.sleep(SESSION_TIMEOUT + 2)
             b = _conductor(api, 'b')
             _until(lambda: f'Clone {task_id}: attempt 2' in _log(api, 'b'),
@@ -115,8 +115,7 @@ def test_a_paused_conductor_never_rewrites_progress_or_outcome(
             # a's upload holds the reserved image 'saving': b waits for it,
             # replaces the image and copies.  Continue a only once b's
             # progress is on the record, so that a's stale figures have
-            # something to overwrite (had a been continued earlier, it could
-            # finish its own upload and leave b nothing to copy).
+            # something to overwrite.
             first = _until(lambda: _progress_of_attempt(
                 _task(api, token, task_id), 2), 'conductor b to copy')
             a.send_signal(signal.SIGCONT)

@@ -3,9 +3,10 @@ conductors' sweep once Keystone answers again.
 
 clone-api and a real conductor (sweep every 2 s); the real Keystone is
 stopped while the clone copies (Glance keeps accepting the tokens it has
-validated, so the clone still ends), then started again.  The conductor is
-held (SIGSTOP, within its ZooKeeper session) while Keystone stops, so a copy
-faster than the stop cannot end the clone with Keystone still up.
+validated, so the clone still ends), then started again.  The conductor
+stops itself mid-copy (SIGSTOP, within its ZooKeeper session) until
+Keystone is down, so a copy faster than the stop cannot end the clone with
+Keystone still up.
 """
 import os
 import signal
@@ -21,7 +22,7 @@ from tests.functional.test_clone_http import MiB
 from tests.functional.test_clone_http import upload
 from tests.functional.test_task_record_fencing import _conductor
 from tests.functional.test_task_record_fencing import _until
-from tests.functional.test_task_record_fencing import post_and_wait_for_copy
+from tests.functional.test_task_record_fencing import post_clone
 
 IDENTITY = {'service_type': 'identity', 'interface': 'public',
             'version': (3, 0)}
@@ -36,12 +37,12 @@ def test_trust_left_by_a_keystone_outage_is_deleted_when_it_is_back(
                      '[jobboard]\nsession_timeout = 30\n') as api:
         conf = opts.new_conf(['--config-file', str(api['conf'])],
                              default_config_files=[], log=False)
-        a = _conductor(api, 'a')
+        # a stops itself (SIGSTOP) a third into the copy
+        a = _conductor(api, 'a', pause_at='clone-copy-data@0.3:sigstop')
         try:
-            task_id = post_and_wait_for_copy(api, token, src,
-                                             'the copy to run')
+            task_id = post_clone(api, token, src)
+            _until((api['dir'] / 'a.paused').exists, 'the copy to run')
             trust_id = db_api.get_task(conf, task_id)['trust_id']
-            a.send_signal(signal.SIGSTOP)
             try:
                 localcloud('stop', 'keystone')
             finally:
